@@ -1,0 +1,51 @@
+/*
+ * domains/pkey.c - the CPU and kernel probe for memory protection keys.
+ *
+ * This is the one file of keyheap that makes pkey system calls.
+ */
+#include "config.h"
+
+#include <cpuid.h>
+#include <pthread.h>
+#include <sys/mman.h>
+
+#include "include/keyheap.h"
+
+/* CPUID leaf 7, subleaf 0, ECX: PKU (the CPU has protection keys) and
+ * OSPKE (the kernel enabled them in CR4). */
+#define CPUID7_ECX_PKU (1u << 3)
+#define CPUID7_ECX_OSPKE (1u << 4)
+
+static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
+static int pku_usable;
+
+static int cpu_has_pku(void)
+{
+    unsigned a, b, c, d;
+    if (__get_cpuid_max(0, NULL) < 7)
+        return 0;
+    __cpuid_count(7, 0, a, b, c, d);
+    (void)a, (void)b, (void)d;
+    return (c & (CPUID7_ECX_PKU | CPUID7_ECX_OSPKE)) == (CPUID7_ECX_PKU | CPUID7_ECX_OSPKE);
+}
+
+static void probe(void)
+{
+    if (!cpu_has_pku())
+        return;
+    /* The CPU and the kernel agree; a key must also be obtainable (valgrind,
+     * a seccomp filter or a full key table can still refuse one). */
+    int key = pkey_alloc(0, 0);
+    if (key < 0)
+        return;
+    /* pkey_free(0) succeeds and would hand key 0 out later: never free it. */
+    if (key != 0)
+        pkey_free(key);
+    pku_usable = key > 0;
+}
+
+KEYHEAP_API int keyheap_pku_supported(void)
+{
+    pthread_once(&probe_once, probe);
+    return pku_usable;
+}
