@@ -12,7 +12,6 @@
 #include <malloc.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include "alloc/malloc.h"
 #include "include/keyheap.h"
@@ -64,7 +63,11 @@ KEYHEAP_API void *realloc(void *p, size_t size)
         kh_je_free(p);
         return NULL;
     }
-    return kh_je_realloc(p, size);
+    void *q = kh_je_realloc(p, size);
+    /* jemalloc leaves errno alone when the size is past its largest class. */
+    if (__builtin_expect(q == NULL, 0))
+        errno = ENOMEM;
+    return q;
 }
 
 KEYHEAP_API void *reallocarray(void *p, size_t n, size_t size)

@@ -1,0 +1,44 @@
+/*
+ * tests/khtest.h - small helpers shared by keyheap's Check tests.
+ */
+#ifndef KH_TESTS_KHTEST_H
+#define KH_TESTS_KHTEST_H
+
+#include <check.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The value of environment variable name; the test fails when it is unset
+ * (make check sets KEYHEAP_LIB, KEYHEAP_SRCDIR, KEYHEAP_BUILDDIR, ...). */
+const char *kht_env(const char *name);
+
+/* Runs argv[0] (looked up in PATH) with stdin from in_path (NULL: /dev/null),
+ * stdout to out_path and stderr to err_path (NULL: inherited).  When preload
+ * is not NULL the child gets LD_PRELOAD=preload; extra_env is a
+ * NULL-terminated list of "NAME=value" strings added to the environment (or
+ * NULL).  Returns the raw wait status. */
+int kht_run(char *const argv[], const char *preload, char *const extra_env[],
+            const char *in_path, const char *out_path, const char *err_path);
+
+/* Reads a whole file into a NUL-terminated heap buffer; *len gets its size.
+ * The test fails when the file cannot be read. */
+char *kht_slurp(const char *path, size_t *len);
+
+/* A fresh directory under $TMPDIR (or /tmp) that kht_cleanup() removes. */
+const char *kht_tmpdir(void);
+void kht_cleanup(void);
+
+/* The resident set size of this process, in bytes, from /proc/self/statm. */
+size_t kht_rss(void);
+
+/* Runs a Check suite with CK_NORMAL output; the process exit status. */
+int kht_main(Suite *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KH_TESTS_KHTEST_H */
