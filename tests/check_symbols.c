@@ -1,0 +1,132 @@
+/*
+ * tests/check_symbols.c - what libkeyheap.so exports and links.
+ *
+ * KEYHEAP_LIB names the library to inspect: the build tree's during
+ * make check, the installed one during make installcheck.
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "tests/khtest.h"
+
+#define MAX_SYMS 512
+
+struct symlist {
+    char *names[MAX_SYMS];
+    size_t n;
+};
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Parses "nm -D --defined-only" output: "<addr> <type> <name>" lines. */
+static void exported(struct symlist *out)
+{
+    const char *dir = kht_tmpdir();
+    char path[4096];
+    snprintf(path, sizeof path, "%s/nm.out", dir);
+    char *argv[] = {(char *)kht_env("KEYHEAP_NM"), "-D", "--defined-only",
+                    (char *)kht_env("KEYHEAP_LIB"), NULL};
+    int status = kht_run(argv, NULL, NULL, NULL, path, NULL);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "nm failed on %s", argv[3]);
+    char *text = kht_slurp(path, NULL);
+    out->n = 0;
+    for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        char addr[64], type[8], name[512];
+        if (sscanf(line, "%63s %7s %511s", addr, type, name) == 3) {
+            ck_assert_uint_lt(out->n, MAX_SYMS);
+            out->names[out->n++] = strdup(name);
+        }
+    }
+    qsort(out->names, out->n, sizeof out->names[0], by_name);
+}
+
+static void approved(struct symlist *out)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/exported-symbols.txt", kht_env("KEYHEAP_SRCDIR"));
+    char *text = kht_slurp(path, NULL);
+    out->n = 0;
+    for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n"))
+        if (line[0] != '\0' && line[0] != '#')
+            out->names[out->n++] = strdup(line);
+    qsort(out->names, out->n, sizeof out->names[0], by_name);
+}
+
+static int contains(const struct symlist *l, const char *name)
+{
+    return bsearch(&name, l->names, l->n, sizeof l->names[0], by_name) != NULL;
+}
+
+START_TEST(test_exported_symbols_are_exactly_the_approved_list)
+{
+    struct symlist have, want;
+    exported(&have);
+    approved(&want);
+    ck_assert_uint_gt(want.n, 30);
+    int bad = 0;
+    for (size_t i = 0; i < have.n; i++)
+        if (!contains(&want, have.names[i])) {
+            fprintf(stderr, "exported but not approved: %s\n", have.names[i]);
+            bad++;
+        }
+    for (size_t i = 0; i < want.n; i++)
+        if (!contains(&have, want.names[i])) {
+            fprintf(stderr, "approved but not exported: %s\n", want.names[i]);
+            bad++;
+        }
+    ck_assert_msg(bad == 0, "%d symbols differ from tests/exported-symbols.txt", bad);
+    kht_cleanup();
+}
+END_TEST
+
+START_TEST(test_no_jemalloc_symbol_is_exported)
+{
+    static const char *const jemalloc_only[] = {
+        "mallocx", "rallocx", "xallocx", "sallocx", "dallocx", "sdallocx", "nallocx",
+        "mallctl", "mallctlnametomib", "mallctlbymib", "malloc_stats_print",
+        "malloc_conf", "malloc_message",
+    };
+    struct symlist have;
+    exported(&have);
+    ck_assert_uint_gt(have.n, 0);
+    for (size_t i = 0; i < have.n; i++) {
+        ck_assert_msg(strncmp(have.names[i], "je_", 3) != 0, "%s is exported", have.names[i]);
+        ck_assert_msg(strstr(have.names[i], "kh_je_") == NULL, "%s is exported", have.names[i]);
+    }
+    for (size_t i = 0; i < sizeof jemalloc_only / sizeof jemalloc_only[0]; i++)
+        ck_assert_msg(!contains(&have, jemalloc_only[i]), "%s is exported", jemalloc_only[i]);
+    kht_cleanup();
+}
+END_TEST
+
+START_TEST(test_library_does_not_load_libjemalloc)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/ldd.out", kht_tmpdir());
+    char *argv[] = {"ldd", (char *)kht_env("KEYHEAP_LIB"), NULL};
+    int status = kht_run(argv, NULL, NULL, NULL, path, NULL);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "ldd failed");
+    char *text = kht_slurp(path, NULL);
+    /* The twin of the assertion below: ldd did list the libraries. */
+    ck_assert_ptr_nonnull(strstr(text, "libc.so.6"));
+    ck_assert_msg(strstr(text, "jemalloc") == NULL, "ldd lists jemalloc:\n%s", text);
+    kht_cleanup();
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("symbols");
+    TCase *tc = tcase_create("exports");
+    tcase_add_test(tc, test_exported_symbols_are_exactly_the_approved_list);
+    tcase_add_test(tc, test_no_jemalloc_symbol_is_exported);
+    tcase_add_test(tc, test_library_does_not_load_libjemalloc);
+    suite_add_tcase(s, tc);
+    return kht_main(s);
+}
