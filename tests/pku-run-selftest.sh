@@ -1,0 +1,109 @@
+#!/bin/sh
+# tests/pku-run-selftest.sh: proves that tools/pku-run passes a program's
+# arguments, environment, working directory, stdout, stderr and exact exit
+# status through, in the QEMU machine and (where the CPU has PKU) natively,
+# and that it fails with a `keyheap: pku-run:` message instead of hanging.
+#
+# make check runs it from the top build folder, with $srcdir set.
+# Override: PKU_EXIT_STATUS=path/to/tests/pku_exit_status.
+
+srcdir=${srcdir:-$(dirname "$0")/..}
+pku_run="$srcdir/tools/pku-run"
+program=${PKU_EXIT_STATUS:-tests/pku_exit_status}
+work=$(mktemp -d "${TMPDIR:-/tmp}/pku-run-selftest.XXXXXX") || exit 99
+trap 'rm -rf "$work"' EXIT
+
+passed=0
+failed=0
+
+pass() { passed=$((passed + 1)); echo "PASS: $*"; }
+fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
+
+# run NAME RUNNER STATUS [ARGS...]: runs the program in the background;
+# its stdout, stderr and exit status land in $work/NAME.{out,err,status}.
+run() {
+	name=$1 runner=$2
+	shift 2
+	(
+		KEYHEAP_PKU_RUNNER=$runner KEYHEAP_SELFTEST_VALUE="x y 'z'" \
+			bash "$pku_run" "$program" "$@" \
+			>"$work/$name.out" 2>"$work/$name.err"
+		echo $? >"$work/$name.status"
+	) &
+}
+
+# expect NAME STATUS ARGS...: checks one run against what the program
+# must have printed.
+expect() {
+	name=$1 status=$2
+	shift 2
+	{
+		echo 'stdout line'
+		for arg in "$@"; do printf 'arg: [%s]\n' "$arg"; done
+		echo "env: [x y 'z']"
+		echo "cwd: [$(pwd -P)]"
+	} >"$work/$name.want"
+	got=$(cat "$work/$name.status")
+	if [ "$got" = "$status" ]; then
+		pass "$name: exit status $status"
+	else
+		fail "$name: exit status $got, wanted $status"
+		cat "$work/$name.err"
+	fi
+	if cmp -s "$work/$name.want" "$work/$name.out"; then
+		pass "$name: stdout passes through"
+	else
+		fail "$name: stdout differs"
+		diff "$work/$name.want" "$work/$name.out"
+	fi
+	# The one run that downloads the kernel says so; nothing else may be added.
+	if [ "$(grep -v '^keyheap: pku-run: fetching the kernel' "$work/$name.err")" = 'stderr line' ]; then
+		pass "$name: stderr passes through"
+	else
+		fail "$name: stderr is not just 'stderr line':"
+		cat "$work/$name.err"
+	fi
+}
+
+if grep -qw pku /proc/cpuinfo && grep -qw ospke /proc/cpuinfo; then
+	modes='qemu native'
+else
+	modes=qemu
+fi
+
+# The runs of one mode go in parallel: quicker, and on a cold cache they
+# also prove that parallel runs share one kernel download.
+# shellcheck disable=SC2016 # '$HOME *' must reach the program unexpanded
+for mode in $modes; do
+	run "$mode-0" "$mode" 0
+	run "$mode-3" "$mode" 3 'two words' "it's" '' '$HOME *'
+	run "$mode-abort" "$mode" abort
+	wait
+	expect "$mode-0" 0
+	expect "$mode-3" 3 'two words' "it's" '' '$HOME *'
+	expect "$mode-abort" 134
+done
+
+if [ "$modes" = qemu ]; then
+	KEYHEAP_PKU_RUNNER=native bash "$pku_run" "$program" 0 >/dev/null 2>"$work/native.err"
+	status=$?
+	if [ $status = 99 ] && grep -q '^keyheap: pku-run: .*no PKU' "$work/native.err"; then
+		pass "native without PKU fails clearly"
+	else
+		fail "native without PKU: status $status, stderr:"
+		cat "$work/native.err"
+	fi
+fi
+
+# A machine that cannot finish in time is killed, with a message.
+KEYHEAP_PKU_RUNNER=qemu KEYHEAP_PKU_TIMEOUT=2 bash "$pku_run" sleep 60 >/dev/null 2>"$work/timeout.err"
+status=$?
+if [ $status = 99 ] && grep -q '^keyheap: pku-run: .*KEYHEAP_PKU_TIMEOUT' "$work/timeout.err"; then
+	pass "a machine that runs too long is killed"
+else
+	fail "timeout: status $status, stderr:"
+	cat "$work/timeout.err"
+fi
+
+echo "$passed passed, $failed failed"
+[ $failed = 0 ]
