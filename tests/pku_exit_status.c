@@ -18,22 +18,22 @@
 
 int main(int argc, char **argv)
 {
-	char cwd[PATH_MAX];
-	const char *value = getenv("KEYHEAP_SELFTEST_VALUE");
+    char cwd[PATH_MAX];
+    const char *value = getenv("KEYHEAP_SELFTEST_VALUE");
 
-	if (argc < 2) {
-		fputs("usage: pku_exit_status STATUS|abort [ARGS...]\n", stderr);
-		return 2;
-	}
-	printf("stdout line\n");
-	for (int i = 2; i < argc; i++)
-		printf("arg: [%s]\n", argv[i]);
-	printf("env: [%s]\n", value ? value : "(unset)");
-	printf("cwd: [%s]\n", getcwd(cwd, sizeof(cwd)) ? cwd : "(unknown)");
-	fputs("stderr line\n", stderr);
-	/* abort() does not flush stdio, and the output must get out first. */
-	fflush(NULL);
-	if (strcmp(argv[1], "abort") == 0)
-		abort();
-	return atoi(argv[1]);
+    if (argc < 2) {
+        fputs("usage: pku_exit_status STATUS|abort [ARGS...]\n", stderr);
+        return 2;
+    }
+    printf("stdout line\n");
+    for (int i = 2; i < argc; i++)
+        printf("arg: [%s]\n", argv[i]);
+    printf("env: [%s]\n", value ? value : "(unset)");
+    printf("cwd: [%s]\n", getcwd(cwd, sizeof(cwd)) ? cwd : "(unknown)");
+    fputs("stderr line\n", stderr);
+    /* abort() does not flush stdio, and the output must get out first. */
+    fflush(NULL);
+    if (strcmp(argv[1], "abort") == 0)
+        abort();
+    return atoi(argv[1]);
 }
