@@ -15,6 +15,7 @@
 #ifndef KH_ALLOC_JE_H
 #define KH_ALLOC_JE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #ifdef __cplusplus
@@ -30,6 +31,8 @@ KHI_JE void *kh_je_calloc(size_t n, size_t size);
 KHI_JE void *kh_je_realloc(void *p, size_t size);
 KHI_JE void kh_je_free(void *p);
 KHI_JE void *kh_je_mallocx(size_t size, int flags);
+KHI_JE void *kh_je_rallocx(void *p, size_t size, int flags);
+KHI_JE size_t kh_je_xallocx(void *p, size_t size, size_t extra, int flags);
 KHI_JE void kh_je_dallocx(void *p, int flags);
 KHI_JE void kh_je_sdallocx(void *p, size_t size, int flags);
 KHI_JE size_t kh_je_malloc_usable_size(const void *p);
@@ -37,8 +40,50 @@ KHI_JE size_t kh_je_nallocx(size_t size, int flags);
 KHI_JE int kh_je_mallctl(const char *name, void *oldp, size_t *oldlenp,
                          void *newp, size_t newlen);
 
-/* mallocx() flags: log2 of the alignment in the low bits. */
+/* mallocx() flags: log2 of the alignment in the low bits, zeroing, an
+ * explicit thread cache (or none) and an explicit arena. */
 #define KHI_JE_LG_ALIGN(la) ((int)(la))
+#define KHI_JE_ZERO ((int)0x40)
+#define KHI_JE_TCACHE(tc) ((int)(((tc) + 2) << 8))
+#define KHI_JE_TCACHE_NONE KHI_JE_TCACHE(-1)
+#define KHI_JE_ARENA(a) ((int)(((a) + 1) << 20))
+
+/* Extent hooks (jemalloc(3), "arena.<i>.extent_hooks"): every call that
+ * gets or returns address space for an arena.  Functions returning bool
+ * return true on error (or to refuse). */
+typedef struct khi_extent_hooks khi_extent_hooks_t;
+struct khi_extent_hooks {
+    void *(*alloc)(khi_extent_hooks_t *, void *new_addr, size_t size, size_t alignment,
+                   bool *zero, bool *commit, unsigned arena_ind);
+    bool (*dalloc)(khi_extent_hooks_t *, void *addr, size_t size, bool committed,
+                   unsigned arena_ind);
+    void (*destroy)(khi_extent_hooks_t *, void *addr, size_t size, bool committed,
+                    unsigned arena_ind);
+    bool (*commit)(khi_extent_hooks_t *, void *addr, size_t size, size_t offset, size_t length,
+                   unsigned arena_ind);
+    bool (*decommit)(khi_extent_hooks_t *, void *addr, size_t size, size_t offset,
+                     size_t length, unsigned arena_ind);
+    bool (*purge_lazy)(khi_extent_hooks_t *, void *addr, size_t size, size_t offset,
+                       size_t length, unsigned arena_ind);
+    bool (*purge_forced)(khi_extent_hooks_t *, void *addr, size_t size, size_t offset,
+                         size_t length, unsigned arena_ind);
+    bool (*split)(khi_extent_hooks_t *, void *addr, size_t size, size_t size_a, size_t size_b,
+                  bool committed, unsigned arena_ind);
+    bool (*merge)(khi_extent_hooks_t *, void *addr_a, size_t size_a, void *addr_b,
+                  size_t size_b, bool committed, unsigned arena_ind);
+};
+
+/*
+ * khi_je_arena_create - a new arena whose user extents all come from hooks
+ * while its metadata stays on ordinary pages.  Returns true on error.
+ * khi_je_arena_destroy - frees everything of the arena (extents go back
+ * through its hooks); its index may be reused.  Returns true on error.
+ * khi_je_tcache_create / _destroy - explicit thread caches.
+ */
+KHI_HIDDEN bool khi_je_arena_create(khi_extent_hooks_t *hooks, unsigned *arena);
+KHI_HIDDEN bool khi_je_arena_destroy(unsigned arena);
+KHI_HIDDEN bool khi_je_tcache_create(unsigned *tcache);
+KHI_HIDDEN void khi_je_tcache_destroy(unsigned tcache);
 
 #ifdef __cplusplus
 }

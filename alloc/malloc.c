@@ -1,10 +1,13 @@
 /*
- * alloc/malloc.c - the exported malloc family.
+ * alloc/malloc.c - the exported malloc family and keyheap's explicit
+ * allocation API.
  *
- * Each function is a thin wrapper that gives glibc's documented edge cases
- * (see include/keyheap.h) and then calls the private jemalloc directly.  The
- * wrappers for malloc and free compile to a tail jump: keyheap adds no work
- * of its own to the default heap's fast path.
+ * Each function gives glibc's documented edge cases (see include/keyheap.h)
+ * and routes the call: allocations go to this thread's malloc target (the
+ * innermost domain it entered, or the default heap), frees and resizes
+ * follow the pointer (inside the domain span: that domain's heap).  On the
+ * default heap's path that costs one thread-local load and test in malloc
+ * and one subtraction and test in free before jumping into jemalloc.
  */
 #include "config.h"
 
@@ -13,11 +16,14 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "alloc/heap.h"
 #include "alloc/malloc.h"
-#include "include/keyheap.h"
+#include "domains/fatal.h"
 
 /* The page size of x86-64 Linux; valloc and pvalloc align to it. */
 #define KH_PAGE ((size_t)4096)
+
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 static inline int is_pow2(size_t x)
 {
@@ -26,6 +32,13 @@ static inline int is_pow2(size_t x)
 
 void *khi_alloc_aligned(size_t align, size_t size)
 {
+    struct keyheap_domain *d = khi_target();
+    if (UNLIKELY(d != NULL)) {
+        int saved = errno;
+        void *p = khi_domain_alloc(d, size, align, false);
+        errno = saved;
+        return p;
+    }
     /* mallocx() leaves size 0 undefined; every other entry returns a unique
      * pointer for it, so this one does too. */
     return kh_je_mallocx(size ? size : 1, khi_align_flags(align));
@@ -40,32 +53,66 @@ static void *alloc_aligned_errno(size_t align, size_t size)
     return p;
 }
 
+void *khi_malloc(size_t size)
+{
+    struct keyheap_domain *d = khi_target();
+    if (UNLIKELY(d != NULL))
+        return khi_domain_alloc(d, size, 1, false);
+    return kh_je_malloc(size);
+}
+
+void khi_free(void *p)
+{
+    if (UNLIKELY(khi_in_span(p))) {
+        khi_domain_free(p);
+        return;
+    }
+    kh_je_free(p);
+}
+
 KEYHEAP_API void *malloc(size_t size)
 {
-    return kh_je_malloc(size);
+    return khi_malloc(size);
 }
 
 KEYHEAP_API void free(void *p)
 {
-    kh_je_free(p);
+    khi_free(p);
+}
+
+static void *calloc_in(struct keyheap_domain *d, size_t n, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return khi_domain_alloc(d, total, 1, true);
 }
 
 KEYHEAP_API void *calloc(size_t n, size_t size)
 {
+    struct keyheap_domain *d = khi_target();
+    if (UNLIKELY(d != NULL))
+        return calloc_in(d, n, size);
     /* jemalloc checks n * size for overflow and sets ENOMEM. */
     return kh_je_calloc(n, size);
 }
 
 KEYHEAP_API void *realloc(void *p, size_t size)
 {
+    if (p == NULL)
+        return khi_malloc(size);
     /* glibc: realloc(p, 0) frees p and returns NULL, errno untouched. */
-    if (size == 0 && p != NULL) {
-        kh_je_free(p);
+    if (size == 0) {
+        khi_free(p);
         return NULL;
     }
+    if (UNLIKELY(khi_in_span(p)))
+        return khi_domain_realloc(p, size);
     void *q = kh_je_realloc(p, size);
     /* jemalloc leaves errno alone when the size is past its largest class. */
-    if (__builtin_expect(q == NULL, 0))
+    if (UNLIKELY(q == NULL))
         errno = ENOMEM;
     return q;
 }
@@ -108,7 +155,7 @@ KEYHEAP_API void *memalign(size_t align, size_t size)
     /* glibc's rules: small alignments are malloc's, an alignment that is not
      * a power of two is rounded up to one, one too big to round is EINVAL. */
     if (align <= 16)
-        return kh_je_malloc(size);
+        return khi_malloc(size);
     if (align > SIZE_MAX / 2 + 1) {
         errno = EINVAL;
         return NULL;
@@ -135,5 +182,55 @@ KEYHEAP_API void *pvalloc(size_t size)
 
 KEYHEAP_API size_t malloc_usable_size(void *p)
 {
-    return p == NULL ? 0 : kh_je_malloc_usable_size(p);
+    if (p == NULL)
+        return 0;
+    if (UNLIKELY(khi_in_span(p)))
+        return khi_domain_usable(p);
+    return kh_je_malloc_usable_size(p);
+}
+
+/* ------------------------------------------------ explicit allocation */
+
+KEYHEAP_API void *keyheap_malloc(keyheap_domain_t *d, size_t size)
+{
+    if (d == NULL)
+        return kh_je_malloc(size);
+    return khi_domain_alloc(khi_domain_check(d, "keyheap_malloc"), size, 1, false);
+}
+
+KEYHEAP_API void *keyheap_calloc(keyheap_domain_t *d, size_t n, size_t size)
+{
+    if (d == NULL)
+        return kh_je_calloc(n, size);
+    return calloc_in(khi_domain_check(d, "keyheap_calloc"), n, size);
+}
+
+KEYHEAP_API void *keyheap_aligned_alloc(keyheap_domain_t *d, size_t align, size_t size)
+{
+    if (!is_pow2(align)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (d == NULL) {
+        void *p = kh_je_mallocx(size ? size : 1, khi_align_flags(align));
+        if (p == NULL)
+            errno = ENOMEM;
+        return p;
+    }
+    return khi_domain_alloc(khi_domain_check(d, "keyheap_aligned_alloc"), size, align, false);
+}
+
+KEYHEAP_API void *keyheap_realloc(void *p, size_t size)
+{
+    return realloc(p, size);
+}
+
+KEYHEAP_API void keyheap_free(void *p)
+{
+    khi_free(p);
+}
+
+KEYHEAP_API size_t keyheap_usable_size(const void *p)
+{
+    return malloc_usable_size((void *)p);
 }

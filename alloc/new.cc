@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <new>
 
+#include "alloc/heap.h"
 #include "alloc/malloc.h"
 
 #define KH_EXPORT __attribute__((visibility("default")))
@@ -17,7 +18,7 @@ namespace {
 
 void *try_alloc(std::size_t size, std::size_t align)
 {
-    return align == 0 ? kh_je_malloc(size) : khi_alloc_aligned(align, size);
+    return align == 0 ? khi_malloc(size) : khi_alloc_aligned(align, size);
 }
 
 /* The failure path, out of line so the fast path stays a call and a test. */
@@ -53,26 +54,34 @@ inline void *alloc_nothrow(std::size_t size, std::size_t align) noexcept
     }
 }
 
+/* Domain blocks are freed by address, through the domain's heap; the
+ * default heap's get jemalloc's sized free, which skips a size lookup. */
 inline void dealloc(void *p) noexcept
 {
-    kh_je_free(p);
+    khi_free(p);
 }
 
 inline void dealloc_sized(void *p, std::size_t size) noexcept
 {
-    if (p != nullptr)
+    if (__builtin_expect(khi_in_span(p), 0))
+        khi_domain_free(p);
+    else if (p != nullptr)
         kh_je_sdallocx(p, size, 0);
 }
 
 inline void dealloc_aligned(void *p, std::size_t align) noexcept
 {
-    if (p != nullptr)
+    if (__builtin_expect(khi_in_span(p), 0))
+        khi_domain_free(p);
+    else if (p != nullptr)
         kh_je_dallocx(p, khi_align_flags(align));
 }
 
 inline void dealloc_sized_aligned(void *p, std::size_t size, std::size_t align) noexcept
 {
-    if (p != nullptr)
+    if (__builtin_expect(khi_in_span(p), 0))
+        khi_domain_free(p);
+    else if (p != nullptr)
         kh_je_sdallocx(p, size, khi_align_flags(align));
 }
 

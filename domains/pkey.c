@@ -1,14 +1,17 @@
 /*
- * domains/pkey.c - the CPU and kernel probe for memory protection keys.
- *
- * This is the one file of keyheap that makes pkey system calls.
+ * domains/pkey.c - the CPU and kernel probe for memory protection keys, and
+ * the key system calls.  This is the one file of keyheap that makes them.
  */
 #include "config.h"
 
 #include <cpuid.h>
+#include <errno.h>
 #include <pthread.h>
 #include <sys/mman.h>
 
+#include "domains/conf.h"
+#include "domains/fatal.h"
+#include "domains/pkey.h"
 #include "include/keyheap.h"
 
 /* CPUID leaf 7, subleaf 0, ECX: PKU (the CPU has protection keys) and
@@ -31,7 +34,7 @@ static int cpu_has_pku(void)
 
 static void probe(void)
 {
-    if (!cpu_has_pku())
+    if (!khi_conf_get()->pku || !cpu_has_pku())
         return;
     /* The CPU and the kernel agree; a key must also be obtainable (valgrind,
      * a seccomp filter or a full key table can still refuse one). */
@@ -44,8 +47,39 @@ static void probe(void)
     pku_usable = key > 0;
 }
 
-KEYHEAP_API int keyheap_pku_supported(void)
+int khi_pku_usable(void)
 {
     pthread_once(&probe_once, probe);
     return pku_usable;
+}
+
+KEYHEAP_API int keyheap_pku_supported(void)
+{
+    return khi_pku_usable();
+}
+
+int khi_pkey_alloc(void)
+{
+    int key = pkey_alloc(0, PKEY_DISABLE_ACCESS);
+    if (key == 0)
+        khi_fatal("pkey_alloc returned key 0, the default key: something freed it; "
+                  "refusing to hand out memory everyone can read",
+                  (char *)NULL);
+    return key;
+}
+
+void khi_pkey_free(int key)
+{
+    if (key > 0 && pkey_free(key) != 0) {
+        char buf[24];
+        khi_fatal("pkey_free(", khi_dec(buf, (unsigned long)key), ") failed: key table corrupt",
+                  (char *)NULL);
+    }
+}
+
+_Bool khi_pkey_mprotect(void *addr, size_t len, int prot, int key)
+{
+    if (key < 0)
+        return mprotect(addr, len, prot) != 0;
+    return pkey_mprotect(addr, len, prot, key) != 0;
 }

@@ -5,7 +5,9 @@
  *
  *   LD_PRELOAD=/usr/local/lib/libkeyheap.so ./demo
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <dlfcn.h>
 #include <malloc.h>
 #include <pthread.h>

@@ -65,13 +65,277 @@ KEYHEAP_API const char *keyheap_version(void);
  * keyheap_pku_supported - whether this process can have hardware-protected
  * domains.
  *
- * Returns 1 when the CPU has PKU, the kernel enabled it (OSPKE) and a
+ * Returns 1 when the CPU has PKU, the kernel enabled it (OSPKE), a
  * protection key can actually be allocated (pkey_alloc succeeds; valgrind,
- * for one, makes it fail), 0 otherwise.  The answer is computed once and
- * cached; the probe allocates one key and frees it again.  Never executes
- * RDPKRU or WRPKRU when the answer is 0.
+ * for one, makes it fail) and KEYHEAP_CONF does not say pku:off; 0
+ * otherwise.  The answer is computed once and cached.  When it is 0, keyheap
+ * never executes RDPKRU or WRPKRU.
  */
 KEYHEAP_API KEYHEAP_NODISCARD int keyheap_pku_supported(void);
+
+/* ==================================================================== domains
+ *
+ * A domain is a heap of its own whose pages carry a protection key of their
+ * own.  Outside the domain, every load or store to its memory faults
+ * (SIGSEGV, si_code SEGV_PKUERR); a thread that has entered the domain reads
+ * and writes it at full speed.  Entering and leaving is a few instructions
+ * (RDPKRU, WRPKRU and a thread-local stack), no system call.
+ *
+ * WARNING: a domain protects memory from code running in threads that have
+ * not entered it.  It does not protect against code that can execute WRPKRU
+ * itself, against the kernel's own paths that ignore PKRU (/proc/self/mem,
+ * process_vm_readv, ptrace, io_uring workers), or secrets the program copies
+ * out of the domain (onto the stack, into registers, into other heaps).
+ */
+typedef struct keyheap_domain keyheap_domain_t;
+
+/* Flags of keyheap_domain_create. */
+#define KEYHEAP_NOSCRUB 0x1u     /* do not zero blocks on free (zeroing is the default) */
+#define KEYHEAP_MLOCK 0x2u       /* lock the domain's pages in memory (no swap) */
+#define KEYHEAP_WIPEONFORK 0x4u  /* a fork child sees the domain's memory as zeros */
+#define KEYHEAP_STRICT 0x8u      /* abort when a thread outside the domain frees its memory */
+
+/* The longest domain name, without its terminating NUL. */
+#define KEYHEAP_NAME_MAX 63
+
+/*
+ * keyheap_domain_create - a new domain with its own heap and protection key.
+ *
+ * name: a non-empty string of at most KEYHEAP_NAME_MAX bytes, copied; it
+ * names the domain in every message keyheap prints.  flags: KEYHEAP_* flags
+ * above, or 0.
+ *
+ * Returns the domain, or NULL with errno:
+ *   EINVAL        name is NULL or empty, or flags has an unknown bit;
+ *   ENAMETOOLONG  name is longer than KEYHEAP_NAME_MAX;
+ *   ENOSPC        no protection key (the CPU has 15, other code in the
+ *                 process may hold some) or no domain slot is left;
+ *   ENOTSUP       the CPU or kernel has no usable protection keys (or
+ *                 KEYHEAP_CONF says pku:off) and KEYHEAP_CONF does not say
+ *                 unprotected:true; a "keyheap: ..." hint is printed once;
+ *   ENOMEM        the address space for the domain heaps cannot be reserved.
+ * With KEYHEAP_CONF=unprotected:true on such a machine, the domain is a
+ * separate heap without hardware protection and keyheap_domain_pkey
+ * returns -1.
+ *
+ * Thread-safe.
+ */
+KEYHEAP_API KEYHEAP_NODISCARD keyheap_domain_t *keyheap_domain_create(const char *name,
+                                                                      unsigned flags);
+
+/*
+ * keyheap_domain_destroy - frees every object of d, releases its memory and
+ * then its protection key.
+ *
+ * Returns 0, or -1 with errno EBUSY when some thread is inside d (between
+ * keyheap_enter(d) or keyheap_enter_ro(d) and the matching keyheap_leave);
+ * then nothing changed.  On success every page d ever had is discarded and
+ * mapped PROT_NONE before the key is freed, so a stale pointer into d faults
+ * and a later domain that receives the same key can never see d's data.
+ * Destroying a destroyed domain, or using its handle afterwards, aborts with a
+ * "keyheap: ..." message wherever keyheap can tell (until the handle's slot
+ * is reused by a later domain).
+ *
+ * WARNING: pointers into d are dangling afterwards, exactly as after free().
+ *
+ * Thread-safe, but no thread may use d (allocate, free, enter) concurrently.
+ */
+KEYHEAP_API int keyheap_domain_destroy(keyheap_domain_t *d);
+
+/* keyheap_domain_name - d's name, as given to keyheap_domain_create. */
+KEYHEAP_API KEYHEAP_NODISCARD const char *keyheap_domain_name(const keyheap_domain_t *d);
+
+/* keyheap_domain_pkey - d's protection key (1..15), or -1 when d is an
+ * unprotected domain. */
+KEYHEAP_API KEYHEAP_NODISCARD int keyheap_domain_pkey(const keyheap_domain_t *d);
+
+/*
+ * keyheap_domain_of - the domain whose heap holds address p, or NULL when p
+ * is in the default heap or not keyheap's at all.  O(1), no lock.
+ */
+KEYHEAP_API KEYHEAP_NODISCARD keyheap_domain_t *keyheap_domain_of(const void *p);
+
+/*
+ * keyheap_current - this thread's malloc target: the innermost domain it
+ * entered with keyheap_enter, or NULL (the default heap).
+ */
+KEYHEAP_API KEYHEAP_NODISCARD keyheap_domain_t *keyheap_current(void);
+
+/*
+ * Explicit allocation.  keyheap_malloc(d, n), keyheap_calloc(d, n, size) and
+ * keyheap_aligned_alloc(d, alignment, size) allocate in d, or in the default
+ * heap when d is NULL, whatever domain the calling thread is in; they work
+ * from outside d (keyheap opens d's key for itself where it must write, as
+ * calloc does).  They return NULL with errno ENOMEM when memory is short or
+ * the size overflows, and keyheap_aligned_alloc returns NULL with EINVAL
+ * when alignment is not a power of two.  A size of 0 gives a unique pointer.
+ *
+ * keyheap_realloc(p, size) resizes p within p's own heap (p's domain, or the
+ * default heap); realloc(NULL, size) allocates in this thread's malloc target.
+ * keyheap_free(p) and keyheap_usable_size(p) work on any pointer keyheap
+ * returned, from any thread, inside or outside p's domain.
+ *
+ * The ordinary malloc family does the same by address: free, realloc and
+ * malloc_usable_size follow the pointer; malloc, calloc, posix_memalign,
+ * aligned_alloc, memalign, valloc, pvalloc, C++ new (and libc functions that
+ * allocate, such as strdup) allocate in keyheap_current().
+ *
+ * Thread-safe.
+ */
+KEYHEAP_API KEYHEAP_NODISCARD void *keyheap_malloc(keyheap_domain_t *d, size_t size);
+KEYHEAP_API KEYHEAP_NODISCARD void *keyheap_calloc(keyheap_domain_t *d, size_t n, size_t size);
+KEYHEAP_API KEYHEAP_NODISCARD void *keyheap_aligned_alloc(keyheap_domain_t *d, size_t alignment,
+                                                          size_t size);
+KEYHEAP_API KEYHEAP_NODISCARD void *keyheap_realloc(void *p, size_t size);
+KEYHEAP_API void keyheap_free(void *p);
+KEYHEAP_API KEYHEAP_NODISCARD size_t keyheap_usable_size(const void *p);
+
+/*
+ * keyheap_audit - compares this thread's PKRU register with what its domain
+ * stack says it must be, for keyheap's own keys.
+ *
+ * Returns the number of keyheap keys whose rights differ (0 when all agree).
+ * With flags KEYHEAP_AUDIT_REPAIR the register is set back to the shadow.
+ * Returns 0 when domains are not hardware-protected.
+ */
+#define KEYHEAP_AUDIT_REPAIR 0x1u
+KEYHEAP_API int keyheap_audit(unsigned flags);
+
+/* ============================================================ enter / leave
+ *
+ * keyheap_enter(d) opens d for reading and writing in this thread, on top of
+ * whatever is open already, and makes d the target of malloc; keyheap_leave(d)
+ * restores exactly the state before the matching enter.  keyheap_enter_ro(d)
+ * opens d read-only (a domain already open for writing stays writable) and
+ * leaves the malloc target alone.  Enters nest, last in first out, up to
+ * KEYHEAP_MAX_DEPTH deep; deeper aborts.  A keyheap_leave(d) that does not
+ * match the innermost enter aborts with a message naming both domains.
+ *
+ * Per thread: other threads are unaffected.  A thread created with
+ * pthread_create starts with every domain closed, even when its creator is
+ * inside one.  Signal handlers run with every domain closed (the kernel
+ * gives them the default PKRU) and the interrupted state is restored when
+ * they return; a handler that needs a domain enters it itself.  A fork
+ * child keeps its domains, and the calling thread's open ones.
+ *
+ * WARNING: memory handed to system calls (read, write, ...) must be
+ * accessible: enter the domain first, or the kernel returns EFAULT.
+ * WARNING: initialise libraries (stdio buffers, lazily built tables) before
+ * entering a domain: what they allocate inside it is unreadable outside.
+ *
+ * These are inline: the code below is the fast path, no call, no system call.
+ */
+#define KEYHEAP_MAX_DEPTH 64
+
+/* --- The ABI of the fast path.  Not for direct use; layout is fixed. --- */
+struct keyheap_abi_frame {
+    keyheap_domain_t *domain; /* the domain entered */
+    keyheap_domain_t *target; /* the malloc target before this enter */
+    unsigned pkru;            /* PKRU before this enter */
+    unsigned readonly;        /* 1 for keyheap_enter_ro */
+};
+
+struct keyheap_abi_thread {
+    keyheap_domain_t *target; /* malloc target; NULL: the default heap */
+    unsigned depth;           /* frames in use */
+    unsigned mode;            /* KEYHEAP_ABI_* below */
+    struct keyheap_abi_frame stack[KEYHEAP_MAX_DEPTH];
+};
+
+#define KEYHEAP_ABI_UNSET 0u /* this thread has not entered yet: slow path */
+#define KEYHEAP_ABI_SOFT 1u  /* unprotected domains: no RDPKRU/WRPKRU */
+#define KEYHEAP_ABI_PKU 2u   /* protection keys */
+
+/* The first fields of every struct keyheap_domain. */
+struct keyheap_abi_domain {
+    unsigned live;   /* KEYHEAP_ABI_LIVE while the domain exists */
+    unsigned ad_bit; /* PKRU access-disable bit of its key; 0 when unprotected */
+};
+#define KEYHEAP_ABI_LIVE 0x6b68646du
+
+#if defined(__GNUC__) || defined(__clang__)
+extern __thread struct keyheap_abi_thread keyheap_abi_self
+    __attribute__((tls_model("initial-exec"), visibility("default")));
+#define KEYHEAP_ABI_INLINE static inline __attribute__((always_inline))
+#define KEYHEAP_ABI_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#error "keyheap.h needs GCC or clang"
+#endif
+
+/* Out-of-line paths: first enter of a thread, a bad handle, too deep, and a
+ * leave that does not match (which abort). */
+KEYHEAP_API void keyheap_abi_enter_slow(keyheap_domain_t *d, unsigned readonly);
+KEYHEAP_API __attribute__((noreturn)) void keyheap_abi_leave_mismatch(keyheap_domain_t *d);
+
+KEYHEAP_ABI_INLINE unsigned keyheap_abi_rdpkru(void)
+{
+    unsigned eax, edx;
+    __asm__ volatile(".byte 0x0f,0x01,0xee" : "=a"(eax), "=d"(edx) : "c"(0));
+    (void)edx;
+    return eax;
+}
+
+KEYHEAP_ABI_INLINE void keyheap_abi_wrpkru(unsigned pkru)
+{
+    __asm__ volatile(".byte 0x0f,0x01,0xef" : : "a"(pkru), "c"(0), "d"(0) : "memory");
+}
+
+KEYHEAP_ABI_INLINE void keyheap_abi_enter(keyheap_domain_t *d, unsigned readonly)
+{
+    struct keyheap_abi_thread *t = &keyheap_abi_self;
+    const struct keyheap_abi_domain *a = (const struct keyheap_abi_domain *)(const void *)d;
+    unsigned n = t->depth;
+    if (KEYHEAP_ABI_UNLIKELY(t->mode == KEYHEAP_ABI_UNSET || n >= KEYHEAP_MAX_DEPTH ||
+                             a->live != KEYHEAP_ABI_LIVE)) {
+        keyheap_abi_enter_slow(d, readonly);
+        return;
+    }
+    struct keyheap_abi_frame *f = &t->stack[n];
+    f->domain = d;
+    f->target = t->target;
+    f->readonly = readonly;
+    if (t->mode == KEYHEAP_ABI_PKU) {
+        unsigned pkru = keyheap_abi_rdpkru();
+        f->pkru = pkru;
+        /* Read-write clears both bits of the key; read-only clears
+         * access-disable and sets write-disable only where access was
+         * disabled, so an enclosing read-write enter stays writable. */
+        unsigned open = readonly ? (pkru & ~a->ad_bit) | ((pkru & a->ad_bit) << 1)
+                                 : pkru & ~(a->ad_bit * 3u);
+        keyheap_abi_wrpkru(open);
+    }
+    if (!readonly)
+        t->target = d;
+    t->depth = n + 1;
+}
+
+/* keyheap_enter - open d read-write in this thread and make it malloc's
+ * target.  pre: d is a live domain. */
+KEYHEAP_ABI_INLINE void keyheap_enter(keyheap_domain_t *d)
+{
+    keyheap_abi_enter(d, 0);
+}
+
+/* keyheap_enter_ro - open d read-only in this thread; malloc's target stays.
+ * pre: d is a live domain. */
+KEYHEAP_ABI_INLINE void keyheap_enter_ro(keyheap_domain_t *d)
+{
+    keyheap_abi_enter(d, 1);
+}
+
+/* keyheap_leave - undo the innermost enter, which must be of d. */
+KEYHEAP_ABI_INLINE void keyheap_leave(keyheap_domain_t *d)
+{
+    struct keyheap_abi_thread *t = &keyheap_abi_self;
+    unsigned n = t->depth;
+    if (KEYHEAP_ABI_UNLIKELY(n == 0 || t->stack[n - 1].domain != d))
+        keyheap_abi_leave_mismatch(d);
+    const struct keyheap_abi_frame *f = &t->stack[n - 1];
+    if (t->mode == KEYHEAP_ABI_PKU)
+        keyheap_abi_wrpkru(f->pkru);
+    t->target = f->target;
+    t->depth = n - 1;
+}
 
 #ifdef __cplusplus
 }

@@ -4,7 +4,9 @@
  * first), and with keyheap preloaded into a program linked with libjemalloc
  * only (tests/programs/je_user).
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <dlfcn.h>
 #include <jemalloc/jemalloc.h>
 #include <pthread.h>

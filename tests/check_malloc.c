@@ -3,7 +3,9 @@
  * errno, realloc, threads, fork.  Linked with -lkeyheap, so every call below
  * lands in keyheap (test_malloc_resolves_to_keyheap proves it).
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <dlfcn.h>
 #include <errno.h>
 #include <malloc.h>

@@ -7,7 +7,9 @@
  * the program's malloc bound to libkeyheap.so, which proves the preload took
  * effect, and the two runs' stdout must be identical and non-empty.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -4,7 +4,9 @@
  * KEYHEAP_LIB names the library to inspect: the build tree's during
  * make check, the installed one during make installcheck.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

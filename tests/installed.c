@@ -4,7 +4,9 @@
  * the library and keyheap.pc work together.  Prints the object that
  * provides malloc and exits 0 only when that is libkeyheap.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <dlfcn.h>
 #include <keyheap.h>
 #include <stdio.h>

@@ -1,7 +1,9 @@
 /*
  * tests/khtest.c - helpers shared by keyheap's Check tests.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "tests/khtest.h"
 
 #include <fcntl.h>

@@ -8,7 +8,9 @@
  */
 /* Also defined by the build's AM_CPPFLAGS; either way, before any header. */
 #ifndef _GNU_SOURCE
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #endif
 #include <limits.h>
 #include <stdio.h>

@@ -4,7 +4,9 @@
  * runs it with libkeyheap.so preloaded.  Prints where malloc and mallocx
  * come from, then "ok".
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <dlfcn.h>
 #include <jemalloc/jemalloc.h>
 #include <stdio.h>

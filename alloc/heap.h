@@ -1,0 +1,51 @@
+/*
+ * alloc/heap.h - allocation in a domain's heap, and routing between the
+ * default heap and the domains.
+ */
+#ifndef KH_ALLOC_HEAP_H
+#define KH_ALLOC_HEAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "domains/domain.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* khi_target - this thread's malloc target, or NULL (the default heap). */
+static inline struct keyheap_domain *khi_target(void)
+{
+    return (struct keyheap_domain *)keyheap_abi_self.target;
+}
+
+/*
+ * khi_domain_alloc - size bytes (0 allowed) aligned to align (a power of
+ * two; 1 for malloc's alignment) in d's heap, zeroed when zero is true.
+ * pre: d is live.  Returns NULL with errno ENOMEM on failure.
+ */
+KHI_HIDDEN void *khi_domain_alloc(struct keyheap_domain *d, size_t size, size_t align, bool zero);
+
+/* khi_domain_free - frees p, a block of some domain, scrubbing it unless
+ * the domain has KEYHEAP_NOSCRUB.  pre: khi_in_span(p).  Aborts when p's
+ * domain was destroyed. */
+KHI_HIDDEN void khi_domain_free(void *p);
+
+/* khi_domain_realloc - resizes p within its domain; NULL with errno ENOMEM
+ * (p untouched) on failure.  pre: khi_in_span(p), size > 0. */
+KHI_HIDDEN void *khi_domain_realloc(void *p, size_t size);
+
+/* khi_domain_usable - the usable size of p.  pre: khi_in_span(p). */
+KHI_HIDDEN size_t khi_domain_usable(const void *p);
+
+/* khi_malloc / khi_free - the routed malloc and free the C++ operators
+ * share with malloc.c. */
+KHI_HIDDEN void *khi_malloc(size_t size);
+KHI_HIDDEN void khi_free(void *p);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KH_ALLOC_HEAP_H */

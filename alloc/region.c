@@ -1,0 +1,187 @@
+/*
+ * alloc/region.c - one reserved address span, one fixed region per domain
+ * slot, and the extent hooks that carve a domain's extents from its region.
+ *
+ * Facts this rests on (../shared/PKU-FACTS.md): a pkey tag survives
+ * madvise(MADV_DONTNEED / MADV_FREE) and plain mprotect, and is lost by a
+ * MAP_FIXED mapping over the range.  So extents are tagged once when carved,
+ * purging uses madvise, committing re-tags (a no-op normally, a repair if
+ * anything mapped over the range), and the only MAP_FIXED mapping is the
+ * one that discards a destroyed domain's region, before its key is freed.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/mman.h>
+
+#include "alloc/region.h"
+#include "domains/pkey.h"
+
+/* Until the span exists, no pointer can fall inside it: see khi_in_span. */
+uintptr_t khi_span_base = UINTPTR_MAX - KHI_SPAN_SIZE + 1;
+
+static pthread_mutex_t span_lock = PTHREAD_MUTEX_INITIALIZER;
+
+bool khi_span_reserve(void)
+{
+    bool failed = false;
+    pthread_mutex_lock(&span_lock);
+    if (khi_span_base == UINTPTR_MAX - KHI_SPAN_SIZE + 1) {
+        /* Over-reserve by one region so the span can start region-aligned;
+         * the unused ends are given back. */
+        size_t len = KHI_SPAN_SIZE + KHI_REGION_SIZE;
+        char *raw = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (raw == MAP_FAILED) {
+            failed = true;
+            errno = ENOMEM;
+        } else {
+            uintptr_t base = ((uintptr_t)raw + KHI_REGION_SIZE - 1) & ~(KHI_REGION_SIZE - 1);
+            if (base > (uintptr_t)raw)
+                munmap(raw, base - (uintptr_t)raw);
+            uintptr_t end = (uintptr_t)raw + len;
+            if (end > base + KHI_SPAN_SIZE)
+                munmap((void *)(base + KHI_SPAN_SIZE), end - (base + KHI_SPAN_SIZE));
+            madvise((void *)base, KHI_SPAN_SIZE, MADV_DONTDUMP);
+            __atomic_store_n(&khi_span_base, base, __ATOMIC_RELEASE);
+        }
+    }
+    pthread_mutex_unlock(&span_lock);
+    return failed;
+}
+
+static struct keyheap_domain *domain_of_hooks(khi_extent_hooks_t *hooks)
+{
+    return (struct keyheap_domain *)((char *)hooks - offsetof(struct keyheap_domain, hooks));
+}
+
+/* Carves size bytes aligned to alignment from the region and tags them.
+ * jemalloc asks for new_addr only to grow an extent in place: that works
+ * exactly when new_addr is where carving continues. */
+static void *hook_alloc(khi_extent_hooks_t *hooks, void *new_addr, size_t size, size_t alignment,
+                        bool *zero, bool *commit, unsigned arena_ind)
+{
+    (void)arena_ind;
+    struct keyheap_domain *d = domain_of_hooks(hooks);
+    void *result = NULL;
+    pthread_mutex_lock(&d->carve_lock);
+    uintptr_t addr = (d->next + alignment - 1) & ~(uintptr_t)(alignment - 1);
+    if (new_addr != NULL && (uintptr_t)new_addr != addr)
+        addr = 0;
+    if (addr != 0 && addr + size > addr && addr + size <= d->end &&
+        !khi_pkey_mprotect((void *)addr, size, PROT_READ | PROT_WRITE, d->pkey)) {
+        /* The alignment gap before addr stays PROT_NONE: a guard. */
+        d->next = addr + size;
+        result = (void *)addr;
+        *zero = true; /* fresh anonymous pages */
+        *commit = true;
+    }
+    pthread_mutex_unlock(&d->carve_lock);
+    return result;
+}
+
+/* Refusing keeps the extent in the arena as retained address space, to be
+ * reused; the region is only given back whole, at destroy. */
+static bool hook_dalloc(khi_extent_hooks_t *hooks, void *addr, size_t size, bool committed,
+                        unsigned arena_ind)
+{
+    (void)hooks, (void)addr, (void)size, (void)committed, (void)arena_ind;
+    return true;
+}
+
+/* Called for retained extents when the arena is destroyed: drop the pages
+ * now; khi_region_discard unmaps the region afterwards. */
+static void hook_destroy(khi_extent_hooks_t *hooks, void *addr, size_t size, bool committed,
+                         unsigned arena_ind)
+{
+    (void)hooks, (void)committed, (void)arena_ind;
+    madvise(addr, size, MADV_DONTNEED);
+}
+
+static bool hook_commit(khi_extent_hooks_t *hooks, void *addr, size_t size, size_t offset,
+                        size_t length, unsigned arena_ind)
+{
+    (void)size, (void)arena_ind;
+    struct keyheap_domain *d = domain_of_hooks(hooks);
+    return khi_pkey_mprotect((char *)addr + offset, length, PROT_READ | PROT_WRITE, d->pkey);
+}
+
+static bool hook_decommit(khi_extent_hooks_t *hooks, void *addr, size_t size, size_t offset,
+                          size_t length, unsigned arena_ind)
+{
+    (void)hooks, (void)size, (void)arena_ind;
+    char *p = (char *)addr + offset;
+    /* Plain mprotect keeps the key tag; the pages themselves are dropped. */
+    if (madvise(p, length, MADV_DONTNEED) != 0)
+        return true;
+    return mprotect(p, length, PROT_NONE) != 0;
+}
+
+static bool hook_purge_lazy(khi_extent_hooks_t *hooks, void *addr, size_t size, size_t offset,
+                            size_t length, unsigned arena_ind)
+{
+    (void)hooks, (void)size, (void)arena_ind;
+    return madvise((char *)addr + offset, length, MADV_FREE) != 0;
+}
+
+static bool hook_purge_forced(khi_extent_hooks_t *hooks, void *addr, size_t size, size_t offset,
+                              size_t length, unsigned arena_ind)
+{
+    (void)hooks, (void)size, (void)arena_ind;
+    return madvise((char *)addr + offset, length, MADV_DONTNEED) != 0;
+}
+
+/* Every extent of a domain lies in its one region with one key: any split
+ * and any merge of neighbours is fine. */
+static bool hook_split(khi_extent_hooks_t *hooks, void *addr, size_t size, size_t size_a,
+                       size_t size_b, bool committed, unsigned arena_ind)
+{
+    (void)hooks, (void)addr, (void)size, (void)size_a, (void)size_b, (void)committed;
+    (void)arena_ind;
+    return false;
+}
+
+static bool hook_merge(khi_extent_hooks_t *hooks, void *addr_a, size_t size_a, void *addr_b,
+                       size_t size_b, bool committed, unsigned arena_ind)
+{
+    (void)hooks, (void)addr_a, (void)size_a, (void)addr_b, (void)size_b, (void)committed;
+    (void)arena_ind;
+    return false;
+}
+
+void khi_region_init(struct keyheap_domain *d)
+{
+    d->hooks = (khi_extent_hooks_t){
+        .alloc = hook_alloc,
+        .dalloc = hook_dalloc,
+        .destroy = hook_destroy,
+        .commit = hook_commit,
+        .decommit = hook_decommit,
+        .purge_lazy = hook_purge_lazy,
+        .purge_forced = hook_purge_forced,
+        .split = hook_split,
+        .merge = hook_merge,
+    };
+    pthread_mutex_init(&d->carve_lock, NULL);
+    d->start = khi_span_base + (uintptr_t)d->slot * KHI_REGION_SIZE;
+    /* The region's first page stays unused: a guard below the heap. */
+    d->next = d->start + 4096;
+    d->end = d->start + KHI_REGION_SIZE;
+}
+
+bool khi_region_discard(struct keyheap_domain *d)
+{
+    size_t used = d->next - d->start;
+    if (used == 0)
+        return false;
+    /* A fresh PROT_NONE mapping over the used part drops the pages, their
+     * data and the key tag at once (PKU-FACTS row 5b). */
+    void *p = mmap((void *)d->start, used, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    if (p == MAP_FAILED)
+        return true;
+    madvise((void *)d->start, used, MADV_DONTDUMP);
+    d->next = d->start;
+    return false;
+}

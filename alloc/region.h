@@ -1,0 +1,21 @@
+/*
+ * alloc/region.h - the reserved span and each domain's region in it.
+ */
+#ifndef KH_ALLOC_REGION_H
+#define KH_ALLOC_REGION_H
+
+#include "domains/domain.h"
+
+/* khi_span_reserve - reserves the span (PROT_NONE, MAP_NORESERVE, excluded
+ * from core dumps) on first call.  Returns true on error (errno ENOMEM). */
+KHI_HIDDEN bool khi_span_reserve(void);
+
+/* khi_region_init - prepares d's region and extent hooks for a new arena. */
+KHI_HIDDEN void khi_region_init(struct keyheap_domain *d);
+
+/* khi_region_discard - drops every page d's region ever had, with its data
+ * and key tag, leaving the region PROT_NONE as reserved.  Returns true on
+ * error. */
+KHI_HIDDEN bool khi_region_discard(struct keyheap_domain *d);
+
+#endif /* KH_ALLOC_REGION_H */

@@ -1,0 +1,165 @@
+/*
+ * domains/domain.c - the domain table: create, destroy, look up.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "alloc/region.h"
+#include "domains/conf.h"
+#include "domains/fatal.h"
+#include "domains/pkey.h"
+#include "domains/thread.h"
+
+struct keyheap_domain khi_domains[KHI_SLOTS];
+unsigned khi_keys_ad_mask;
+pthread_mutex_t khi_domains_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t destroys; /* counts destroys, to reuse the oldest free slot */
+
+#define KNOWN_FLAGS (KEYHEAP_NOSCRUB | KEYHEAP_MLOCK | KEYHEAP_WIPEONFORK | KEYHEAP_STRICT)
+
+struct keyheap_domain *khi_domain_check(const keyheap_domain_t *d, const char *what)
+{
+    uintptr_t p = (uintptr_t)d, base = (uintptr_t)khi_domains;
+    char buf[24];
+    if (p < base || p >= base + sizeof khi_domains || (p - base) % sizeof khi_domains[0] != 0)
+        khi_fatal(what, ": ", khi_hex(buf, p), " is not a keyheap domain", (char *)NULL);
+    struct keyheap_domain *dom = (struct keyheap_domain *)d;
+    if (!khi_domain_live(dom))
+        khi_fatal(what, " of destroyed domain \"", dom->name, "\"", (char *)NULL);
+    return dom;
+}
+
+/* The free slot destroyed longest ago (never used ones first), so that a
+ * stale handle stays detectably dead as long as possible. */
+static struct keyheap_domain *free_slot(void)
+{
+    struct keyheap_domain *best = NULL;
+    for (unsigned i = 0; i < KHI_SLOTS; i++) {
+        struct keyheap_domain *d = &khi_domains[i];
+        if (!khi_domain_live(d) && (best == NULL || d->freed_at < best->freed_at))
+            best = d;
+    }
+    return best;
+}
+
+static bool check_args(const char *name, unsigned flags)
+{
+    if (name == NULL || name[0] == '\0' || (flags & ~KNOWN_FLAGS) != 0) {
+        errno = EINVAL;
+        return true;
+    }
+    if (strnlen(name, KEYHEAP_NAME_MAX + 1) > KEYHEAP_NAME_MAX) {
+        errno = ENAMETOOLONG;
+        return true;
+    }
+    return false;
+}
+
+/* Whether domains can be made at all here; sets errno and hints once. */
+static bool check_mode(void)
+{
+    static bool hinted;
+    if (khi_pku_usable() || khi_conf_get()->unprotected)
+        return false;
+    if (!hinted) {
+        hinted = true;
+        khi_warn("no usable protection keys (the CPU or kernel lacks PKU, a tool such as "
+                 "valgrind hides it, or KEYHEAP_CONF has pku:off); set "
+                 "KEYHEAP_CONF=unprotected:true for domains without hardware protection",
+                 (char *)NULL);
+    }
+    errno = ENOTSUP;
+    return true;
+}
+
+KEYHEAP_API keyheap_domain_t *keyheap_domain_create(const char *name, unsigned flags)
+{
+    if (check_args(name, flags))
+        return NULL;
+    pthread_mutex_lock(&khi_domains_lock);
+    struct keyheap_domain *d = NULL;
+    if (check_mode() || khi_span_reserve())
+        goto out;
+    khi_threads_init();
+    d = free_slot();
+    if (d == NULL) {
+        errno = ENOSPC;
+        goto out;
+    }
+    int key = -1;
+    if (khi_pku_usable() && (key = khi_pkey_alloc()) < 0) {
+        if (errno != ENOSPC)
+            errno = ENOSPC;
+        d = NULL;
+        goto out;
+    }
+    d->slot = (unsigned)(d - khi_domains);
+    d->pkey = key;
+    d->flags = flags;
+    memcpy(d->name, name, strlen(name) + 1);
+    d->gen++;
+    khi_region_init(d);
+    if (khi_je_arena_create(&d->hooks, &d->arena)) {
+        khi_pkey_free(key);
+        errno = ENOMEM;
+        d = NULL;
+        goto out;
+    }
+    d->abi.ad_bit = key > 0 ? 1u << (2 * key) : 0;
+    khi_keys_ad_mask |= d->abi.ad_bit;
+    __atomic_store_n(&d->abi.live, KEYHEAP_ABI_LIVE, __ATOMIC_RELEASE);
+out:
+    pthread_mutex_unlock(&khi_domains_lock);
+    return d;
+}
+
+KEYHEAP_API int keyheap_domain_destroy(keyheap_domain_t *handle)
+{
+    pthread_mutex_lock(&khi_domains_lock);
+    struct keyheap_domain *d = khi_domain_check(handle, "keyheap_domain_destroy");
+    if (khi_threads_inside(d)) {
+        pthread_mutex_unlock(&khi_domains_lock);
+        errno = EBUSY;
+        return -1;
+    }
+    /* Order matters: caches hold objects of the arena; the arena's extents
+     * go back through the hooks; the region is discarded (pages, data and
+     * tags gone) before the key can be handed out again. */
+    khi_threads_drop_tcaches(d);
+    if (khi_je_arena_destroy(d->arena))
+        khi_fatal("keyheap_domain_destroy(\"", d->name, "\"): jemalloc refused to destroy "
+                  "the domain's arena",
+                  (char *)NULL);
+    if (khi_region_discard(d))
+        khi_fatal("keyheap_domain_destroy(\"", d->name, "\"): cannot unmap the domain's "
+                  "memory; its key is kept",
+                  (char *)NULL);
+    __atomic_store_n(&d->abi.live, 0u, __ATOMIC_RELEASE);
+    khi_keys_ad_mask &= ~d->abi.ad_bit;
+    khi_pkey_free(d->pkey);
+    d->gen++;
+    d->freed_at = ++destroys;
+    pthread_mutex_unlock(&khi_domains_lock);
+    return 0;
+}
+
+KEYHEAP_API const char *keyheap_domain_name(const keyheap_domain_t *d)
+{
+    return khi_domain_check(d, "keyheap_domain_name")->name;
+}
+
+KEYHEAP_API int keyheap_domain_pkey(const keyheap_domain_t *d)
+{
+    return khi_domain_check(d, "keyheap_domain_pkey")->pkey;
+}
+
+KEYHEAP_API keyheap_domain_t *keyheap_domain_of(const void *p)
+{
+    if (!khi_in_span(p))
+        return NULL;
+    struct keyheap_domain *d = khi_slot_of(p);
+    return khi_domain_live(d) ? d : NULL;
+}

@@ -1,0 +1,93 @@
+/*
+ * domains/domain.h - the domain table, shared by domains/ and alloc/.
+ */
+#ifndef KH_DOMAINS_DOMAIN_H
+#define KH_DOMAINS_DOMAIN_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "alloc/je.h"
+#include "include/keyheap.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Domain slots, and the address region each slot owns: slot i owns
+ * [khi_span_base + i * KHI_REGION_SIZE, + KHI_REGION_SIZE). */
+#define KHI_SLOTS 64u
+#define KHI_REGION_SHIFT 34u /* 16 GiB of address space per domain */
+#define KHI_REGION_SIZE ((uintptr_t)1 << KHI_REGION_SHIFT)
+#define KHI_SPAN_SIZE ((uintptr_t)KHI_SLOTS << KHI_REGION_SHIFT)
+
+struct keyheap_domain {
+    struct keyheap_abi_domain abi; /* first: read by the inline fast path */
+    unsigned slot;                 /* index in khi_domains and in the span */
+    unsigned gen;                  /* bumped at every create and destroy of this slot */
+    int pkey;                      /* hardware key, or -1 when unprotected */
+    unsigned flags;                /* KEYHEAP_* flags */
+    unsigned arena;                /* jemalloc arena index */
+    uint64_t freed_at;             /* order of destroys, to reuse the oldest slot first */
+    char name[KEYHEAP_NAME_MAX + 1];
+
+    /* The extent hooks of this domain's arena carve its region. */
+    khi_extent_hooks_t hooks;   /* jemalloc gets &hooks; container_of finds us */
+    pthread_mutex_t carve_lock; /* guards next */
+    uintptr_t start, next, end; /* region bounds and the carve pointer */
+};
+
+KHI_HIDDEN extern struct keyheap_domain khi_domains[KHI_SLOTS];
+
+/* The start of the span; an address no user pointer can have until the span
+ * is reserved, so the test below is false for every pointer until then. */
+KHI_HIDDEN extern uintptr_t khi_span_base;
+
+/* khi_in_span - whether p lies in some domain's region.  One subtraction and
+ * one comparison: the test free() makes on every call. */
+static inline int khi_in_span(const void *p)
+{
+    return (uintptr_t)p - khi_span_base < KHI_SPAN_SIZE;
+}
+
+/* khi_slot_of - the domain slot of p.  pre: khi_in_span(p). */
+static inline struct keyheap_domain *khi_slot_of(const void *p)
+{
+    return &khi_domains[((uintptr_t)p - khi_span_base) >> KHI_REGION_SHIFT];
+}
+
+static inline int khi_domain_live(const struct keyheap_domain *d)
+{
+    return __atomic_load_n(&d->abi.live, __ATOMIC_ACQUIRE) == KEYHEAP_ABI_LIVE;
+}
+
+/* khi_domain_check - d as a live domain of the table, or a fatal error that
+ * names what (the entry point) was called with a bad handle. */
+KHI_HIDDEN struct keyheap_domain *khi_domain_check(const keyheap_domain_t *d, const char *what);
+
+/* The PKRU access-disable bits of every key keyheap's live domains hold. */
+KHI_HIDDEN extern unsigned khi_keys_ad_mask;
+
+/* khi_domain_open - opens d read-write in this thread for keyheap's own use
+ * (scrubbing, copying, zeroing); returns what khi_domain_close restores.
+ * Nothing happens for unprotected domains. */
+static inline unsigned khi_domain_open(const struct keyheap_domain *d)
+{
+    if (d->abi.ad_bit == 0)
+        return 0;
+    unsigned pkru = keyheap_abi_rdpkru();
+    keyheap_abi_wrpkru(pkru & ~(d->abi.ad_bit * 3u));
+    return pkru;
+}
+
+static inline void khi_domain_close(const struct keyheap_domain *d, unsigned pkru)
+{
+    if (d->abi.ad_bit != 0)
+        keyheap_abi_wrpkru(pkru);
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KH_DOMAINS_DOMAIN_H */

@@ -1,0 +1,28 @@
+/*
+ * domains/pkey.h - protection keys: the CPU probe and the key syscalls.
+ * domains/pkey.c is the one file of keyheap that makes pkey system calls.
+ */
+#ifndef KH_DOMAINS_PKEY_H
+#define KH_DOMAINS_PKEY_H
+
+#include <stddef.h>
+
+#define KHI_FN __attribute__((visibility("hidden")))
+
+/* khi_pku_usable - 1 when domains get hardware keys (keyheap_pku_supported). */
+KHI_FN int khi_pku_usable(void);
+
+/* khi_pkey_alloc - a fresh key, access-disabled in the calling thread, or -1
+ * with errno (ENOSPC when none is left).  Never returns 0: a key 0 from the
+ * kernel is fatal (it would mean key 0 had been freed). */
+KHI_FN int khi_pkey_alloc(void);
+
+/* khi_pkey_free - gives key back to the kernel.  pre: no page carries it.
+ * Key 0 and -1 are never freed. */
+KHI_FN void khi_pkey_free(int key);
+
+/* khi_pkey_mprotect - mprotect that also tags the range with key; key -1
+ * means an unprotected domain (plain mprotect).  Returns true on error. */
+KHI_FN _Bool khi_pkey_mprotect(void *addr, size_t len, int prot, int key);
+
+#endif /* KH_DOMAINS_PKEY_H */

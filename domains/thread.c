@@ -1,0 +1,321 @@
+/*
+ * domains/thread.c - per-thread domain state: the registry of threads that
+ * entered a domain or used its heap, their explicit jemalloc caches (one per
+ * thread and domain), the out-of-line paths of enter and leave, the audit,
+ * and the pthread_create wrapper that starts threads with every domain
+ * closed.
+ */
+#include "config.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <linux/membarrier.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "domains/fatal.h"
+#include "domains/pkey.h"
+#include "domains/thread.h"
+
+KEYHEAP_API __thread struct keyheap_abi_thread keyheap_abi_self;
+__thread struct khi_thread_tc khi_thread_tcs[KHI_SLOTS];
+
+/* A registered thread: one that entered a domain or made a cache for one. */
+struct khi_thread {
+    struct khi_thread *next, *prev;
+    struct keyheap_abi_thread *abi;
+    struct khi_thread_tc *tcs;
+    bool registered, exiting;
+};
+
+static __thread struct khi_thread self;
+static struct khi_thread registry = {&registry, &registry, NULL, NULL, false, false};
+static pthread_mutex_t threads_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_key_t exit_key;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static bool have_membarrier;
+
+static void unlink_thread(struct khi_thread *t)
+{
+    t->prev->next = t->next;
+    t->next->prev = t->prev;
+    t->next = t->prev = t;
+    t->registered = false;
+}
+
+static void drop_all_tcaches(struct khi_thread *t)
+{
+    for (unsigned s = 0; s < KHI_SLOTS; s++)
+        if (t->tcs[s].gen != 0) {
+            khi_je_tcache_destroy(t->tcs[s].id);
+            t->tcs[s].gen = 0;
+        }
+}
+
+/* pthread key destructor: the thread is exiting. */
+static void thread_exit(void *arg)
+{
+    struct khi_thread *t = arg;
+    pthread_mutex_lock(&threads_lock);
+    drop_all_tcaches(t);
+    if (t->registered)
+        unlink_thread(t);
+    /* Frees after this point (later destructors) use no cache. */
+    t->exiting = true;
+    pthread_mutex_unlock(&threads_lock);
+}
+
+static void register_self(void)
+{
+    if (self.registered || self.exiting)
+        return;
+    khi_threads_init();
+    pthread_mutex_lock(&threads_lock);
+    self.abi = &keyheap_abi_self;
+    self.tcs = khi_thread_tcs;
+    self.next = registry.next;
+    self.prev = &registry;
+    registry.next->prev = &self;
+    registry.next = &self;
+    self.registered = true;
+    pthread_mutex_unlock(&threads_lock);
+    pthread_setspecific(exit_key, &self);
+}
+
+unsigned khi_thread_tcache_slow(struct keyheap_domain *d)
+{
+    if (self.exiting)
+        return KHI_NO_TCACHE;
+    register_self();
+    unsigned id;
+    pthread_mutex_lock(&threads_lock);
+    struct khi_thread_tc *tc = &khi_thread_tcs[d->slot];
+    if (tc->gen != 0) /* a cache of a destroyed domain that used this slot */
+        khi_je_tcache_destroy(tc->id);
+    tc->gen = 0;
+    if (khi_je_tcache_create(&id)) {
+        pthread_mutex_unlock(&threads_lock);
+        return KHI_NO_TCACHE;
+    }
+    tc->id = id;
+    tc->gen = d->gen;
+    pthread_mutex_unlock(&threads_lock);
+    return id;
+}
+
+/* A full memory barrier on every CPU running a thread of this process. */
+static void barrier_all_threads(void)
+{
+    if (have_membarrier && syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0)
+        return;
+    /* Without membarrier: changing a page's protection makes the kernel
+     * flush the TLB of every CPU using this address space, by interrupt,
+     * which serialises them as well. */
+    static char *page;
+    if (page == NULL)
+        page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (page != MAP_FAILED && page != NULL) {
+        *(volatile char *)page = 1;
+        mprotect(page, 4096, PROT_READ);
+        mprotect(page, 4096, PROT_READ | PROT_WRITE);
+    }
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+bool khi_threads_inside(const struct keyheap_domain *d)
+{
+    bool inside = false;
+    pthread_mutex_lock(&threads_lock);
+    barrier_all_threads();
+    for (struct khi_thread *t = registry.next; t != &registry && !inside; t = t->next) {
+        unsigned depth = __atomic_load_n(&t->abi->depth, __ATOMIC_RELAXED);
+        for (unsigned i = 0; i < depth && i < KEYHEAP_MAX_DEPTH; i++)
+            if (__atomic_load_n(&t->abi->stack[i].domain, __ATOMIC_RELAXED) ==
+                (const keyheap_domain_t *)d)
+                inside = true;
+    }
+    pthread_mutex_unlock(&threads_lock);
+    return inside;
+}
+
+void khi_threads_drop_tcaches(const struct keyheap_domain *d)
+{
+    pthread_mutex_lock(&threads_lock);
+    for (struct khi_thread *t = registry.next; t != &registry; t = t->next) {
+        struct khi_thread_tc *tc = &t->tcs[d->slot];
+        if (tc->gen == d->gen) {
+            khi_je_tcache_destroy(tc->id);
+            tc->gen = 0;
+        }
+    }
+    pthread_mutex_unlock(&threads_lock);
+}
+
+/* fork: the child has one thread; the others' caches are unreachable. */
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&khi_domains_lock);
+    pthread_mutex_lock(&threads_lock);
+}
+
+static void fork_parent(void)
+{
+    pthread_mutex_unlock(&threads_lock);
+    pthread_mutex_unlock(&khi_domains_lock);
+}
+
+static void fork_child(void)
+{
+    struct khi_thread *t = registry.next;
+    while (t != &registry) {
+        struct khi_thread *next = t->next;
+        if (t != &self) {
+            drop_all_tcaches(t);
+            unlink_thread(t);
+        }
+        t = next;
+    }
+    pthread_mutex_unlock(&threads_lock);
+    pthread_mutex_unlock(&khi_domains_lock);
+}
+
+static void init(void)
+{
+    if (pthread_key_create(&exit_key, thread_exit) != 0)
+        khi_fatal("pthread_key_create failed: no thread-exit hook for domain caches",
+                  (char *)NULL);
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    have_membarrier =
+        syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+}
+
+void khi_threads_init(void)
+{
+    pthread_once(&init_once, init);
+}
+
+/* ------------------------------------------------------- enter and leave */
+
+static const char *name_or_address(const keyheap_domain_t *d, char *buf)
+{
+    uintptr_t p = (uintptr_t)d, base = (uintptr_t)khi_domains;
+    if (p >= base && p < base + sizeof khi_domains &&
+        (p - base) % sizeof khi_domains[0] == 0)
+        return ((const struct keyheap_domain *)d)->name;
+    return khi_hex(buf, p);
+}
+
+KEYHEAP_API void keyheap_abi_enter_slow(keyheap_domain_t *d, unsigned readonly)
+{
+    struct keyheap_domain *dom =
+        khi_domain_check(d, readonly ? "keyheap_enter_ro" : "keyheap_enter");
+    struct keyheap_abi_thread *t = &keyheap_abi_self;
+    if (t->depth >= KEYHEAP_MAX_DEPTH)
+        khi_fatal(readonly ? "keyheap_enter_ro(\"" : "keyheap_enter(\"", dom->name,
+                  "\"): domains nested deeper than KEYHEAP_MAX_DEPTH (64)", (char *)NULL);
+    if (t->mode == KEYHEAP_ABI_UNSET) {
+        register_self();
+        t->mode = khi_pku_usable() ? KEYHEAP_ABI_PKU : KEYHEAP_ABI_SOFT;
+    }
+    keyheap_abi_enter(d, readonly);
+}
+
+KEYHEAP_API void keyheap_abi_leave_mismatch(keyheap_domain_t *d)
+{
+    char a[24], b[24];
+    struct keyheap_abi_thread *t = &keyheap_abi_self;
+    if (t->depth == 0)
+        khi_fatal("keyheap_leave(\"", name_or_address(d, a),
+                  "\") without a matching keyheap_enter", (char *)NULL);
+    khi_fatal("keyheap_leave(\"", name_or_address(d, a),
+              "\") does not match the innermost keyheap_enter(\"",
+              name_or_address(t->stack[t->depth - 1].domain, b), "\")", (char *)NULL);
+}
+
+KEYHEAP_API keyheap_domain_t *keyheap_current(void)
+{
+    return keyheap_abi_self.target;
+}
+
+/* --------------------------------------------------------------- audit */
+
+/* What PKRU must say about keyheap's keys: all closed, then every frame of
+ * the stack applied in order, as keyheap_abi_enter applies it. */
+static unsigned shadow_pkru(unsigned hw, unsigned mask)
+{
+    const struct keyheap_abi_thread *t = &keyheap_abi_self;
+    unsigned pkru = (hw & ~mask) | (khi_keys_ad_mask & mask);
+    for (unsigned i = 0; i < t->depth; i++) {
+        const struct keyheap_abi_domain *a = (const void *)t->stack[i].domain;
+        unsigned ad = a->ad_bit;
+        pkru = t->stack[i].readonly ? (pkru & ~ad) | ((pkru & ad) << 1) : pkru & ~(ad * 3u);
+    }
+    return pkru;
+}
+
+KEYHEAP_API int keyheap_audit(unsigned flags)
+{
+    if (!khi_pku_usable())
+        return 0;
+    unsigned mask = khi_keys_ad_mask * 3u;
+    unsigned hw = keyheap_abi_rdpkru();
+    unsigned want = shadow_pkru(hw, mask);
+    int mismatches = 0;
+    for (unsigned key = 1; key < 16; key++) {
+        unsigned bits = 3u << (2 * key);
+        if ((mask & bits) != 0 && (hw & bits) != (want & bits))
+            mismatches++;
+    }
+    if (mismatches != 0 && (flags & KEYHEAP_AUDIT_REPAIR))
+        keyheap_abi_wrpkru(want);
+    return mismatches;
+}
+
+/* ------------------------------------------------------ pthread_create */
+
+struct start {
+    void *(*fn)(void *);
+    void *arg;
+};
+
+typedef int (*pthread_create_fn)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+
+static void *start_closed(void *p)
+{
+    struct start s = *(struct start *)p;
+    kh_je_free(p);
+    /* The kernel gave this thread its creator's PKRU: close every key of
+     * keyheap's domains before any user code runs. */
+    if (khi_pku_usable() && khi_keys_ad_mask != 0)
+        keyheap_abi_wrpkru(keyheap_abi_rdpkru() | khi_keys_ad_mask);
+    return s.fn(s.arg);
+}
+
+KEYHEAP_API int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
+                               void *(*fn)(void *), void *arg)
+{
+    static pthread_create_fn real;
+    if (real == NULL) {
+        real = (pthread_create_fn)dlsym(RTLD_NEXT, "pthread_create");
+        if (real == NULL)
+            khi_fatal("cannot find the C library's pthread_create", (char *)NULL);
+    }
+    struct start *s = kh_je_malloc(sizeof *s);
+    if (s == NULL)
+        return EAGAIN;
+    s->fn = fn;
+    s->arg = arg;
+    /* glibc allocates the new thread's bookkeeping here, in this thread:
+     * it must land in the default heap, not in a domain entered here. */
+    keyheap_domain_t *target = keyheap_abi_self.target;
+    keyheap_abi_self.target = NULL;
+    int rc = real(thread, attr, start_closed, s);
+    keyheap_abi_self.target = target;
+    if (rc != 0)
+        kh_je_free(s);
+    return rc;
+}
