@@ -32,17 +32,38 @@ struct keyheap_domain *khi_domain_check(const keyheap_domain_t *d, const char *w
     return dom;
 }
 
-/* The free slot destroyed longest ago (never used ones first), so that a
- * stale handle stays detectably dead as long as possible. */
+/* How many destroyed slots wait before reuse: a stale handle to one of the
+ * last KHI_QUARANTINE destroyed domains is still caught as destroyed. */
+#define KHI_QUARANTINE 4u
+
+/*
+ * The slot for a new domain.  A slot that held a domain before is reused
+ * once KHI_QUARANTINE other slots were destroyed after it (the one destroyed
+ * longest ago first); otherwise a never-used slot is taken.  Reusing slots
+ * keeps the set of address regions small: jemalloc's page map holds a leaf
+ * of metadata for every region ever used (2 MiB each when transparent huge
+ * pages are on), so cycling through all 64 regions would cost up to 128 MiB.
+ */
 static struct keyheap_domain *free_slot(void)
 {
-    struct keyheap_domain *best = NULL;
+    struct keyheap_domain *oldest = NULL, *fresh = NULL;
+    unsigned waiting = 0;
     for (unsigned i = 0; i < KHI_SLOTS; i++) {
         struct keyheap_domain *d = &khi_domains[i];
-        if (!khi_domain_live(d) && (best == NULL || d->freed_at < best->freed_at))
-            best = d;
+        if (khi_domain_live(d))
+            continue;
+        if (d->freed_at == 0) {
+            if (fresh == NULL)
+                fresh = d;
+            continue;
+        }
+        waiting++;
+        if (oldest == NULL || d->freed_at < oldest->freed_at)
+            oldest = d;
     }
-    return best;
+    if (oldest != NULL && (waiting > KHI_QUARANTINE || fresh == NULL))
+        return oldest;
+    return fresh;
 }
 
 static bool check_args(const char *name, unsigned flags)

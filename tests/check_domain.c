@@ -1,0 +1,952 @@
+/*
+ * tests/check_domain.c - security domains on real protection keys.
+ *
+ * Runs through tools/pku-run (natively on a CPU with PKU, otherwise in a
+ * QEMU machine that emulates it).  Every must-fault test accepts only
+ * SEGV_PKUERR on the domain's key and has a twin that must not fault.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "include/keyheap.h"
+#include "tests/khfault.h"
+#include "tests/khtest.h"
+
+#define MiB ((size_t)1 << 20)
+
+static void *(*volatile v_malloc)(size_t) = malloc;
+
+/* A hardware-protected domain, or a failed test. */
+static keyheap_domain_t *domain(const char *name)
+{
+    keyheap_domain_t *d = keyheap_domain_create(name, 0);
+    ck_assert_msg(d != NULL, "keyheap_domain_create(\"%s\"): %s", name, strerror(errno));
+#ifndef KHT_SOFT_DEBUG
+    ck_assert_msg(keyheap_domain_pkey(d) > 0,
+                  "domain \"%s\" has no hardware key: run this test through tools/pku-run", name);
+#endif
+    return d;
+}
+
+/* A block of d holding value in every byte, made from inside d. */
+static unsigned char *secret(keyheap_domain_t *d, size_t n, unsigned char value)
+{
+    keyheap_enter(d);
+    unsigned char *p = v_malloc(n);
+    ck_assert_ptr_nonnull(p);
+    memset(p, value, n);
+    keyheap_leave(d);
+    return p;
+}
+
+/* ------------------------------------------------ access from outside */
+
+START_TEST(test_read_outside_domain_faults)
+{
+    keyheap_domain_t *d = domain("read-outside");
+    unsigned char *p = secret(d, 64, 0x5a);
+    kht_expect_pku_fault(keyheap_domain_pkey(d));
+    kht_read(p);
+}
+END_TEST
+
+START_TEST(test_read_inside_domain_works)
+{
+    keyheap_domain_t *d = domain("read-inside");
+    unsigned char *p = secret(d, 64, 0x5a);
+    kht_expect_pku_fault(keyheap_domain_pkey(d));
+    keyheap_enter(d);
+    ck_assert_uint_eq(kht_read(p + 63), 0x5a);
+    keyheap_leave(d);
+}
+END_TEST
+
+START_TEST(test_write_outside_domain_faults)
+{
+    keyheap_domain_t *d = domain("write-outside");
+    unsigned char *p = secret(d, 64, 1);
+    kht_expect_pku_fault(keyheap_domain_pkey(d));
+    kht_write(p, 2);
+}
+END_TEST
+
+START_TEST(test_write_inside_domain_works)
+{
+    keyheap_domain_t *d = domain("write-inside");
+    unsigned char *p = secret(d, 64, 1);
+    kht_expect_pku_fault(keyheap_domain_pkey(d));
+    keyheap_enter(d);
+    kht_write(p, 2);
+    ck_assert_uint_eq(kht_read(p), 2);
+    keyheap_leave(d);
+}
+END_TEST
+
+START_TEST(test_write_in_read_only_enter_faults)
+{
+    keyheap_domain_t *d = domain("ro-write");
+    unsigned char *p = secret(d, 64, 7);
+    kht_expect_pku_fault(keyheap_domain_pkey(d));
+    keyheap_enter_ro(d);
+    ck_assert_uint_eq(kht_read(p), 7);
+    kht_write(p, 8);
+}
+END_TEST
+
+START_TEST(test_read_in_read_only_enter_works_and_keeps_malloc_target)
+{
+    keyheap_domain_t *d = domain("ro-read");
+    unsigned char *p = secret(d, 64, 7);
+    kht_expect_pku_fault(keyheap_domain_pkey(d));
+    keyheap_enter_ro(d);
+    ck_assert_uint_eq(kht_read(p + 10), 7);
+    ck_assert_ptr_null(keyheap_current());
+    void *q = v_malloc(10);
+    ck_assert_ptr_null(keyheap_domain_of(q));
+    free(q);
+    keyheap_leave(d);
+}
+END_TEST
+
+START_TEST(test_read_only_enter_inside_read_write_stays_writable)
+{
+    keyheap_domain_t *d = domain("rw-then-ro");
+    unsigned char *p = secret(d, 64, 7);
+    kht_expect_pku_fault(keyheap_domain_pkey(d));
+    keyheap_enter(d);
+    keyheap_enter_ro(d);
+    kht_write(p, 9);
+    keyheap_leave(d);
+    keyheap_leave(d);
+    keyheap_enter_ro(d);
+    ck_assert_uint_eq(kht_read(p), 9);
+    keyheap_leave(d);
+}
+END_TEST
+
+/* ---------------------------------------------------------- threads */
+
+struct shared {
+    keyheap_domain_t *d;
+    unsigned char *p;
+    pthread_barrier_t go;
+    int enter_itself;
+    unsigned char seen;
+};
+
+static void *read_from_thread(void *arg)
+{
+    struct shared *s = arg;
+    pthread_barrier_wait(&s->go);
+    if (s->enter_itself)
+        keyheap_enter_ro(s->d);
+    s->seen = kht_read(s->p);
+    if (s->enter_itself)
+        keyheap_leave(s->d);
+    return NULL;
+}
+
+static void other_thread_reads(int enter_itself)
+{
+    struct shared s = {.enter_itself = enter_itself};
+    s.d = domain("threads");
+    s.p = secret(s.d, 64, 0x77);
+    pthread_barrier_init(&s.go, NULL, 2);
+    pthread_t t;
+    /* The thread exists before this one enters. */
+    ck_assert_int_eq(pthread_create(&t, NULL, read_from_thread, &s), 0);
+    kht_expect_pku_fault(keyheap_domain_pkey(s.d));
+    keyheap_enter(s.d);
+    pthread_barrier_wait(&s.go);
+    pthread_join(t, NULL);
+    keyheap_leave(s.d);
+    ck_assert_uint_eq(s.seen, 0x77);
+}
+
+START_TEST(test_other_thread_cannot_read_while_this_one_is_inside)
+{
+    other_thread_reads(0);
+}
+END_TEST
+
+START_TEST(test_other_thread_that_enters_itself_can_read)
+{
+    other_thread_reads(1);
+}
+END_TEST
+
+static void *new_thread_reads(void *arg)
+{
+    struct shared *s = arg;
+    ck_assert_ptr_null(keyheap_current());
+    ck_assert_int_eq(keyheap_audit(0), 0);
+    if (s->enter_itself)
+        keyheap_enter_ro(s->d);
+    s->seen = kht_read(s->p);
+    if (s->enter_itself)
+        keyheap_leave(s->d);
+    return NULL;
+}
+
+static void thread_created_inside(int enter_itself)
+{
+    struct shared s = {.enter_itself = enter_itself};
+    s.d = domain("creator");
+    s.p = secret(s.d, 64, 0x66);
+    kht_expect_pku_fault(keyheap_domain_pkey(s.d));
+    keyheap_enter(s.d);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, new_thread_reads, &s), 0);
+    pthread_join(t, NULL);
+    keyheap_leave(s.d);
+    ck_assert_uint_eq(s.seen, 0x66);
+}
+
+START_TEST(test_thread_created_inside_domain_starts_closed)
+{
+    thread_created_inside(0);
+}
+END_TEST
+
+START_TEST(test_thread_created_inside_domain_can_enter_itself)
+{
+    thread_created_inside(1);
+}
+END_TEST
+
+/* ---------------------------------------------------------- signals */
+
+static struct shared sig;
+
+static void on_usr1(int signo)
+{
+    (void)signo;
+    if (sig.enter_itself)
+        keyheap_enter_ro(sig.d);
+    sig.seen = kht_read(sig.p);
+    if (sig.enter_itself)
+        keyheap_leave(sig.d);
+}
+
+static void signal_handler_reads(int enter_itself)
+{
+    sig.enter_itself = enter_itself;
+    sig.d = domain("signals");
+    sig.p = secret(sig.d, 64, 0x44);
+    signal(SIGUSR1, on_usr1);
+    kht_expect_pku_fault(keyheap_domain_pkey(sig.d));
+    keyheap_enter(sig.d);
+    raise(SIGUSR1);
+    /* The interrupted state came back: still inside, still writable. */
+    kht_write(sig.p, 0x45);
+    keyheap_leave(sig.d);
+    ck_assert_uint_eq(sig.seen, 0x44);
+}
+
+START_TEST(test_signal_handler_cannot_read_domain_entered_by_interrupted_code)
+{
+    signal_handler_reads(0);
+}
+END_TEST
+
+START_TEST(test_signal_handler_that_enters_can_read_and_interrupted_state_returns)
+{
+    signal_handler_reads(1);
+}
+END_TEST
+
+/* ------------------------------------------------------------ nesting */
+
+START_TEST(test_nesting_three_deep_restores_each_level)
+{
+    keyheap_domain_t *a = domain("a"), *b = domain("b"), *c = domain("c");
+    int ka = keyheap_domain_pkey(a), kb = keyheap_domain_pkey(b), kc = keyheap_domain_pkey(c);
+    enum { CLOSED = 1, RO = 2, RW = 0 }; /* PKRU bits: AD = 1, WD = 2 */
+    ck_assert_uint_eq(kht_key_rights(ka), CLOSED);
+    keyheap_enter(a);
+    ck_assert_uint_eq(kht_key_rights(ka), RW);
+    ck_assert_ptr_eq(keyheap_current(), a);
+    keyheap_enter_ro(b);
+    ck_assert_uint_eq(kht_key_rights(kb), RO);
+    ck_assert_ptr_eq(keyheap_current(), a);
+    keyheap_enter(c);
+    ck_assert_uint_eq(kht_key_rights(ka), RW);
+    ck_assert_uint_eq(kht_key_rights(kb), RO);
+    ck_assert_uint_eq(kht_key_rights(kc), RW);
+    ck_assert_ptr_eq(keyheap_current(), c);
+    void *pc = v_malloc(32);
+    ck_assert_ptr_eq(keyheap_domain_of(pc), c);
+    ck_assert_int_eq(keyheap_audit(0), 0);
+    keyheap_leave(c);
+    ck_assert_uint_eq(kht_key_rights(kc), CLOSED);
+    ck_assert_ptr_eq(keyheap_current(), a);
+    keyheap_leave(b);
+    ck_assert_uint_eq(kht_key_rights(kb), CLOSED);
+    ck_assert_uint_eq(kht_key_rights(ka), RW);
+    keyheap_leave(a);
+    ck_assert_uint_eq(kht_key_rights(ka), CLOSED);
+    ck_assert_ptr_null(keyheap_current());
+    free(pc);
+}
+END_TEST
+
+START_TEST(test_audit_finds_and_repairs_a_key_opened_behind_keyheaps_back)
+{
+    keyheap_domain_t *d = domain("audit");
+    int k = keyheap_domain_pkey(d);
+    ck_assert_int_eq(keyheap_audit(0), 0);
+    /* Open the key with a raw WRPKRU, as stray code could. */
+    unsigned pkru = kht_pkru() & ~(3u << (2 * k));
+    __asm__ volatile(".byte 0x0f,0x01,0xef" : : "a"(pkru), "c"(0), "d"(0) : "memory");
+    ck_assert_int_eq(keyheap_audit(0), 1);
+    ck_assert_uint_eq(kht_key_rights(k), 0);
+    ck_assert_int_eq(keyheap_audit(KEYHEAP_AUDIT_REPAIR), 1);
+    ck_assert_uint_eq(kht_key_rights(k), 1);
+    ck_assert_int_eq(keyheap_audit(0), 0);
+}
+END_TEST
+
+static keyheap_domain_t *abort_a, *abort_b;
+
+static void leave_wrong_domain(void *arg)
+{
+    (void)arg;
+    keyheap_enter(abort_a);
+    keyheap_enter(abort_b);
+    keyheap_leave(abort_a);
+}
+
+static void leave_without_enter(void *arg)
+{
+    (void)arg;
+    keyheap_leave(abort_a);
+}
+
+static void enter_too_deep(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i <= KEYHEAP_MAX_DEPTH; i++)
+        keyheap_enter(abort_a);
+}
+
+static void destroy_twice(void *arg)
+{
+    (void)arg;
+    keyheap_domain_destroy(abort_b);
+    keyheap_domain_destroy(abort_b);
+}
+
+static void enter_destroyed(void *arg)
+{
+    (void)arg;
+    keyheap_domain_destroy(abort_b);
+    keyheap_enter(abort_b);
+}
+
+START_TEST(test_misuse_of_enter_leave_and_destroy_aborts_with_message)
+{
+    abort_a = domain("alpha");
+    abort_b = domain("beta");
+    kht_expect_abort(leave_wrong_domain, NULL,
+                     "keyheap: keyheap_leave(\"alpha\") does not match the innermost "
+                     "keyheap_enter(\"beta\")\n");
+    kht_expect_abort(leave_without_enter, NULL,
+                     "keyheap: keyheap_leave(\"alpha\") without a matching keyheap_enter\n");
+    kht_expect_abort(enter_too_deep, NULL,
+                     "keyheap: keyheap_enter(\"alpha\"): domains nested deeper than "
+                     "KEYHEAP_MAX_DEPTH (64)\n");
+    kht_expect_abort(destroy_twice, NULL,
+                     "keyheap: keyheap_domain_destroy of destroyed domain \"beta\"\n");
+    kht_expect_abort(enter_destroyed, NULL,
+                     "keyheap: keyheap_enter of destroyed domain \"beta\"\n");
+    /* The twin: 64 levels are fine, and matched leaves are. */
+    for (int i = 0; i < KEYHEAP_MAX_DEPTH; i++)
+        keyheap_enter(abort_a);
+    for (int i = 0; i < KEYHEAP_MAX_DEPTH; i++)
+        keyheap_leave(abort_a);
+    ck_assert_int_eq(keyheap_domain_destroy(abort_b), 0);
+}
+END_TEST
+
+/* ------------------------------------------------- malloc in a domain */
+
+START_TEST(test_every_malloc_family_call_inside_domain_lands_in_it)
+{
+    keyheap_domain_t *d = domain("landing");
+    void *p[12] = {0};
+    keyheap_enter(d);
+    p[0] = v_malloc(100);
+    p[1] = calloc(10, 10);
+    p[2] = realloc(NULL, 300);
+    ck_assert_int_eq(posix_memalign(&p[3], 64, 100), 0);
+    p[4] = aligned_alloc(4096, 8192);
+    p[5] = memalign(256, 10);
+    p[6] = valloc(10);
+    p[7] = pvalloc(10);
+    p[8] = strdup("a libc function that allocates");
+    p[9] = strndup("another one", 5);
+    ck_assert_int_gt(asprintf((char **)&p[10], "%s %d", "formatted", 42), 0);
+    p[11] = reallocarray(NULL, 10, 10);
+    for (int i = 0; i < 12; i++) {
+        ck_assert_msg(p[i] != NULL, "call %d failed", i);
+        ck_assert_msg(keyheap_domain_of(p[i]) == d, "call %d did not land in the domain", i);
+    }
+    ck_assert_uint_eq(calloc(1, 1) != NULL, 1);
+    keyheap_leave(d);
+    void *outside = v_malloc(100);
+    ck_assert_ptr_null(keyheap_domain_of(outside));
+    free(outside);
+    /* Freed from outside the domain, by address. */
+    for (int i = 0; i < 12; i++)
+        free(p[i]);
+}
+END_TEST
+
+START_TEST(test_explicit_allocation_from_outside_lands_in_domain)
+{
+    keyheap_domain_t *d = domain("explicit");
+    unsigned char *a = keyheap_malloc(d, 100), *z = keyheap_calloc(d, 100, 100);
+    void *al = keyheap_aligned_alloc(d, 1 << 16, 10);
+    ck_assert_ptr_eq(keyheap_domain_of(a), d);
+    ck_assert_ptr_eq(keyheap_domain_of(z), d);
+    ck_assert_ptr_eq(keyheap_domain_of(al), d);
+    ck_assert_uint_eq((uintptr_t)al % (1 << 16), 0);
+    ck_assert_ptr_null(keyheap_domain_of(keyheap_malloc(NULL, 10)));
+    ck_assert_uint_ge(keyheap_usable_size(z), 10000);
+    keyheap_enter_ro(d);
+    size_t zeros = 0;
+    while (zeros < 10000 && z[zeros] == 0)
+        zeros++;
+    ck_assert_uint_eq(zeros, 10000);
+    keyheap_leave(d);
+    keyheap_free(a);
+    keyheap_free(z);
+    keyheap_free(al);
+}
+END_TEST
+
+static void *free_elsewhere(void *arg)
+{
+    free(arg);
+    return NULL;
+}
+
+START_TEST(test_free_of_domain_block_from_outside_and_from_another_thread)
+{
+    keyheap_domain_t *d = domain("free");
+    unsigned char *p = secret(d, 200, 0xee), *q = secret(d, 200, 0xdd);
+    free(p); /* outside the domain */
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, free_elsewhere, q), 0);
+    pthread_join(t, NULL);
+    /* The block came back to this thread's cache of the domain, scrubbed. */
+    keyheap_enter(d);
+    unsigned char *again = v_malloc(200);
+    ck_assert_ptr_eq(again, p);
+    for (int i = 0; i < 200; i++)
+        ck_assert_uint_eq(again[i], 0);
+    free(again);
+    keyheap_leave(d);
+}
+END_TEST
+
+START_TEST(test_realloc_across_size_classes_stays_in_domain_with_data)
+{
+    keyheap_domain_t *d = domain("realloc");
+    keyheap_enter(d);
+    size_t size = 1;
+    unsigned char *p = v_malloc(size);
+    p[0] = 1;
+    while (size < 8 * MiB) {
+        size_t next = size * 3 + 5;
+        p = realloc(p, next);
+        ck_assert_ptr_nonnull(p);
+        ck_assert_ptr_eq(keyheap_domain_of(p), d);
+        size_t kept = 0;
+        while (kept < size && p[kept] == (unsigned char)(kept * 7 + 1))
+            kept++;
+        ck_assert_msg(kept == size, "byte %zu lost growing to %zu", kept, next);
+        for (size_t i = size; i < next; i++)
+            p[i] = (unsigned char)(i * 7 + 1);
+        size = next;
+    }
+    keyheap_leave(d);
+    /* realloc from outside keeps the block in its domain too. */
+    p = keyheap_realloc(p, 100);
+    ck_assert_ptr_eq(keyheap_domain_of(p), d);
+    keyheap_enter_ro(d);
+    size_t same = 0;
+    while (same < 100 && p[same] == (unsigned char)(same * 7 + 1))
+        same++;
+    ck_assert_uint_eq(same, 100);
+    keyheap_leave(d);
+    free(p);
+}
+END_TEST
+
+START_TEST(test_huge_and_overflowing_requests_in_domain_give_enomem)
+{
+    keyheap_domain_t *d = domain("huge");
+    errno = 0;
+    ck_assert_ptr_null(keyheap_malloc(d, SIZE_MAX));
+    ck_assert_int_eq(errno, ENOMEM);
+    errno = 0;
+    ck_assert_ptr_null(keyheap_calloc(d, SIZE_MAX / 2, 3));
+    ck_assert_int_eq(errno, ENOMEM);
+    errno = 0;
+    /* Larger than a domain's whole region. */
+    ck_assert_ptr_null(keyheap_malloc(d, (size_t)32 << 30));
+    ck_assert_int_eq(errno, ENOMEM);
+    errno = 0;
+    ck_assert_ptr_null(keyheap_aligned_alloc(d, 3, 8));
+    ck_assert_int_eq(errno, EINVAL);
+    keyheap_enter(d);
+    errno = 0;
+    void *m = v_malloc(SIZE_MAX - 100);
+    int e1 = errno;
+    errno = 0;
+    volatile size_t many = SIZE_MAX / 4;
+    void *c = calloc(many, 8);
+    int e2 = errno;
+    void *fine = v_malloc(1000);
+    keyheap_leave(d);
+    ck_assert_ptr_null(m);
+    ck_assert_int_eq(e1, ENOMEM);
+    ck_assert_ptr_null(c);
+    ck_assert_int_eq(e2, ENOMEM);
+    ck_assert_ptr_eq(keyheap_domain_of(fine), d);
+    free(fine);
+}
+END_TEST
+
+/* ------------------------------------------------ lifecycle of domains */
+
+START_TEST(test_domain_create_validates_its_arguments)
+{
+    char long_name[KEYHEAP_NAME_MAX + 2];
+    memset(long_name, 'n', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = '\0';
+    errno = 0;
+    ck_assert_ptr_null(keyheap_domain_create(NULL, 0));
+    ck_assert_int_eq(errno, EINVAL);
+    errno = 0;
+    ck_assert_ptr_null(keyheap_domain_create("", 0));
+    ck_assert_int_eq(errno, EINVAL);
+    errno = 0;
+    ck_assert_ptr_null(keyheap_domain_create("flags", 0x100));
+    ck_assert_int_eq(errno, EINVAL);
+    errno = 0;
+    ck_assert_ptr_null(keyheap_domain_create(long_name, 0));
+    ck_assert_int_eq(errno, ENAMETOOLONG);
+    long_name[KEYHEAP_NAME_MAX] = '\0';
+    keyheap_domain_t *d = keyheap_domain_create(long_name, KEYHEAP_NOSCRUB | KEYHEAP_STRICT);
+    ck_assert_ptr_nonnull(d);
+    ck_assert_str_eq(keyheap_domain_name(d), long_name);
+    ck_assert_int_eq(keyheap_domain_destroy(d), 0);
+}
+END_TEST
+
+static void *sit_inside(void *arg)
+{
+    struct shared *s = arg;
+    keyheap_enter(s->d);
+    pthread_barrier_wait(&s->go);
+    pthread_barrier_wait(&s->go);
+    keyheap_leave(s->d);
+    return NULL;
+}
+
+START_TEST(test_destroy_while_a_thread_is_inside_fails_with_ebusy)
+{
+    struct shared s;
+    s.d = domain("busy");
+    keyheap_enter(s.d);
+    errno = 0;
+    ck_assert_int_eq(keyheap_domain_destroy(s.d), -1);
+    ck_assert_int_eq(errno, EBUSY);
+    keyheap_leave(s.d);
+    pthread_barrier_init(&s.go, NULL, 2);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, sit_inside, &s), 0);
+    pthread_barrier_wait(&s.go);
+    errno = 0;
+    ck_assert_int_eq(keyheap_domain_destroy(s.d), -1);
+    ck_assert_int_eq(errno, EBUSY);
+    pthread_barrier_wait(&s.go);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(keyheap_domain_destroy(s.d), 0);
+}
+END_TEST
+
+START_TEST(test_stale_pointer_into_destroyed_domain_faults)
+{
+    keyheap_domain_t *d = domain("stale");
+    unsigned char *p = secret(d, 4096, 0xab);
+    ck_assert_int_eq(keyheap_domain_destroy(d), 0);
+    /* The region is PROT_NONE again: an access-rights fault, whatever PKRU. */
+    kht_expect_accerr_fault(p);
+    kht_read(p);
+}
+END_TEST
+
+START_TEST(test_destroyed_domains_data_is_never_seen_by_next_owner_of_its_key)
+{
+    keyheap_domain_t *d = domain("first-owner");
+    int key = keyheap_domain_pkey(d);
+    unsigned char *blocks[64];
+    for (int i = 0; i < 64; i++)
+        blocks[i] = secret(d, 100 + (size_t)i * 1000, 0xab);
+    ck_assert_int_eq(keyheap_domain_destroy(d), 0); /* with live objects */
+    keyheap_domain_t *e = domain("second-owner");
+    ck_assert_int_eq(keyheap_domain_pkey(e), key);
+    keyheap_enter(e);
+    for (int i = 0; i < 64; i++) {
+        size_t n = 100 + (size_t)i * 1000;
+        unsigned char *q = v_malloc(n);
+        ck_assert_ptr_nonnull(q);
+        size_t k = 0;
+        while (k < n && q[k] != 0xab)
+            k++;
+        ck_assert_msg(k == n, "old data at %p", (void *)(q + k));
+    }
+    keyheap_leave(e);
+    /* The old addresses are gone, not reused by the new owner. */
+    for (int i = 0; i < 64; i++)
+        ck_assert_ptr_null(keyheap_domain_of(blocks[i]));
+}
+END_TEST
+
+START_TEST(test_key_exhaustion_gives_enospc_and_destroy_frees_a_key)
+{
+    keyheap_domain_t *ds[64];
+    int n = 0;
+    while (n < 64 && (ds[n] = keyheap_domain_create("many", 0)) != NULL)
+        n++;
+    ck_assert_int_eq(errno, ENOSPC);
+    ck_assert_msg(n >= 13, "only %d domains fit", n);
+    ck_assert_int_eq(keyheap_domain_destroy(ds[3]), 0);
+    ds[3] = keyheap_domain_create("again", 0);
+    ck_assert_ptr_nonnull(ds[3]);
+    for (int i = 0; i < n; i++)
+        ck_assert_int_eq(keyheap_domain_destroy(ds[i]), 0);
+}
+END_TEST
+
+static size_t count_maps(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    ck_assert_ptr_nonnull(f);
+    size_t lines = 0;
+    int c;
+    while ((c = fgetc(f)) != EOF)
+        lines += c == '\n';
+    fclose(f);
+    return lines;
+}
+
+static void cycle(int rounds, int *key)
+{
+    for (int i = 0; i < rounds; i++) {
+        keyheap_domain_t *d = keyheap_domain_create("cycle", 0);
+        ck_assert_ptr_nonnull(d);
+        *key = keyheap_domain_pkey(d);
+        void *big = keyheap_malloc(d, 3 * MiB), *small = keyheap_malloc(d, 40);
+        keyheap_enter(d);
+        char *s = strdup("in the domain");
+        memset(big, 1, 3 * MiB);
+        keyheap_leave(d);
+        ck_assert_ptr_nonnull(small);
+        ck_assert_ptr_nonnull(s);
+        keyheap_free(small);
+        ck_assert_int_eq(keyheap_domain_destroy(d), 0);
+    }
+}
+
+START_TEST(test_thousand_create_destroy_cycles_leak_no_key_address_space_or_memory)
+{
+    /* The first cycles may use a few fresh address regions (see free_slot
+     * in domains/domain.c); after them, nothing may grow. */
+    int key0, key;
+    cycle(20, &key0);
+    size_t maps = count_maps(), rss = kht_rss();
+    cycle(980, &key);
+    ck_assert_int_eq(key, key0);
+    ck_assert_uint_eq(count_maps(), maps);
+    size_t grown = kht_rss() > rss ? kht_rss() - rss : 0;
+    ck_assert_msg(grown < 8 * MiB, "RSS grew by %zu KiB", grown >> 10);
+}
+END_TEST
+
+static keyheap_domain_t *thread_domain;
+
+static void *allocate_in_domain(void *arg)
+{
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    void *blocks[64];
+    keyheap_enter(thread_domain);
+    for (int i = 0; i < 64; i++) {
+        seed = seed * 1103515245u + 12345u;
+        blocks[i] = v_malloc(16 + (seed >> 8) % 8000);
+        ck_assert_ptr_nonnull(blocks[i]);
+        memset(blocks[i], 3, 16);
+    }
+    for (int i = 0; i < 64; i++)
+        free(blocks[i]);
+    keyheap_leave(thread_domain);
+    return NULL;
+}
+
+static void run_domain_threads(int count)
+{
+    for (int done = 0; done < count; done += 10) {
+        pthread_t t[10];
+        for (int i = 0; i < 10; i++)
+            ck_assert_int_eq(
+                pthread_create(&t[i], NULL, allocate_in_domain, (void *)(uintptr_t)(done + i)), 0);
+        for (int i = 0; i < 10; i++)
+            pthread_join(t[i], NULL);
+    }
+}
+
+START_TEST(test_thousand_threads_in_a_domain_leave_memory_bounded)
+{
+    /* 1000 threads, 10 at a time, each allocating and freeing about 256 KiB
+     * in the domain through its own cache of the domain, destroyed when it
+     * exits.  Once the domain's working set is warm (300 threads), the last
+     * 700 threads, which allocate some 175 MiB in all, must not add more
+     * than a working set's worth. */
+    thread_domain = domain("threads");
+    run_domain_threads(300);
+    size_t warm = kht_rss();
+    run_domain_threads(700);
+    size_t after = kht_rss();
+    size_t growth = after > warm ? after - warm : 0;
+    ck_assert_msg(growth < 48 * MiB, "RSS grew by %zu MiB", growth / MiB);
+    ck_assert_int_eq(keyheap_domain_destroy(thread_domain), 0);
+}
+END_TEST
+
+START_TEST(test_fork_child_keeps_its_domains)
+{
+    keyheap_domain_t *d = domain("fork");
+    unsigned char *p = secret(d, 100, 0x31);
+    keyheap_enter(d);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        /* Still inside, as the parent was. */
+        int ok = p[99] == 0x31 && keyheap_current() == d;
+        void *q = v_malloc(50);
+        ok = ok && keyheap_domain_of(q) == d;
+        free(q);
+        keyheap_leave(d);
+        keyheap_enter_ro(d);
+        ok = ok && p[0] == 0x31;
+        keyheap_leave(d);
+        ok = ok && keyheap_domain_destroy(d) == 0;
+        _exit(ok ? 0 : 1);
+    }
+    keyheap_leave(d);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+    /* The child's destroy did not touch the parent's domain. */
+    keyheap_enter_ro(d);
+    ck_assert_uint_eq(p[50], 0x31);
+    keyheap_leave(d);
+}
+END_TEST
+
+/* --------------------------------------------------------- no-PKU mode */
+
+START_TEST(test_without_pku_domain_create_fails_with_enotsup)
+{
+    setenv("KEYHEAP_CONF", "pku:off", 1);
+    ck_assert_int_eq(keyheap_pku_supported(), 0);
+    errno = 0;
+    ck_assert_ptr_null(keyheap_domain_create("nope", 0));
+    ck_assert_int_eq(errno, ENOTSUP);
+    /* The twin: plain malloc keeps working. */
+    void *p = v_malloc(100);
+    ck_assert_ptr_nonnull(p);
+    free(p);
+}
+END_TEST
+
+START_TEST(test_without_pku_unprotected_domains_are_separate_heaps)
+{
+    setenv("KEYHEAP_CONF", "pku:off,unprotected:true", 1);
+    ck_assert_int_eq(keyheap_pku_supported(), 0);
+    keyheap_domain_t *d = keyheap_domain_create("soft", 0);
+    ck_assert_ptr_nonnull(d);
+    ck_assert_int_eq(keyheap_domain_pkey(d), -1);
+    keyheap_enter(d);
+    char *s = strdup("not hardware-protected");
+    keyheap_leave(d);
+    ck_assert_ptr_eq(keyheap_domain_of(s), d);
+    ck_assert_str_eq(s, "not hardware-protected"); /* readable outside: no key */
+    ck_assert_int_eq(keyheap_audit(KEYHEAP_AUDIT_REPAIR), 0);
+    free(s);
+    ck_assert_int_eq(keyheap_domain_destroy(d), 0);
+}
+END_TEST
+
+/* -------------------------------------------------------------- stress */
+
+#define STRESS_THREADS 8
+#define STRESS_DOMAINS 4
+#define STRESS_OPS 3000
+
+struct block {
+    unsigned char *p;
+    size_t n;
+    unsigned char tag;
+};
+
+static struct {
+    keyheap_domain_t *d[STRESS_DOMAINS];
+    pthread_mutex_t lock;
+    struct block q[STRESS_DOMAINS][256];
+    int count[STRESS_DOMAINS];
+    long verified, produced;
+} st = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static int verify(const struct block *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        if (b->p[i] != (unsigned char)(b->tag + i))
+            return 0;
+    return 1;
+}
+
+static void *stress(void *arg)
+{
+    unsigned seed = (unsigned)(uintptr_t)arg * 2654435761u;
+    for (int op = 0; op < STRESS_OPS; op++) {
+        seed = seed * 1103515245u + 12345u;
+        int k = (int)(seed >> 16) % STRESS_DOMAINS;
+        keyheap_domain_t *d = st.d[k];
+        struct block b = {.n = 1 + (seed >> 4) % ((seed & 7) == 0 ? 70000 : 600),
+                          .tag = (unsigned char)seed};
+        keyheap_enter(d);
+        b.p = v_malloc(b.n);
+        ck_assert_ptr_eq(keyheap_domain_of(b.p), d);
+        for (size_t i = 0; i < b.n; i++)
+            b.p[i] = (unsigned char)(b.tag + i);
+        keyheap_leave(d);
+        pthread_mutex_lock(&st.lock);
+        st.produced++;
+        struct block take = {0};
+        int from = (int)(seed >> 20) % STRESS_DOMAINS;
+        if (st.count[k] < 256)
+            st.q[k][st.count[k]++] = b;
+        else
+            take = b;
+        if (take.p == NULL && st.count[from] > 0)
+            take = st.q[from][--st.count[from]];
+        pthread_mutex_unlock(&st.lock);
+        if (take.p != NULL) {
+            keyheap_domain_t *owner = keyheap_domain_of(take.p);
+            keyheap_enter_ro(owner);
+            int ok = verify(&take);
+            keyheap_leave(owner);
+            ck_assert_msg(ok, "block %p of %zu bytes corrupted", (void *)take.p, take.n);
+            __atomic_fetch_add(&st.verified, 1, __ATOMIC_RELAXED);
+            free(take.p); /* outside its domain, often another thread's block */
+        }
+    }
+    return NULL;
+}
+
+START_TEST(test_eight_threads_four_domains_cross_thread_frees_keep_every_byte)
+{
+    for (int k = 0; k < STRESS_DOMAINS; k++)
+        st.d[k] = domain("stress");
+    pthread_t t[STRESS_THREADS];
+    for (int i = 0; i < STRESS_THREADS; i++)
+        ck_assert_int_eq(pthread_create(&t[i], NULL, stress, (void *)(uintptr_t)(i + 1)), 0);
+    for (int i = 0; i < STRESS_THREADS; i++)
+        pthread_join(t[i], NULL);
+    for (int k = 0; k < STRESS_DOMAINS; k++)
+        while (st.count[k] > 0) {
+            struct block b = st.q[k][--st.count[k]];
+            keyheap_enter_ro(st.d[k]);
+            ck_assert(verify(&b));
+            keyheap_leave(st.d[k]);
+            st.verified++;
+            free(b.p);
+        }
+    ck_assert_int_eq(st.verified, st.produced);
+    ck_assert_int_eq(st.produced, (long)STRESS_THREADS * STRESS_OPS);
+    for (int k = 0; k < STRESS_DOMAINS; k++)
+        ck_assert_int_eq(keyheap_domain_destroy(st.d[k]), 0);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("domain");
+    TCase *fault = tcase_create("access");
+    tcase_set_timeout(fault, 120);
+    tcase_add_exit_test(fault, test_read_outside_domain_faults, KHT_EXIT_PKU_FAULT);
+    tcase_add_test(fault, test_read_inside_domain_works);
+    tcase_add_exit_test(fault, test_write_outside_domain_faults, KHT_EXIT_PKU_FAULT);
+    tcase_add_test(fault, test_write_inside_domain_works);
+    tcase_add_exit_test(fault, test_write_in_read_only_enter_faults, KHT_EXIT_PKU_FAULT);
+    tcase_add_test(fault, test_read_in_read_only_enter_works_and_keeps_malloc_target);
+    tcase_add_test(fault, test_read_only_enter_inside_read_write_stays_writable);
+    tcase_add_exit_test(fault, test_other_thread_cannot_read_while_this_one_is_inside,
+                        KHT_EXIT_PKU_FAULT);
+    tcase_add_test(fault, test_other_thread_that_enters_itself_can_read);
+    tcase_add_exit_test(fault, test_thread_created_inside_domain_starts_closed,
+                        KHT_EXIT_PKU_FAULT);
+    tcase_add_test(fault, test_thread_created_inside_domain_can_enter_itself);
+    tcase_add_exit_test(fault, test_signal_handler_cannot_read_domain_entered_by_interrupted_code,
+                        KHT_EXIT_PKU_FAULT);
+    tcase_add_test(fault, test_signal_handler_that_enters_can_read_and_interrupted_state_returns);
+    tcase_add_test(fault, test_nesting_three_deep_restores_each_level);
+    tcase_add_test(fault, test_audit_finds_and_repairs_a_key_opened_behind_keyheaps_back);
+    tcase_add_test(fault, test_misuse_of_enter_leave_and_destroy_aborts_with_message);
+    suite_add_tcase(s, fault);
+
+    TCase *heap = tcase_create("heap");
+    tcase_set_timeout(heap, 120);
+    tcase_add_test(heap, test_every_malloc_family_call_inside_domain_lands_in_it);
+    tcase_add_test(heap, test_explicit_allocation_from_outside_lands_in_domain);
+    tcase_add_test(heap, test_free_of_domain_block_from_outside_and_from_another_thread);
+    tcase_add_test(heap, test_realloc_across_size_classes_stays_in_domain_with_data);
+    tcase_add_test(heap, test_huge_and_overflowing_requests_in_domain_give_enomem);
+    suite_add_tcase(s, heap);
+
+    TCase *life = tcase_create("lifecycle");
+    tcase_set_timeout(life, 120);
+    tcase_add_test(life, test_domain_create_validates_its_arguments);
+    tcase_add_test(life, test_destroy_while_a_thread_is_inside_fails_with_ebusy);
+    tcase_add_exit_test(life, test_stale_pointer_into_destroyed_domain_faults,
+                        KHT_EXIT_ACCERR_FAULT);
+    tcase_add_test(life, test_destroyed_domains_data_is_never_seen_by_next_owner_of_its_key);
+    tcase_add_test(life, test_key_exhaustion_gives_enospc_and_destroy_frees_a_key);
+    tcase_add_test(life, test_fork_child_keeps_its_domains);
+    tcase_add_test(life, test_without_pku_domain_create_fails_with_enotsup);
+    tcase_add_test(life, test_without_pku_unprotected_domains_are_separate_heaps);
+    suite_add_tcase(s, life);
+
+    TCase *load = tcase_create("load");
+    tcase_set_timeout(load, 240);
+    tcase_add_test(load, test_thousand_create_destroy_cycles_leak_no_key_address_space_or_memory);
+    tcase_add_test(load, test_thousand_threads_in_a_domain_leave_memory_bounded);
+    tcase_add_test(load, test_eight_threads_four_domains_cross_thread_frees_keep_every_byte);
+    suite_add_tcase(s, load);
+    return kht_main(s);
+}
