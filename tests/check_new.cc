@@ -3,9 +3,11 @@
  */
 #include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <dlfcn.h>
 #include <malloc.h>
+#include <initializer_list>
 #include <new>
 #include <sys/resource.h>
 
@@ -227,6 +229,32 @@ START_TEST(test_new_handler_that_releases_memory_lets_new_succeed)
 }
 END_TEST
 
+START_TEST(test_new_inside_domain_lands_in_domain_and_delete_works_outside)
+{
+    /* Hardware keys where the CPU has them, a separate heap elsewhere:
+     * landing is the same either way. */
+    setenv("KEYHEAP_CONF", "unprotected:true", 1);
+    keyheap_domain_t *d = keyheap_domain_create("cxx", 0);
+    ck_assert_ptr_nonnull(d);
+    keyheap_enter(d);
+    void *plain = op_new(24), *arr = op_new_arr(100);
+    void *al = op_new_al(64, std::align_val_t(256));
+    void *nt = op_new_nt(10, std::nothrow);
+    keyheap_leave(d);
+    for (void *p : {plain, arr, al, nt})
+        ck_assert_ptr_eq(keyheap_domain_of(p), d);
+    void *outside = op_new(24);
+    ck_assert_ptr_null(keyheap_domain_of(outside));
+    /* Every delete form frees by address, from outside the domain. */
+    ::operator delete(plain, std::size_t(24));
+    ::operator delete[](arr);
+    ::operator delete(al, std::size_t(64), std::align_val_t(256));
+    ::operator delete(nt, std::nothrow);
+    ::operator delete(outside);
+    ck_assert_int_eq(keyheap_domain_destroy(d), 0);
+}
+END_TEST
+
 int main()
 {
     Suite *s = suite_create("new");
@@ -239,6 +267,7 @@ int main()
     tcase_add_test(tc, test_failed_new_calls_new_handler_until_it_is_removed);
     tcase_add_test(tc, test_nothrow_new_returns_null_instead_of_throwing);
     tcase_add_test(tc, test_new_handler_that_releases_memory_lets_new_succeed);
+    tcase_add_test(tc, test_new_inside_domain_lands_in_domain_and_delete_works_outside);
     suite_add_tcase(s, tc);
     return kht_main(s);
 }
