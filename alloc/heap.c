@@ -17,15 +17,11 @@
 #include "domains/fatal.h"
 #include "domains/thread.h"
 
-static struct keyheap_domain *live_domain_of(const void *p, const char *what)
+void khi_dead_domain(const void *p, const char *what)
 {
-    struct keyheap_domain *d = khi_slot_of(p);
-    if (__builtin_expect(!khi_domain_live(d), 0)) {
-        char buf[24];
-        khi_fatal(what, " of ", khi_hex(buf, (unsigned long)p), " in destroyed domain \"",
-                  d->name, "\"", (char *)NULL);
-    }
-    return d;
+    char buf[24];
+    khi_fatal(what, " of ", khi_hex(buf, (unsigned long)p), " in destroyed domain \"",
+              khi_slot_of(p)->name, "\"", (char *)NULL);
 }
 
 void *khi_domain_alloc(struct keyheap_domain *d, size_t size, size_t align, bool zero)
@@ -47,28 +43,60 @@ void *khi_domain_alloc(struct keyheap_domain *d, size_t size, size_t align, bool
     return p;
 }
 
-static void scrub(struct keyheap_domain *d, void *p, size_t n)
+static void scrub(const struct keyheap_domain *d, void *p, size_t n)
 {
     if (!(d->flags & KEYHEAP_NOSCRUB))
         explicit_bzero(p, n);
 }
 
+void *khi_domain_malloc(struct keyheap_domain *d, size_t size)
+{
+    void *p = kh_je_mallocx(size ? size : 1, khi_thread_flags(d));
+    if (__builtin_expect(p == NULL, 0))
+        errno = ENOMEM;
+    return p;
+}
+
+/* Zeroes a block, with the key open, and frees it. */
+static __attribute__((noinline)) void free_scrubbed(struct keyheap_domain *d, void *p, int flags)
+{
+    size_t n = kh_je_malloc_usable_size(p);
+    unsigned pkru = khi_domain_open(d);
+    explicit_bzero(p, n);
+    khi_domain_close(d, pkru);
+    kh_je_dallocx(p, flags);
+}
+
+/* This thread's first free into d: make its cache first. */
+static __attribute__((noinline)) void free_first(struct keyheap_domain *d, void *p)
+{
+    int flags = khi_thread_flags_slow(d);
+    if (d->flags & KEYHEAP_NOSCRUB)
+        kh_je_dallocx(p, flags);
+    else
+        free_scrubbed(d, p, flags);
+}
+
+/* The uncommon cases leave by tail calls, so the common one saves no
+ * registers and ends in a jump into jemalloc. */
 void khi_domain_free(void *p)
 {
-    struct keyheap_domain *d = live_domain_of(p, "free");
-    int flags = khi_thread_flags(d);
-    if (!(d->flags & KEYHEAP_NOSCRUB)) {
-        size_t n = kh_je_malloc_usable_size(p);
-        unsigned pkru = khi_domain_open(d);
-        scrub(d, p, n);
-        khi_domain_close(d, pkru);
+    struct keyheap_domain *d = khi_live_slot(p, "free");
+    const struct khi_thread_tc *tc = &khi_thread_tcs[d->slot];
+    if (__builtin_expect(tc->gen != d->gen, 0)) {
+        free_first(d, p);
+        return;
     }
-    kh_je_dallocx(p, flags);
+    if (!(d->flags & KEYHEAP_NOSCRUB)) {
+        free_scrubbed(d, p, tc->flags);
+        return;
+    }
+    kh_je_dallocx(p, tc->flags);
 }
 
 void *khi_domain_realloc(void *p, size_t size)
 {
-    struct keyheap_domain *d = live_domain_of(p, "realloc");
+    struct keyheap_domain *d = khi_live_slot(p, "realloc");
     int flags = khi_thread_flags(d);
     size_t old = kh_je_malloc_usable_size(p);
     unsigned pkru = khi_domain_open(d);
@@ -92,6 +120,6 @@ void *khi_domain_realloc(void *p, size_t size)
 
 size_t khi_domain_usable(const void *p)
 {
-    live_domain_of(p, "malloc_usable_size");
+    khi_live_slot(p, "malloc_usable_size");
     return kh_je_malloc_usable_size(p);
 }

@@ -27,6 +27,11 @@ static inline struct keyheap_domain *khi_target(void)
  */
 KHI_HIDDEN void *khi_domain_alloc(struct keyheap_domain *d, size_t size, size_t align, bool zero);
 
+/* khi_domain_malloc - malloc in d: the path of malloc inside a domain,
+ * out of line so that malloc's default path stays a test and a jump.
+ * pre: d is live.  NULL with errno ENOMEM on failure. */
+KHI_HIDDEN void *khi_domain_malloc(struct keyheap_domain *d, size_t size);
+
 /* khi_domain_free - frees p, a block of some domain, scrubbing it unless
  * the domain has KEYHEAP_NOSCRUB.  pre: khi_in_span(p).  Aborts when p's
  * domain was destroyed. */

@@ -76,12 +76,13 @@ struct khi_extent_hooks {
 /*
  * khi_je_arena_create - a new arena whose user extents all come from hooks
  * while its metadata stays on ordinary pages.  Returns true on error.
- * khi_je_arena_destroy - frees everything of the arena (extents go back
- * through its hooks); its index may be reused.  Returns true on error.
+ * khi_je_arena_empty - frees every allocation of the arena and purges it,
+ * so that all its address space is retained and decommitted (through its
+ * hooks).  The arena itself stays, to be used again.  Returns true on error.
  * khi_je_tcache_create / _destroy - explicit thread caches.
  */
 KHI_HIDDEN bool khi_je_arena_create(khi_extent_hooks_t *hooks, unsigned *arena);
-KHI_HIDDEN bool khi_je_arena_destroy(unsigned arena);
+KHI_HIDDEN bool khi_je_arena_empty(unsigned arena);
 KHI_HIDDEN bool khi_je_tcache_create(unsigned *tcache);
 KHI_HIDDEN void khi_je_tcache_destroy(unsigned tcache);
 

@@ -57,7 +57,7 @@ void *khi_malloc(size_t size)
 {
     struct keyheap_domain *d = khi_target();
     if (UNLIKELY(d != NULL))
-        return khi_domain_alloc(d, size, 1, false);
+        return khi_domain_malloc(d, size);
     return kh_je_malloc(size);
 }
 

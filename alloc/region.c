@@ -181,7 +181,8 @@ bool khi_region_discard(struct keyheap_domain *d)
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
     if (p == MAP_FAILED)
         return true;
+    /* The carve pointer stays: the arena retains what was carved and will
+     * hand it out again. */
     madvise((void *)d->start, used, MADV_DONTDUMP);
-    d->next = d->start;
     return false;
 }

@@ -10,12 +10,15 @@
  * from core dumps) on first call.  Returns true on error (errno ENOMEM). */
 KHI_HIDDEN bool khi_span_reserve(void);
 
-/* khi_region_init - prepares d's region and extent hooks for a new arena. */
+/* khi_region_init - prepares the region and extent hooks of d's slot, on
+ * the slot's first use (its arena is made after and kept). */
 KHI_HIDDEN void khi_region_init(struct keyheap_domain *d);
 
 /* khi_region_discard - drops every page d's region ever had, with its data
- * and key tag, leaving the region PROT_NONE as reserved.  Returns true on
- * error. */
+ * and key tag, leaving the region PROT_NONE as reserved.  pre: the slot's
+ * arena holds nothing but decommitted, retained address space, which it
+ * commits (and so tags) again through the hooks when it reuses it.
+ * Returns true on error. */
 KHI_HIDDEN bool khi_region_discard(struct keyheap_domain *d);
 
 #endif /* KH_ALLOC_REGION_H */

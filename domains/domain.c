@@ -122,12 +122,15 @@ KEYHEAP_API keyheap_domain_t *keyheap_domain_create(const char *name, unsigned f
     d->flags = flags;
     memcpy(d->name, name, strlen(name) + 1);
     d->gen++;
-    khi_region_init(d);
-    if (khi_je_arena_create(&d->hooks, &d->arena)) {
-        khi_pkey_free(key);
-        errno = ENOMEM;
-        d = NULL;
-        goto out;
+    if (!d->has_arena) {
+        khi_region_init(d);
+        if (khi_je_arena_create(&d->hooks, &d->arena)) {
+            khi_pkey_free(key);
+            errno = ENOMEM;
+            d = NULL;
+            goto out;
+        }
+        d->has_arena = true;
     }
     d->abi.ad_bit = key > 0 ? 1u << (2 * key) : 0;
     khi_keys_ad_mask |= d->abi.ad_bit;
@@ -146,12 +149,12 @@ KEYHEAP_API int keyheap_domain_destroy(keyheap_domain_t *handle)
         errno = EBUSY;
         return -1;
     }
-    /* Order matters: caches hold objects of the arena; the arena's extents
-     * go back through the hooks; the region is discarded (pages, data and
-     * tags gone) before the key can be handed out again. */
+    /* Order matters: caches hold objects of the arena; emptying the arena
+     * decommits all its extents through the hooks; the region is discarded
+     * (pages, data and tags gone) before the key can be handed out again. */
     khi_threads_drop_tcaches(d);
-    if (khi_je_arena_destroy(d->arena))
-        khi_fatal("keyheap_domain_destroy(\"", d->name, "\"): jemalloc refused to destroy "
+    if (khi_je_arena_empty(d->arena))
+        khi_fatal("keyheap_domain_destroy(\"", d->name, "\"): jemalloc refused to empty "
                   "the domain's arena",
                   (char *)NULL);
     if (khi_region_discard(d))

@@ -5,6 +5,7 @@
 #define KH_DOMAINS_DOMAIN_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "alloc/je.h"
@@ -21,13 +22,17 @@ extern "C" {
 #define KHI_REGION_SIZE ((uintptr_t)1 << KHI_REGION_SHIFT)
 #define KHI_SPAN_SIZE ((uintptr_t)KHI_SLOTS << KHI_REGION_SHIFT)
 
-struct keyheap_domain {
+/* 256 bytes each (a power of two: the slot of an address is a shift away,
+ * and no two domains share a cache line); the fields of the hot paths come
+ * first. */
+struct __attribute__((aligned(256))) keyheap_domain {
     struct keyheap_abi_domain abi; /* first: read by the inline fast path */
     unsigned slot;                 /* index in khi_domains and in the span */
     unsigned gen;                  /* bumped at every create and destroy of this slot */
     int pkey;                      /* hardware key, or -1 when unprotected */
     unsigned flags;                /* KEYHEAP_* flags */
-    unsigned arena;                /* jemalloc arena index */
+    unsigned arena;                /* jemalloc arena index, made on the slot's first use */
+    bool has_arena;                /* the slot's arena exists */
     uint64_t freed_at;             /* order of destroys, to reuse the oldest slot first */
     char name[KEYHEAP_NAME_MAX + 1];
 
@@ -59,6 +64,18 @@ static inline struct keyheap_domain *khi_slot_of(const void *p)
 static inline int khi_domain_live(const struct keyheap_domain *d)
 {
     return __atomic_load_n(&d->abi.live, __ATOMIC_ACQUIRE) == KEYHEAP_ABI_LIVE;
+}
+
+/* khi_dead_domain - the fatal error for p in a destroyed domain's region. */
+KHI_HIDDEN __attribute__((noreturn, cold)) void khi_dead_domain(const void *p, const char *what);
+
+/* khi_live_slot - the domain of p, which must be live.  pre: khi_in_span(p). */
+static inline struct keyheap_domain *khi_live_slot(const void *p, const char *what)
+{
+    struct keyheap_domain *d = khi_slot_of(p);
+    if (__builtin_expect(!khi_domain_live(d), 0))
+        khi_dead_domain(p, what);
+    return d;
 }
 
 /* khi_domain_check - d as a live domain of the table, or a fatal error that

@@ -86,10 +86,11 @@ static void register_self(void)
     pthread_setspecific(exit_key, &self);
 }
 
-unsigned khi_thread_tcache_slow(struct keyheap_domain *d)
+int khi_thread_flags_slow(struct keyheap_domain *d)
 {
+    int no_cache = KHI_JE_ARENA(d->arena) | KHI_JE_TCACHE_NONE;
     if (self.exiting)
-        return KHI_NO_TCACHE;
+        return no_cache;
     register_self();
     unsigned id;
     pthread_mutex_lock(&threads_lock);
@@ -99,12 +100,13 @@ unsigned khi_thread_tcache_slow(struct keyheap_domain *d)
     tc->gen = 0;
     if (khi_je_tcache_create(&id)) {
         pthread_mutex_unlock(&threads_lock);
-        return KHI_NO_TCACHE;
+        return no_cache;
     }
     tc->id = id;
+    tc->flags = KHI_JE_ARENA(d->arena) | KHI_JE_TCACHE((int)id);
     tc->gen = d->gen;
     pthread_mutex_unlock(&threads_lock);
-    return id;
+    return tc->flags;
 }
 
 /* A full memory barrier on every CPU running a thread of this process. */

@@ -9,33 +9,26 @@
 
 #include "domains/domain.h"
 
-/* No explicit thread cache: the thread is exiting or none could be made. */
-#define KHI_NO_TCACHE (~0u)
-
-/* khi_thread_tcache - this thread's explicit jemalloc cache for d, created
- * on first use; KHI_NO_TCACHE when there can be none. */
-KHI_HIDDEN unsigned khi_thread_tcache_slow(struct keyheap_domain *d);
-
+/* This thread's explicit jemalloc cache for each domain slot. */
 struct khi_thread_tc {
     unsigned gen; /* the domain generation the cache belongs to; 0: none */
+    int flags;    /* mallocx flags: the domain's arena and this cache */
     unsigned id;  /* jemalloc tcache index */
 };
 KHI_HIDDEN extern __thread struct khi_thread_tc khi_thread_tcs[KHI_SLOTS];
 
-static inline unsigned khi_thread_tcache(struct keyheap_domain *d)
-{
-    struct khi_thread_tc *tc = &khi_thread_tcs[d->slot];
-    if (__builtin_expect(tc->gen == d->gen, 1))
-        return tc->id;
-    return khi_thread_tcache_slow(d);
-}
+/* khi_thread_flags_slow - creates this thread's cache for d and returns
+ * its flags; without a cache (the thread is exiting, or jemalloc has none
+ * left) the flags ask for no cache. */
+KHI_HIDDEN int khi_thread_flags_slow(struct keyheap_domain *d);
 
 /* khi_thread_flags - mallocx flags for d's arena and this thread's cache. */
 static inline int khi_thread_flags(struct keyheap_domain *d)
 {
-    unsigned tc = khi_thread_tcache(d);
-    return KHI_JE_ARENA(d->arena) |
-           (tc == KHI_NO_TCACHE ? KHI_JE_TCACHE_NONE : KHI_JE_TCACHE((int)tc));
+    const struct khi_thread_tc *tc = &khi_thread_tcs[d->slot];
+    if (__builtin_expect(tc->gen == d->gen, 1))
+        return tc->flags;
+    return khi_thread_flags_slow(d);
 }
 
 /* khi_threads_inside - whether any thread is inside d now.  Makes every
