@@ -1,0 +1,27 @@
+## bench/bench.mk: the malloc benchmark, `make bench`.
+## Included by the top Makefile.am, which first initialises noinst_PROGRAMS,
+## EXTRA_DIST and CLEANFILES.
+##
+## bench/churn is built with the project's warnings but linked to no
+## allocator: bench/run.sh picks one per run with LD_PRELOAD and checks that
+## the preload took effect.  `make bench` compares the build tree's
+## libkeyheap.so with Debian's jemalloc, glibc and mimalloc (the libraries
+## configure found), in about two to three minutes on two cores.  Options for
+## run.sh go in BENCH_FLAGS, for example
+##   make bench BENCH_FLAGS='-n 9 -c background_thread:false'
+## (run `bench/run.sh -h` for the list).
+
+noinst_PROGRAMS += bench/churn
+bench_churn_SOURCES = bench/churn.c
+bench_churn_CFLAGS = $(AM_CFLAGS) -pthread
+bench_churn_LDFLAGS = $(AM_LDFLAGS) -pthread
+bench_churn_LDADD = -ldl
+EXTRA_DIST += bench/run.sh
+
+BENCH_FLAGS =
+
+.PHONY: bench
+bench: bench/churn$(EXEEXT) libkeyheap.la
+	$(SHELL) '$(srcdir)/bench/run.sh' -b bench/churn$(EXEEXT) \
+	  -k '$(abs_top_builddir)/.libs/libkeyheap.so' \
+	  -j '$(JEMALLOC_SO)' -m '$(MIMALLOC_SO)' $(BENCH_FLAGS)
