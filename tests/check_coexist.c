@@ -18,14 +18,6 @@
 #include "include/keyheap.h"
 #include "tests/khtest.h"
 
-static const char *object_of(const char *name)
-{
-    Dl_info info;
-    void *sym = dlsym(RTLD_DEFAULT, name);
-    ck_assert_msg(sym != NULL && dladdr(sym, &info) != 0, "%s not found", name);
-    return info.dli_fname;
-}
-
 static void *both_heaps(void *arg)
 {
     size_t step = (size_t)arg;
@@ -44,8 +36,8 @@ static void *both_heaps(void *arg)
 
 START_TEST(test_program_linking_keyheap_and_libjemalloc_uses_both)
 {
-    ck_assert_ptr_nonnull(strstr(object_of("malloc"), "libkeyheap.so"));
-    ck_assert_ptr_nonnull(strstr(object_of("mallocx"), "libjemalloc.so"));
+    ck_assert_ptr_nonnull(strstr(kht_provider("malloc"), "libkeyheap.so"));
+    ck_assert_ptr_nonnull(strstr(kht_provider("mallocx"), "libjemalloc.so"));
     const char *version = NULL;
     size_t len = sizeof version;
     ck_assert_int_eq(mallctl("version", &version, &len, NULL, 0), 0);

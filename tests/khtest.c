@@ -6,6 +6,7 @@
 #endif
 #include "tests/khtest.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,6 +123,20 @@ size_t kht_rss(void)
     ck_assert_int_eq(fscanf(f, "%lu %lu", &size, &resident), 2);
     fclose(f);
     return resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+const char *kht_object_of(const void *addr)
+{
+    Dl_info info;
+    ck_assert_msg(dladdr(addr, &info) != 0, "dladdr(%p) found no object", addr);
+    return info.dli_fname;
+}
+
+const char *kht_provider(const char *name)
+{
+    void *sym = dlsym(RTLD_DEFAULT, name);
+    ck_assert_msg(sym != NULL, "%s not found", name);
+    return kht_object_of(sym);
 }
 
 int kht_main(Suite *s)

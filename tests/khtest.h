@@ -34,6 +34,13 @@ void kht_cleanup(void);
 /* The resident set size of this process, in bytes, from /proc/self/statm. */
 size_t kht_rss(void);
 
+/* The file name of the loaded object that holds address addr (a failed
+ * test when there is none). */
+const char *kht_object_of(const void *addr);
+
+/* The object that provides symbol name to this process (RTLD_DEFAULT). */
+const char *kht_provider(const char *name);
+
 /* Runs a Check suite with CK_NORMAL output; the process exit status. */
 int kht_main(Suite *s);
 
