@@ -145,15 +145,21 @@ struct shared {
     unsigned char seen;
 };
 
-static void *read_from_thread(void *arg)
+/* Reads the secret, entering the domain first when the test says so. */
+static void read_secret(struct shared *s)
 {
-    struct shared *s = arg;
-    pthread_barrier_wait(&s->go);
     if (s->enter_itself)
         keyheap_enter_ro(s->d);
     s->seen = kht_read(s->p);
     if (s->enter_itself)
         keyheap_leave(s->d);
+}
+
+static void *read_from_thread(void *arg)
+{
+    struct shared *s = arg;
+    pthread_barrier_wait(&s->go);
+    read_secret(s);
     return NULL;
 }
 
@@ -191,11 +197,7 @@ static void *new_thread_reads(void *arg)
     struct shared *s = arg;
     ck_assert_ptr_null(keyheap_current());
     ck_assert_int_eq(keyheap_audit(0), 0);
-    if (s->enter_itself)
-        keyheap_enter_ro(s->d);
-    s->seen = kht_read(s->p);
-    if (s->enter_itself)
-        keyheap_leave(s->d);
+    read_secret(s);
     return NULL;
 }
 
@@ -232,11 +234,7 @@ static struct shared sig;
 static void on_usr1(int signo)
 {
     (void)signo;
-    if (sig.enter_itself)
-        keyheap_enter_ro(sig.d);
-    sig.seen = kht_read(sig.p);
-    if (sig.enter_itself)
-        keyheap_leave(sig.d);
+    read_secret(&sig);
 }
 
 static void signal_handler_reads(int enter_itself)
