@@ -17,14 +17,15 @@
 ## KEYHEAP_VALGRIND_OPTS=--track-origins=yes (in the environment or on the
 ## make command line) adds valgrind options.
 ##
-## Not run under valgrind:
+## Not run under valgrind (neither program is linked with keyheap, so
+## memcheck would watch none of keyheap's code in them):
 ##  - tests/check_symbols: it runs nm over libkeyheap.so and compares symbol
-##    lists; it allocates nothing that the tests below do not.
-##  - tests/check_programs: its work happens in python3, sqlite3, git and
-##    tests/programs/containers with keyheap preloaded, all started with
-##    exec, which valgrind-run does not follow (--trace-children=no).
-##    Following it would put python3, sqlite3 and git under memcheck: many
-##    minutes, and it would report their errors rather than keyheap's.
+##    lists.
+##  - tests/check_programs: keyheap runs only in the programs it starts with
+##    exec and keyheap preloaded (python3, sqlite3, git,
+##    tests/programs/containers), which valgrind-run does not follow
+##    (--trace-children=no).  Following them would put python3, sqlite3 and
+##    git under memcheck: many minutes, and their own errors, not keyheap's.
 ##  - the PKU tests (PKU_TESTS, tests/pku.mk): valgrind has no protection
 ##    keys.
 ##
