@@ -226,6 +226,7 @@ read -ra alist <<<"$allocators"
 nalloc=${#alist[@]}
 start=$SECONDS
 echo "run.sh: $reps repetitions x ($workloads) x ($allocators)" >&2
+[ -z "$keyheap_conf" ] || echo "run.sh: keyheap rows run with MALLOC_CONF=$keyheap_conf" >&2
 for ((rep = 0; rep < reps; rep++)); do
     for wt in $workloads; do
         w=${wt%%:*}
