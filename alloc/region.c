@@ -19,32 +19,50 @@
 #include "alloc/region.h"
 #include "domains/pkey.h"
 
-/* Until the span exists, no pointer can fall inside it: see khi_in_span. */
-uintptr_t khi_span_base = UINTPTR_MAX - KHI_SPAN_SIZE + 1;
+#define SPAN_UNRESERVED (UINTPTR_MAX - ((uintptr_t)KHI_SLOTS << KHI_REGION_SHIFT_MAX) + 1)
+
+struct khi_span khi_span __attribute__((aligned(64))) = {.base = SPAN_UNRESERVED};
 
 static pthread_mutex_t span_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Reserves KHI_SLOTS regions of 1 << shift bytes, the span aligned to a
+ * region; 0 on failure.  It over-reserves by one region so the span can
+ * start aligned, and gives the unused ends back. */
+static uintptr_t reserve_aligned(unsigned shift)
+{
+    uintptr_t region = (uintptr_t)1 << shift, size = (uintptr_t)KHI_SLOTS << shift;
+    size_t len = size + region;
+    char *raw = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (raw == MAP_FAILED)
+        return 0;
+    uintptr_t base = ((uintptr_t)raw + region - 1) & ~(region - 1);
+    if (base > (uintptr_t)raw)
+        munmap(raw, base - (uintptr_t)raw);
+    uintptr_t end = (uintptr_t)raw + len;
+    if (end > base + size)
+        munmap((void *)(base + size), end - (base + size));
+    return base;
+}
 
 bool khi_span_reserve(void)
 {
     bool failed = false;
     pthread_mutex_lock(&span_lock);
-    if (khi_span_base == UINTPTR_MAX - KHI_SPAN_SIZE + 1) {
-        /* Over-reserve by one region so the span can start region-aligned;
-         * the unused ends are given back. */
-        size_t len = KHI_SPAN_SIZE + KHI_REGION_SIZE;
-        char *raw = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (raw == MAP_FAILED) {
+    if (khi_span.size == 0) {
+        unsigned shift = KHI_REGION_SHIFT_MAX;
+        uintptr_t base;
+        while ((base = reserve_aligned(shift)) == 0 && shift > KHI_REGION_SHIFT_MIN)
+            shift--;
+        if (base == 0) {
             failed = true;
             errno = ENOMEM;
         } else {
-            uintptr_t base = ((uintptr_t)raw + KHI_REGION_SIZE - 1) & ~(KHI_REGION_SIZE - 1);
-            if (base > (uintptr_t)raw)
-                munmap(raw, base - (uintptr_t)raw);
-            uintptr_t end = (uintptr_t)raw + len;
-            if (end > base + KHI_SPAN_SIZE)
-                munmap((void *)(base + KHI_SPAN_SIZE), end - (base + KHI_SPAN_SIZE));
-            madvise((void *)base, KHI_SPAN_SIZE, MADV_DONTDUMP);
-            __atomic_store_n(&khi_span_base, base, __ATOMIC_RELEASE);
+            uintptr_t size = (uintptr_t)KHI_SLOTS << shift;
+            madvise((void *)base, size, MADV_DONTDUMP);
+            khi_span.shift = shift;
+            /* base before size: a reader that sees the new size sees it. */
+            __atomic_store_n(&khi_span.base, base, __ATOMIC_RELEASE);
+            __atomic_store_n(&khi_span.size, size, __ATOMIC_RELEASE);
         }
     }
     pthread_mutex_unlock(&span_lock);
@@ -164,10 +182,10 @@ void khi_region_init(struct keyheap_domain *d)
         .merge = hook_merge,
     };
     pthread_mutex_init(&d->carve_lock, NULL);
-    d->start = khi_span_base + (uintptr_t)d->slot * KHI_REGION_SIZE;
+    d->start = khi_span.base + ((uintptr_t)d->slot << khi_span.shift);
     /* The region's first page stays unused: a guard below the heap. */
     d->next = d->start + 4096;
-    d->end = d->start + KHI_REGION_SIZE;
+    d->end = d->start + ((uintptr_t)1 << khi_span.shift);
 }
 
 bool khi_region_discard(struct keyheap_domain *d)

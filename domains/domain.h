@@ -16,11 +16,13 @@ extern "C" {
 #endif
 
 /* Domain slots, and the address region each slot owns: slot i owns
- * [khi_span_base + i * KHI_REGION_SIZE, + KHI_REGION_SIZE). */
+ * [khi_span.base + (i << khi_span.shift), + (1 << khi_span.shift)).
+ * Regions are 16 GiB (a 1 TiB span) where the kernel allows it; where it
+ * does not (valgrind manages only a few tens of GiB for the whole program),
+ * they are halved until the span fits, down to 64 MiB. */
 #define KHI_SLOTS 64u
-#define KHI_REGION_SHIFT 34u /* 16 GiB of address space per domain */
-#define KHI_REGION_SIZE ((uintptr_t)1 << KHI_REGION_SHIFT)
-#define KHI_SPAN_SIZE ((uintptr_t)KHI_SLOTS << KHI_REGION_SHIFT)
+#define KHI_REGION_SHIFT_MAX 34u /* 16 GiB of address space per domain */
+#define KHI_REGION_SHIFT_MIN 26u /* 64 MiB */
 
 /* 256 bytes each (a power of two: the slot of an address is a shift away,
  * and no two domains share a cache line); the fields of the hot paths come
@@ -44,21 +46,28 @@ struct __attribute__((aligned(256))) keyheap_domain {
 
 KHI_HIDDEN extern struct keyheap_domain khi_domains[KHI_SLOTS];
 
-/* The start of the span; an address no user pointer can have until the span
- * is reserved, so the test below is false for every pointer until then. */
-KHI_HIDDEN extern uintptr_t khi_span_base;
+/* The span: its start, length and region size, in one cache line.  Until
+ * it is reserved, size is 0 (so the test below is false for every pointer),
+ * and base is an address at the top of the address space where no user
+ * pointer can be, in case a thread sees the new size before the new base. */
+struct khi_span {
+    uintptr_t base;
+    uintptr_t size;  /* KHI_SLOTS << shift, or 0 */
+    unsigned shift;  /* log2 of the region size */
+};
+KHI_HIDDEN extern struct khi_span khi_span;
 
 /* khi_in_span - whether p lies in some domain's region.  One subtraction and
  * one comparison: the test free() makes on every call. */
 static inline int khi_in_span(const void *p)
 {
-    return (uintptr_t)p - khi_span_base < KHI_SPAN_SIZE;
+    return (uintptr_t)p - khi_span.base < khi_span.size;
 }
 
 /* khi_slot_of - the domain slot of p.  pre: khi_in_span(p). */
 static inline struct keyheap_domain *khi_slot_of(const void *p)
 {
-    return &khi_domains[((uintptr_t)p - khi_span_base) >> KHI_REGION_SHIFT];
+    return &khi_domains[((uintptr_t)p - khi_span.base) >> khi_span.shift];
 }
 
 static inline int khi_domain_live(const struct keyheap_domain *d)

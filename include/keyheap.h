@@ -109,11 +109,16 @@ typedef struct keyheap_domain keyheap_domain_t;
  *   EINVAL        name is NULL or empty, or flags has an unknown bit;
  *   ENAMETOOLONG  name is longer than KEYHEAP_NAME_MAX;
  *   ENOSPC        no protection key (the CPU has 15, other code in the
- *                 process may hold some) or no domain slot is left;
+ *                 process may hold some) or no domain slot is left
+ *                 (64 live and recently destroyed domains);
  *   ENOTSUP       the CPU or kernel has no usable protection keys (or
  *                 KEYHEAP_CONF says pku:off) and KEYHEAP_CONF does not say
  *                 unprotected:true; a "keyheap: ..." hint is printed once;
- *   ENOMEM        the address space for the domain heaps cannot be reserved.
+ *   ENOMEM        the address space for the domain heaps cannot be
+ *                 reserved (it takes 1 TiB, PROT_NONE and MAP_NORESERVE;
+ *                 where that fails, as under valgrind, keyheap takes less,
+ *                 down to 4 GiB, and each domain's heap is limited to a
+ *                 64th of what it got).
  * With KEYHEAP_CONF=unprotected:true on such a machine, the domain is a
  * separate heap without hardware protection and keyheap_domain_pkey
  * returns -1.

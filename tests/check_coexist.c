@@ -23,11 +23,10 @@ static void *both_heaps(void *arg)
     size_t step = (size_t)arg;
     for (size_t n = 1; n < 200000; n += step) {
         char *a = mallocx(n, 0), *b = malloc(n);
-        ck_assert_ptr_nonnull(a);
-        ck_assert_ptr_nonnull(b);
+        KHT_REQUIRE(a != NULL && b != NULL, "mallocx or malloc(%zu) failed", n);
         memset(a, 1, n);
         memset(b, 2, n);
-        ck_assert_uint_ge(malloc_usable_size(b), n);
+        KHT_REQUIRE(malloc_usable_size(b) >= n, "malloc_usable_size of a %zu-byte block", n);
         dallocx(a, 0);
         free(b);
     }

@@ -4,6 +4,11 @@
  * Runs through tools/pku-run (natively on a CPU with PKU, otherwise in a
  * QEMU machine that emulates it).  Every must-fault test accepts only
  * SEGV_PKUERR on the domain's key and has a twin that must not fault.
+ *
+ * Built a second time with KHT_UNPROTECTED as tests/check_nopku: the tests
+ * of the heaps and lifecycle of domains that do not need keys, run with
+ * KEYHEAP_CONF=pku:off,unprotected:true (keyheap's no-PKU mode), natively
+ * and under valgrind (make check-valgrind), which has no protection keys.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -32,7 +37,10 @@ static keyheap_domain_t *domain(const char *name)
 {
     keyheap_domain_t *d = keyheap_domain_create(name, 0);
     ck_assert_msg(d != NULL, "keyheap_domain_create(\"%s\"): %s", name, strerror(errno));
-#ifndef KHT_SOFT_DEBUG
+#ifdef KHT_UNPROTECTED
+    ck_assert_msg(keyheap_domain_pkey(d) == -1, "domain \"%s\" has key %d in the no-PKU mode",
+                  name, keyheap_domain_pkey(d));
+#else
     ck_assert_msg(keyheap_domain_pkey(d) > 0,
                   "domain \"%s\" has no hardware key: run this test through tools/pku-run", name);
 #endif
@@ -50,6 +58,7 @@ static unsigned char *secret(keyheap_domain_t *d, size_t n, unsigned char value)
     return p;
 }
 
+#ifndef KHT_UNPROTECTED
 /* ------------------------------------------------ access from outside */
 
 START_TEST(test_read_outside_domain_faults)
@@ -135,6 +144,8 @@ START_TEST(test_read_only_enter_inside_read_write_stays_writable)
 }
 END_TEST
 
+#endif
+
 /* ---------------------------------------------------------- threads */
 
 struct shared {
@@ -145,6 +156,7 @@ struct shared {
     unsigned char seen;
 };
 
+#ifndef KHT_UNPROTECTED
 /* Reads the secret, entering the domain first when the test says so. */
 static void read_secret(struct shared *s)
 {
@@ -314,6 +326,8 @@ START_TEST(test_audit_finds_and_repairs_a_key_opened_behind_keyheaps_back)
     ck_assert_int_eq(keyheap_audit(0), 0);
 }
 END_TEST
+
+#endif
 
 static keyheap_domain_t *abort_a, *abort_b;
 
@@ -587,6 +601,7 @@ START_TEST(test_destroy_while_a_thread_is_inside_fails_with_ebusy)
 }
 END_TEST
 
+#ifndef KHT_UNPROTECTED
 START_TEST(test_stale_pointer_into_destroyed_domain_faults)
 {
     keyheap_domain_t *d = domain("stale");
@@ -597,6 +612,8 @@ START_TEST(test_stale_pointer_into_destroyed_domain_faults)
     kht_read(p);
 }
 END_TEST
+
+#endif
 
 START_TEST(test_destroyed_domains_data_is_never_seen_by_next_owner_of_its_key)
 {
@@ -625,6 +642,7 @@ START_TEST(test_destroyed_domains_data_is_never_seen_by_next_owner_of_its_key)
 }
 END_TEST
 
+#ifndef KHT_UNPROTECTED
 START_TEST(test_key_exhaustion_gives_enospc_and_destroy_frees_a_key)
 {
     keyheap_domain_t *ds[64];
@@ -640,6 +658,30 @@ START_TEST(test_key_exhaustion_gives_enospc_and_destroy_frees_a_key)
         ck_assert_int_eq(keyheap_domain_destroy(ds[i]), 0);
 }
 END_TEST
+
+#endif
+
+#ifdef KHT_UNPROTECTED
+START_TEST(test_slot_exhaustion_gives_enospc_and_destroy_frees_a_slot)
+{
+    /* Without keys, the limit is the number of domain slots: 64, also
+     * where the address space is short (under valgrind). */
+    keyheap_domain_t *ds[65];
+    int n = 0;
+    errno = 0;
+    while (n < 65 && (ds[n] = keyheap_domain_create("slot", 0)) != NULL)
+        n++;
+    ck_assert_int_eq(errno, ENOSPC);
+    ck_assert_msg(n == 64, "%d domains fit, not 64", n);
+    ck_assert_int_eq(keyheap_domain_destroy(ds[0]), 0);
+    ds[0] = keyheap_domain_create("again", 0);
+    ck_assert_ptr_nonnull(ds[0]);
+    for (int i = 0; i < n; i++)
+        ck_assert_int_eq(keyheap_domain_destroy(ds[i]), 0);
+}
+END_TEST
+
+#endif
 
 /* The number of mappings of this process, and the address space they
  * cover outside keyheap's reserved span (which never changes size). */
@@ -905,6 +947,11 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("domain");
+#ifdef KHT_UNPROTECTED
+    /* Before anything reads it: keyheap's no-PKU mode, even on a CPU with
+     * PKU.  The two no-PKU tests set their own. */
+    setenv("KEYHEAP_CONF", "pku:off,unprotected:true", 1);
+#else
     TCase *fault = tcase_create("access");
     tcase_set_timeout(fault, 120);
     tcase_add_exit_test(fault, test_read_outside_domain_faults, KHT_EXIT_PKU_FAULT);
@@ -927,6 +974,7 @@ int main(void)
     tcase_add_test(fault, test_audit_finds_and_repairs_a_key_opened_behind_keyheaps_back);
     tcase_add_test(fault, test_misuse_of_enter_leave_and_destroy_aborts_with_message);
     suite_add_tcase(s, fault);
+#endif
 
     TCase *heap = tcase_create("heap");
     tcase_set_timeout(heap, 120);
@@ -941,10 +989,18 @@ int main(void)
     tcase_set_timeout(life, 120);
     tcase_add_test(life, test_domain_create_validates_its_arguments);
     tcase_add_test(life, test_destroy_while_a_thread_is_inside_fails_with_ebusy);
+#ifdef KHT_UNPROTECTED
+    /* The abort messages do not depend on keys.  (The stale-pointer fault
+     * test is check_domain's only: memcheck counts the access to the
+     * PROT_NONE region as an error.) */
+    tcase_add_test(life, test_misuse_of_enter_leave_and_destroy_aborts_with_message);
+    tcase_add_test(life, test_slot_exhaustion_gives_enospc_and_destroy_frees_a_slot);
+#else
     tcase_add_exit_test(life, test_stale_pointer_into_destroyed_domain_faults,
                         KHT_EXIT_ACCERR_FAULT);
-    tcase_add_test(life, test_destroyed_domains_data_is_never_seen_by_next_owner_of_its_key);
     tcase_add_test(life, test_key_exhaustion_gives_enospc_and_destroy_frees_a_key);
+#endif
+    tcase_add_test(life, test_destroyed_domains_data_is_never_seen_by_next_owner_of_its_key);
     tcase_add_test(life, test_fork_child_keeps_its_domains);
     tcase_add_test(life, test_without_pku_domain_create_fails_with_enotsup);
     tcase_add_test(life, test_without_pku_unprotected_domains_are_separate_heaps);

@@ -302,15 +302,15 @@ START_TEST(test_posix_memalign_every_alignment_1_to_1mib)
         void *sentinel = (void *)0x5678, *p = sentinel;
         errno = 777;
         int rc = posix_memalign(&p, a, 24);
-        ck_assert_int_eq(errno, 777);
+        KHT_REQUIRE(errno == 777, "posix_memalign(%zu) set errno to %d", a, errno);
         if (!valid) {
-            ck_assert_msg(rc == EINVAL, "posix_memalign(%zu) returned %d, not EINVAL", a, rc);
-            ck_assert_ptr_eq(p, sentinel);
+            KHT_REQUIRE(rc == EINVAL, "posix_memalign(%zu) returned %d, not EINVAL", a, rc);
+            KHT_REQUIRE(p == sentinel, "posix_memalign(%zu) changed the pointer", a);
             continue;
         }
-        ck_assert_msg(rc == 0, "posix_memalign(%zu) returned %d", a, rc);
-        ck_assert_msg((uintptr_t)p % a == 0, "posix_memalign(%zu) = %p", a, p);
-        ck_assert_uint_ge(malloc_usable_size(p), 24);
+        KHT_REQUIRE(rc == 0, "posix_memalign(%zu) returned %d", a, rc);
+        KHT_REQUIRE((uintptr_t)p % a == 0, "posix_memalign(%zu) = %p", a, p);
+        KHT_REQUIRE(malloc_usable_size(p) >= 24, "posix_memalign(%zu): usable size", a);
         memset(p, 0x5a, 24);
         free(p);
     }
@@ -326,13 +326,13 @@ START_TEST(test_aligned_alloc_every_alignment_1_to_1mib)
         errno = 0;
         void *p = v_aligned_alloc(a, 3 * a);
         if (!is_pow2(a)) {
-            ck_assert_msg(p == NULL && errno == EINVAL,
-                          "aligned_alloc(%zu) gave %p errno %d, not NULL/EINVAL", a, p, errno);
+            KHT_REQUIRE(p == NULL && errno == EINVAL,
+                        "aligned_alloc(%zu) gave %p errno %d, not NULL/EINVAL", a, p, errno);
             continue;
         }
-        ck_assert_msg(p != NULL, "aligned_alloc(%zu) failed", a);
-        ck_assert_msg((uintptr_t)p % a == 0, "aligned_alloc(%zu) = %p", a, p);
-        ck_assert_uint_ge(malloc_usable_size(p), 3 * a);
+        KHT_REQUIRE(p != NULL, "aligned_alloc(%zu) failed", a);
+        KHT_REQUIRE((uintptr_t)p % a == 0, "aligned_alloc(%zu) = %p", a, p);
+        KHT_REQUIRE(malloc_usable_size(p) >= 3 * a, "aligned_alloc(%zu): usable size", a);
         memset(p, 0x33, 3 * a);
         free(p);
     }
@@ -346,11 +346,11 @@ START_TEST(test_memalign_every_alignment_rounds_up_like_glibc)
 {
     for (size_t a = 1; a <= MiB; a++) {
         void *p = memalign(a, 40);
-        ck_assert_msg(p != NULL, "memalign(%zu) failed", a);
+        KHT_REQUIRE(p != NULL, "memalign(%zu) failed", a);
         size_t want = a <= 16 ? 16 : next_pow2(a);
-        ck_assert_msg((uintptr_t)p % want == 0, "memalign(%zu) = %p, not %zu-aligned", a, p,
-                      want);
-        ck_assert_uint_ge(malloc_usable_size(p), 40);
+        KHT_REQUIRE((uintptr_t)p % want == 0, "memalign(%zu) = %p, not %zu-aligned", a, p,
+                    want);
+        KHT_REQUIRE(malloc_usable_size(p) >= 40, "memalign(%zu): usable size", a);
         free(p);
     }
     errno = 0;
@@ -406,7 +406,7 @@ static void *producer(void *arg)
         seed = seed * 1103515245u + 12345u;
         size_t n = 2 + (seed >> 8) % ((seed & 15) == 0 ? 65536 : 512);
         unsigned char *b = v_malloc(n);
-        ck_assert_ptr_nonnull(b);
+        KHT_REQUIRE(b != NULL, "malloc(%zu) failed", n);
         b[0] = (unsigned char)n;
         b[n - 1] = (unsigned char)(n >> 3);
         pthread_mutex_lock(&q.lock);
@@ -536,7 +536,7 @@ static void *short_lived(void *arg)
         seed = seed * 1103515245u + 12345u;
         size_t size = 16 + (seed >> 8) % 8192;
         blocks[n] = v_malloc(size);
-        ck_assert_ptr_nonnull(blocks[n]);
+        KHT_REQUIRE(blocks[n] != NULL, "malloc(%zu) failed", size);
         memset(blocks[n], 1, size);
         total += size;
         n++;
