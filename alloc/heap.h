@@ -20,6 +20,10 @@ static inline struct keyheap_domain *khi_target(void)
     return (struct keyheap_domain *)keyheap_abi_self.target;
 }
 
+/* khi_heap_init - learns jemalloc's small size classes for the magazines,
+ * once.  pre: the domain lock is held (it is called at domain creation). */
+KHI_HIDDEN void khi_heap_init(void);
+
 /*
  * khi_domain_alloc - size bytes (0 allowed) aligned to align (a power of
  * two; 1 for malloc's alignment) in d's heap, zeroed when zero is true.

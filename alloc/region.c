@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/mman.h>
 
 #include "alloc/region.h"
@@ -44,15 +45,36 @@ static uintptr_t reserve_aligned(unsigned shift)
     return base;
 }
 
+/* Reserves the block map for a span of size bytes: readable and writable,
+ * untagged, pages made on first write.  NULL on failure. */
+static unsigned char *reserve_map(uintptr_t size)
+{
+    void *map = mmap(NULL, size >> KHI_GRANULE_SHIFT, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (map == MAP_FAILED)
+        return NULL;
+    madvise(map, size >> KHI_GRANULE_SHIFT, MADV_DONTDUMP);
+    return map;
+}
+
 bool khi_span_reserve(void)
 {
     bool failed = false;
     pthread_mutex_lock(&span_lock);
     if (khi_span.size == 0) {
         unsigned shift = KHI_REGION_SHIFT_MAX;
-        uintptr_t base;
-        while ((base = reserve_aligned(shift)) == 0 && shift > KHI_REGION_SHIFT_MIN)
-            shift--;
+        uintptr_t base = 0;
+        unsigned char *map = NULL;
+        for (;; shift--) {
+            uintptr_t size = (uintptr_t)KHI_SLOTS << shift;
+            if ((base = reserve_aligned(shift)) != 0 && (map = reserve_map(size)) != NULL)
+                break;
+            if (base != 0)
+                munmap((void *)base, size);
+            base = 0;
+            if (shift == KHI_REGION_SHIFT_MIN)
+                break;
+        }
         if (base == 0) {
             failed = true;
             errno = ENOMEM;
@@ -60,6 +82,7 @@ bool khi_span_reserve(void)
             uintptr_t size = (uintptr_t)KHI_SLOTS << shift;
             madvise((void *)base, size, MADV_DONTDUMP);
             khi_span.shift = shift;
+            khi_span.map = map;
             /* base before size: a reader that sees the new size sees it. */
             __atomic_store_n(&khi_span.base, base, __ATOMIC_RELEASE);
             __atomic_store_n(&khi_span.size, size, __ATOMIC_RELEASE);
@@ -202,5 +225,11 @@ bool khi_region_discard(struct keyheap_domain *d)
     /* The carve pointer stays: the arena retains what was carved and will
      * hand it out again. */
     madvise((void *)d->start, used, MADV_DONTDUMP);
+    /* The region's part of the block map: zeroes, with its pages dropped.
+     * It starts on a page (a region's part is at least 4 MiB). */
+    size_t map_used = ((used >> KHI_GRANULE_SHIFT) + 4095) & ~(size_t)4095;
+    unsigned char *map = khi_map_of((void *)d->start);
+    if (madvise(map, map_used, MADV_DONTNEED) != 0)
+        memset(map, 0, map_used);
     return false;
 }

@@ -1,90 +1,153 @@
 /*
  * domains/conf.c - parses KEYHEAP_CONF ("key:value,key:value").
  *
- * Options (README, "Configuration"):
- *   pku:on|off              off: behave as on a CPU without protection keys
- *   unprotected:true|false  true: without protection keys, domains are
- *                           separate heaps without hardware protection
- * An unknown key or a bad value is reported on stderr, quoting the text, and
- * the default stays.
+ * Options (README, "Configuration"; keyheap.h):
+ *   pku:on|off                off: behave as on a CPU without protection keys
+ *   unprotected:true|false    true: without protection keys, domains are
+ *                             separate heaps without hardware protection
+ *   fault_report:true|false   false: install no SIGSEGV handler
+ *   verify:true|false         true: check PKRU against the shadow at every
+ *                             enter and leave; abort on a mismatch
+ *   stats_print:true|false    true: print every domain's stats at exit
+ *   watchdog:<ms>             every <ms> milliseconds (1..3600000) audit every
+ *                             thread's PKRU; 0: off
+ * Booleans also take on/off, yes/no and 1/0.  An unknown key or a bad value
+ * is reported on stderr, quoting the text, and the default stays.
  */
 #include "config.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "domains/conf.h"
 #include "domains/fatal.h"
 
-static struct khi_conf conf = {.pku = true, .unprotected = false};
+static const struct khi_conf defaults = {
+    .pku = true,
+    .unprotected = false,
+    .fault_report = true,
+    .verify = false,
+    .stats_print = false,
+    .watchdog_ms = 0,
+};
+
+enum kind { BOOL, MILLIS };
+
+static const struct option {
+    const char *key;
+    enum kind kind;
+    size_t offset;
+} options[] = {
+    {"pku", BOOL, offsetof(struct khi_conf, pku)},
+    {"unprotected", BOOL, offsetof(struct khi_conf, unprotected)},
+    {"fault_report", BOOL, offsetof(struct khi_conf, fault_report)},
+    {"verify", BOOL, offsetof(struct khi_conf, verify)},
+    {"stats_print", BOOL, offsetof(struct khi_conf, stats_print)},
+    {"watchdog", MILLIS, offsetof(struct khi_conf, watchdog_ms)},
+};
+
+static struct khi_conf conf;
 static pthread_once_t conf_once = PTHREAD_ONCE_INIT;
+
+static bool equals(const char *s, size_t n, const char *word)
+{
+    return strlen(word) == n && memcmp(s, word, n) == 0;
+}
 
 static bool parse_bool(const char *v, size_t n, bool *out)
 {
     static const char *const yes[] = {"true", "on", "1", "yes"};
     static const char *const no[] = {"false", "off", "0", "no"};
     for (size_t i = 0; i < 4; i++) {
-        if (strlen(yes[i]) == n && memcmp(v, yes[i], n) == 0) {
-            *out = true;
-            return true;
-        }
-        if (strlen(no[i]) == n && memcmp(v, no[i], n) == 0) {
-            *out = false;
+        if (equals(v, n, yes[i]) || equals(v, n, no[i])) {
+            *out = equals(v, n, yes[i]);
             return true;
         }
     }
     return false;
 }
 
-/* Copies n bytes of s into buf as a C string, cut to fit. */
+/* Decimal digits only, at most KHI_WATCHDOG_MAX_MS. */
+static bool parse_millis(const char *v, size_t n, unsigned *out)
+{
+    if (n == 0 || n > 7)
+        return false;
+    unsigned value = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return false;
+        value = value * 10 + (unsigned)(v[i] - '0');
+    }
+    if (value > KHI_WATCHDOG_MAX_MS)
+        return false;
+    *out = value;
+    return true;
+}
+
+/* Copies n bytes of s into buf as a C string, cut to fit (with "..."), and
+ * with bytes that are not printable ASCII shown as '?'. */
 static const char *quote(char *buf, size_t cap, const char *s, size_t n)
 {
-    if (n > cap - 1)
-        n = cap - 1;
-    memcpy(buf, s, n);
-    buf[n] = '\0';
+    size_t keep = n < cap - 4 ? n : cap - 4;
+    for (size_t i = 0; i < keep; i++)
+        buf[i] = s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '?';
+    if (keep < n)
+        memcpy(buf + keep, "...", 3), keep += 3;
+    buf[keep] = '\0';
     return buf;
 }
 
-static void parse_option(const char *opt, size_t len)
+/* Returns 1 when the option was reported as wrong. */
+static unsigned parse_option(const char *opt, size_t len, struct khi_conf *c)
 {
     char text[128];
     const char *colon = memchr(opt, ':', len);
     if (colon == NULL) {
         khi_warn("KEYHEAP_CONF: \"", quote(text, sizeof text, opt, len),
                  "\" is not key:value; ignored", (char *)NULL);
-        return;
+        return 1;
     }
     size_t klen = (size_t)(colon - opt), vlen = len - klen - 1;
-    bool *target = NULL;
-    if (klen == 3 && memcmp(opt, "pku", 3) == 0)
-        target = &conf.pku;
-    else if (klen == 11 && memcmp(opt, "unprotected", 11) == 0)
-        target = &conf.unprotected;
-    if (target == NULL) {
-        khi_warn("KEYHEAP_CONF: unknown option \"", quote(text, sizeof text, opt, len),
-                 "\"; ignored", (char *)NULL);
-        return;
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
+        const struct option *o = &options[i];
+        if (!equals(opt, klen, o->key))
+            continue;
+        char *field = (char *)c + o->offset;
+        if (o->kind == BOOL ? parse_bool(colon + 1, vlen, (bool *)field)
+                            : parse_millis(colon + 1, vlen, (unsigned *)(void *)field))
+            return 0;
+        khi_warn("KEYHEAP_CONF: bad value in \"", quote(text, sizeof text, opt, len), "\" (",
+                 o->kind == BOOL ? "expected true or false" : "expected milliseconds, 0 to 3600000",
+                 "); default kept", (char *)NULL);
+        return 1;
     }
-    if (!parse_bool(colon + 1, vlen, target))
-        khi_warn("KEYHEAP_CONF: bad value in \"", quote(text, sizeof text, opt, len),
-                 "\" (expected true or false); default kept", (char *)NULL);
+    khi_warn("KEYHEAP_CONF: unknown option \"", quote(text, sizeof text, opt, len), "\"; ignored",
+             (char *)NULL);
+    return 1;
 }
 
-static void parse(void)
+unsigned khi_conf_parse(const char *s, struct khi_conf *c)
 {
-    const char *s = getenv("KEYHEAP_CONF");
+    unsigned problems = 0;
+    *c = defaults;
     if (s == NULL)
-        return;
+        return 0;
     while (*s != '\0') {
         size_t len = strcspn(s, ",");
         if (len > 0)
-            parse_option(s, len);
+            problems += parse_option(s, len, c);
         s += len;
         if (*s == ',')
             s++;
     }
+    return problems;
+}
+
+static void parse(void)
+{
+    khi_conf_parse(getenv("KEYHEAP_CONF"), &conf);
 }
 
 const struct khi_conf *khi_conf_get(void)

@@ -7,12 +7,27 @@
 #include <stdbool.h>
 
 struct khi_conf {
-    bool pku;         /* pku:on|off - use protection keys where they work */
-    bool unprotected; /* unprotected:true|false - domains without PKU */
+    bool pku;             /* pku:on|off - use protection keys where they work */
+    bool unprotected;     /* unprotected:true|false - domains without PKU */
+    bool fault_report;    /* fault_report:true|false - report SEGV_PKUERR faults */
+    bool verify;          /* verify:true|false - check PKRU at every enter/leave */
+    bool stats_print;     /* stats_print:true|false - domain stats at exit */
+    unsigned watchdog_ms; /* watchdog:<ms> - audit every thread this often; 0: off */
 };
+
+/* The limit of watchdog:<ms> (one hour). */
+#define KHI_WATCHDOG_MAX_MS 3600000u
 
 /* khi_conf_get - the parsed configuration (defaults where KEYHEAP_CONF is
  * silent or wrong).  Thread-safe; parses on first call. */
 __attribute__((visibility("hidden"))) const struct khi_conf *khi_conf_get(void);
+
+/* khi_conf_parse - parses text (KEYHEAP_CONF's syntax, NULL: nothing) into
+ * *conf, which starts from the defaults; each unknown key or bad value is
+ * reported with a "keyheap: KEYHEAP_CONF: ..." line and skipped.  Returns
+ * the number of such problems.  Pure apart from those lines: the fuzz
+ * target calls it directly. */
+__attribute__((visibility("hidden"))) unsigned khi_conf_parse(const char *text,
+                                                              struct khi_conf *conf);
 
 #endif /* KH_DOMAINS_CONF_H */

@@ -7,9 +7,11 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "alloc/heap.h"
 #include "alloc/region.h"
 #include "domains/conf.h"
 #include "domains/fatal.h"
+#include "domains/fault.h"
 #include "domains/pkey.h"
 #include "domains/thread.h"
 
@@ -105,6 +107,7 @@ KEYHEAP_API keyheap_domain_t *keyheap_domain_create(const char *name, unsigned f
     if (check_mode() || khi_span_reserve())
         goto out;
     khi_threads_init();
+    khi_heap_init();
     d = free_slot();
     if (d == NULL) {
         errno = ENOSPC;
@@ -122,6 +125,8 @@ KEYHEAP_API keyheap_domain_t *keyheap_domain_create(const char *name, unsigned f
     d->flags = flags;
     memcpy(d->name, name, strlen(name) + 1);
     d->gen++;
+    d->free_gen =
+        (flags & (KEYHEAP_NOSCRUB | KEYHEAP_STRICT)) == KEYHEAP_NOSCRUB ? d->gen : KHI_GEN_NEVER;
     if (!d->has_arena) {
         khi_region_init(d);
         if (khi_je_arena_create(&d->hooks, &d->arena)) {
@@ -135,6 +140,7 @@ KEYHEAP_API keyheap_domain_t *keyheap_domain_create(const char *name, unsigned f
     d->abi.ad_bit = key > 0 ? 1u << (2 * key) : 0;
     khi_keys_ad_mask |= d->abi.ad_bit;
     __atomic_store_n(&d->abi.live, KEYHEAP_ABI_LIVE, __ATOMIC_RELEASE);
+    khi_fault_install();
 out:
     pthread_mutex_unlock(&khi_domains_lock);
     return d;
@@ -154,17 +160,20 @@ KEYHEAP_API int keyheap_domain_destroy(keyheap_domain_t *handle)
      * (pages, data and tags gone) before the key can be handed out again. */
     khi_threads_drop_tcaches(d);
     if (khi_je_arena_empty(d->arena))
-        khi_fatal("keyheap_domain_destroy(\"", d->name, "\"): jemalloc refused to empty "
+        khi_fatal("keyheap_domain_destroy(\"", d->name,
+                  "\"): jemalloc refused to empty "
                   "the domain's arena",
                   (char *)NULL);
     if (khi_region_discard(d))
-        khi_fatal("keyheap_domain_destroy(\"", d->name, "\"): cannot unmap the domain's "
+        khi_fatal("keyheap_domain_destroy(\"", d->name,
+                  "\"): cannot unmap the domain's "
                   "memory; its key is kept",
                   (char *)NULL);
     __atomic_store_n(&d->abi.live, 0u, __ATOMIC_RELEASE);
     khi_keys_ad_mask &= ~d->abi.ad_bit;
     khi_pkey_free(d->pkey);
     d->gen++;
+    d->free_gen = KHI_GEN_NEVER;
     d->freed_at = ++destroys;
     pthread_mutex_unlock(&khi_domains_lock);
     return 0;

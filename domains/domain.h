@@ -21,6 +21,10 @@ extern "C" {
  * does not (valgrind manages only a few tens of GiB for the whole program),
  * they are halved until the span fits, down to 64 MiB. */
 #define KHI_SLOTS 64u
+
+/* A generation no thread cache has (caches have 0, none, or the domain's
+ * gen, which counts up from 1 and would take 2^32 creates to get here). */
+#define KHI_GEN_NEVER 0xffffffffu
 #define KHI_REGION_SHIFT_MAX 34u /* 16 GiB of address space per domain */
 #define KHI_REGION_SHIFT_MIN 26u /* 64 MiB */
 
@@ -31,6 +35,8 @@ struct __attribute__((aligned(256))) keyheap_domain {
     struct keyheap_abi_domain abi; /* first: read by the inline fast path */
     unsigned slot;                 /* index in khi_domains and in the span */
     unsigned gen;                  /* bumped at every create and destroy of this slot */
+    unsigned free_gen;             /* gen when free's fast path applies (NOSCRUB and not
+                                      STRICT), else KHI_GEN_NEVER */
     int pkey;                      /* hardware key, or -1 when unprotected */
     unsigned flags;                /* KEYHEAP_* flags */
     unsigned arena;                /* jemalloc arena index, made on the slot's first use */
@@ -52,8 +58,9 @@ KHI_HIDDEN extern struct keyheap_domain khi_domains[KHI_SLOTS];
  * pointer can be, in case a thread sees the new size before the new base. */
 struct khi_span {
     uintptr_t base;
-    uintptr_t size;  /* KHI_SLOTS << shift, or 0 */
-    unsigned shift;  /* log2 of the region size */
+    uintptr_t size;     /* KHI_SLOTS << shift, or 0 */
+    unsigned shift;     /* log2 of the region size */
+    unsigned char *map; /* the block map, below */
 };
 KHI_HIDDEN extern struct khi_span khi_span;
 
@@ -70,22 +77,35 @@ static inline struct keyheap_domain *khi_slot_of(const void *p)
     return &khi_domains[((uintptr_t)p - khi_span.base) >> khi_span.shift];
 }
 
+/* The block map: one byte per KHI_GRANULE bytes of the span, outside every
+ * domain's memory (key 0, readable everywhere), saying which addresses are
+ * the start of a block that is live (and its size class if small), or was
+ * freed.  Domain blocks are at
+ * least KHI_GRANULE bytes and KHI_GRANULE-aligned, so each block has its own
+ * byte: free, realloc and malloc_usable_size check it in O(1), and no two
+ * threads write the same byte for different blocks (plain stores).  The map
+ * is reserved with the span (MAP_NORESERVE): only the parts that describe
+ * used memory take pages.  A destroyed domain's part is zeroed. */
+#define KHI_GRANULE_SHIFT 4u
+#define KHI_GRANULE ((size_t)1 << KHI_GRANULE_SHIFT)
+/* A live block's byte also tells its size class when it is small enough
+ * for the magazines (domains/thread.h): KHI_MAP_CLASS + class. */
+enum { KHI_MAP_NONE = 0, KHI_MAP_LIVE = 1, KHI_MAP_CLASS = 2, KHI_MAP_FREED = 0xff };
+
+/* khi_map_of - p's byte in the block map.  pre: khi_in_span(p). */
+static inline unsigned char *khi_map_of(const void *p)
+{
+    return khi_span.map + (((uintptr_t)p - khi_span.base) >> KHI_GRANULE_SHIFT);
+}
+
 static inline int khi_domain_live(const struct keyheap_domain *d)
 {
     return __atomic_load_n(&d->abi.live, __ATOMIC_ACQUIRE) == KEYHEAP_ABI_LIVE;
 }
 
-/* khi_dead_domain - the fatal error for p in a destroyed domain's region. */
+/* khi_dead_domain - the fatal error for what (free, realloc, ...) of p, in a
+ * destroyed domain's region. */
 KHI_HIDDEN __attribute__((noreturn, cold)) void khi_dead_domain(const void *p, const char *what);
-
-/* khi_live_slot - the domain of p, which must be live.  pre: khi_in_span(p). */
-static inline struct keyheap_domain *khi_live_slot(const void *p, const char *what)
-{
-    struct keyheap_domain *d = khi_slot_of(p);
-    if (__builtin_expect(!khi_domain_live(d), 0))
-        khi_dead_domain(p, what);
-    return d;
-}
 
 /* khi_domain_check - d as a live domain of the table, or a fatal error that
  * names what (the entry point) was called with a bad handle. */

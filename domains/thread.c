@@ -47,13 +47,34 @@ static void unlink_thread(struct khi_thread *t)
     t->registered = false;
 }
 
+/* Gives the blocks of tc's magazine back to jemalloc, when they still
+ * exist: when the domain that owns them is alive, in the same generation.
+ * (A domain destroy resets its arena, and every magazine's blocks with it.)
+ * pre: the threads lock is held, so no destroy runs meanwhile. */
+static void flush_magazine(struct khi_thread_tc *tc, unsigned slot)
+{
+    const struct keyheap_domain *d = &khi_domains[slot];
+    if (tc->gen == 0 || tc->gen != d->gen || !khi_domain_live(d))
+        return;
+    for (unsigned c = 0; c < KHI_MAG_CLASSES; c++) {
+        for (unsigned i = 0; i < tc->mag->count[c]; i++)
+            kh_je_dallocx(tc->mag->block[c][i], tc->flags);
+        tc->mag->count[c] = 0;
+    }
+}
+
 static void drop_all_tcaches(struct khi_thread *t)
 {
-    for (unsigned s = 0; s < KHI_SLOTS; s++)
-        if (t->tcs[s].gen != 0) {
-            khi_je_tcache_destroy(t->tcs[s].id);
-            t->tcs[s].gen = 0;
+    for (unsigned s = 0; s < KHI_SLOTS; s++) {
+        struct khi_thread_tc *tc = &t->tcs[s];
+        if (tc->gen != 0) {
+            flush_magazine(tc, s);
+            khi_je_tcache_destroy(tc->id);
+            tc->gen = 0;
         }
+        kh_je_free(tc->mag);
+        tc->mag = NULL;
+    }
 }
 
 /* pthread key destructor: the thread is exiting. */
@@ -98,10 +119,13 @@ int khi_thread_flags_slow(struct keyheap_domain *d)
     if (tc->gen != 0) /* a cache of a destroyed domain that used this slot */
         khi_je_tcache_destroy(tc->id);
     tc->gen = 0;
-    if (khi_je_tcache_create(&id)) {
+    if (tc->mag == NULL)
+        tc->mag = kh_je_malloc(sizeof *tc->mag);
+    if (tc->mag == NULL || khi_je_tcache_create(&id)) {
         pthread_mutex_unlock(&threads_lock);
         return no_cache;
     }
+    memset(tc->mag->count, 0, sizeof tc->mag->count);
     tc->id = id;
     tc->flags = KHI_JE_ARENA(d->arena) | KHI_JE_TCACHE((int)id);
     tc->gen = d->gen;
@@ -188,11 +212,9 @@ static void fork_child(void)
 static void init(void)
 {
     if (pthread_key_create(&exit_key, thread_exit) != 0)
-        khi_fatal("pthread_key_create failed: no thread-exit hook for domain caches",
-                  (char *)NULL);
+        khi_fatal("pthread_key_create failed: no thread-exit hook for domain caches", (char *)NULL);
     pthread_atfork(fork_prepare, fork_parent, fork_child);
-    have_membarrier =
-        syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+    have_membarrier = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
 }
 
 void khi_threads_init(void)
@@ -205,8 +227,7 @@ void khi_threads_init(void)
 static const char *name_or_address(const keyheap_domain_t *d, char *buf)
 {
     uintptr_t p = (uintptr_t)d, base = (uintptr_t)khi_domains;
-    if (p >= base && p < base + sizeof khi_domains &&
-        (p - base) % sizeof khi_domains[0] == 0)
+    if (p >= base && p < base + sizeof khi_domains && (p - base) % sizeof khi_domains[0] == 0)
         return ((const struct keyheap_domain *)d)->name;
     return khi_hex(buf, p);
 }
@@ -231,8 +252,8 @@ KEYHEAP_API void keyheap_abi_leave_mismatch(keyheap_domain_t *d)
     char a[24], b[24];
     struct keyheap_abi_thread *t = &keyheap_abi_self;
     if (t->depth == 0)
-        khi_fatal("keyheap_leave(\"", name_or_address(d, a),
-                  "\") without a matching keyheap_enter", (char *)NULL);
+        khi_fatal("keyheap_leave(\"", name_or_address(d, a), "\") without a matching keyheap_enter",
+                  (char *)NULL);
     khi_fatal("keyheap_leave(\"", name_or_address(d, a),
               "\") does not match the innermost keyheap_enter(\"",
               name_or_address(t->stack[t->depth - 1].domain, b), "\")", (char *)NULL);
@@ -297,8 +318,8 @@ static void *start_closed(void *p)
     return s.fn(s.arg);
 }
 
-KEYHEAP_API int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
-                               void *(*fn)(void *), void *arg)
+KEYHEAP_API int pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *),
+                               void *arg)
 {
     static pthread_create_fn real;
     if (real == NULL) {

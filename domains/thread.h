@@ -9,11 +9,29 @@
 
 #include "domains/domain.h"
 
-/* This thread's explicit jemalloc cache for each domain slot. */
+/* A magazine: a few free blocks of each small size class of one domain,
+ * kept by one thread in front of its jemalloc cache for the domain, so the
+ * common malloc and free in a domain are a push or a pop (jemalloc's
+ * mallocx and dallocx with explicit arena and cache flags take the long
+ * way).  The blocks are allocated as far as jemalloc knows; their map byte
+ * says freed.  The magazine itself is ordinary memory of the default heap:
+ * it holds addresses, never contents. */
+#define KHI_MAG_CLASSES 20u /* jemalloc's size classes 16, 32, ... 1024 */
+#define KHI_MAG_MAX 1024u   /* the largest size served from magazines */
+#define KHI_MAG_DEPTH 16u   /* blocks per class */
+struct khi_mag {
+    unsigned char count[KHI_MAG_CLASSES];
+    void *block[KHI_MAG_CLASSES][KHI_MAG_DEPTH];
+};
+
+/* This thread's explicit jemalloc cache for each domain slot, and its
+ * magazine.  Only this thread touches the magazine; a domain destroy may
+ * set gen to 0 (the magazine's blocks are then gone with the arena). */
 struct khi_thread_tc {
-    unsigned gen; /* the domain generation the cache belongs to; 0: none */
-    int flags;    /* mallocx flags: the domain's arena and this cache */
-    unsigned id;  /* jemalloc tcache index */
+    unsigned gen;        /* the domain generation the cache belongs to; 0: none */
+    int flags;           /* mallocx flags: the domain's arena and this cache */
+    unsigned id;         /* jemalloc tcache index */
+    struct khi_mag *mag; /* valid (emptied) whenever gen is not 0 */
 };
 KHI_HIDDEN extern __thread struct khi_thread_tc khi_thread_tcs[KHI_SLOTS];
 

@@ -206,6 +206,30 @@ KEYHEAP_API KEYHEAP_NODISCARD size_t keyheap_usable_size(const void *p);
 #define KEYHEAP_AUDIT_REPAIR 0x1u
 KEYHEAP_API int keyheap_audit(unsigned flags);
 
+/*
+ * The fault report.  At the first keyheap_domain_create that gets a
+ * hardware key, keyheap installs a SIGSEGV handler (SA_SIGINFO, SA_ONSTACK),
+ * once per process; KEYHEAP_CONF=fault_report:false opts out.  For a fault
+ * with si_code SEGV_PKUERR on the key of a live domain it writes one line
+ * to stderr with a single write(2), async-signal-safely:
+ *
+ *   keyheap: protection-key fault: thread <tid> <read|write> of <address>
+ *   in domain "<name>" (pkey <key>) at ip <instruction>; open: "<a>" rw,
+ *   "<b>" ro
+ *
+ * (one line; "open:" lists the domains the faulting thread has entered,
+ * outermost first, or says "none"; bytes of a name that are quotes,
+ * backslashes or not printable ASCII are shown as '?').  Every SIGSEGV,
+ * reported or not (a NULL dereference, another library's key), then goes
+ * on to the action that was installed before keyheap's: a handler is
+ * called with the kernel's siginfo and context and with its own sa_mask
+ * and SA_NODEFER/SA_RESETHAND honoured; SIG_DFL (or SIG_IGN, which the
+ * kernel does not honour for faults) is restored and the faulting access
+ * runs again, so the process dies of the original fault, core dump and
+ * siginfo included.  A handler the program installs afterwards replaces
+ * keyheap's and is never overwritten; it may chain to keyheap's.
+ */
+
 /* ============================================================ enter / leave
  *
  * keyheap_enter(d) opens d for reading and writing in this thread, on top of

@@ -31,6 +31,9 @@
 #define MiB ((size_t)1 << 20)
 
 static void *(*volatile v_malloc)(size_t) = malloc;
+/* free through a pointer the compiler cannot see through: the misuse
+ * tests use blocks after freeing them on purpose. */
+static void (*volatile v_free)(void *) = free;
 
 /* A hardware-protected domain, or a failed test. */
 static keyheap_domain_t *domain(const char *name)
@@ -542,6 +545,143 @@ START_TEST(test_huge_and_overflowing_requests_in_domain_give_enomem)
 }
 END_TEST
 
+/* ------------------------------------------- misuse of domain heaps */
+
+/* The line keyheap prints for misuse of p in domain name. */
+static const char *misuse_line(const char *what, const void *p, const char *name)
+{
+    static char line[256];
+    snprintf(line, sizeof line, "keyheap: %s of %p in domain \"%s\"\n", what, p, name);
+    return line;
+}
+
+static void do_free(void *p)
+{
+    v_free(p);
+}
+
+static void do_realloc(void *p)
+{
+    v_free(realloc(p, 5000));
+}
+
+static void do_usable_size(void *p)
+{
+    (void)malloc_usable_size(p);
+}
+
+START_TEST(test_double_free_in_domain_aborts_with_message)
+{
+    keyheap_domain_t *d = domain("double");
+    unsigned char *p = secret(d, 48, 1), *q = secret(d, 48, 2);
+    v_free(p);
+    kht_expect_abort(do_free, p, misuse_line("double free", p, "double"));
+    kht_expect_abort(do_realloc, p, misuse_line("use-after-free realloc", p, "double"));
+    kht_expect_abort(do_usable_size, p,
+                     misuse_line("use-after-free malloc_usable_size", p, "double"));
+    /* The twin: the live block frees once, and p's memory is usable again. */
+    ck_assert_uint_ge(malloc_usable_size(q), 48);
+    free(q);
+    unsigned char *again = keyheap_malloc(d, 48);
+    ck_assert_ptr_eq(keyheap_domain_of(again), d);
+    free(again);
+}
+END_TEST
+
+START_TEST(test_free_of_interior_pointer_in_domain_aborts_with_message)
+{
+    keyheap_domain_t *d = domain("interior");
+    unsigned char *small = secret(d, 100, 1), *large = secret(d, 3 * MiB, 2);
+    kht_expect_abort(do_free, small + 16, misuse_line("interior-pointer free", small + 16,
+                                                      "interior"));
+    kht_expect_abort(do_free, large + 2 * MiB,
+                     misuse_line("interior-pointer free", large + 2 * MiB, "interior"));
+    kht_expect_abort(do_realloc, large + 64,
+                     misuse_line("interior-pointer realloc", large + 64, "interior"));
+    /* The twin: the blocks' own addresses free fine. */
+    free(small);
+    free(large);
+}
+END_TEST
+
+START_TEST(test_free_of_never_allocated_domain_address_aborts_with_message)
+{
+    keyheap_domain_t *d = domain("wild");
+    unsigned char *p = secret(d, 64, 1);
+    /* Inside the domain's region, far past anything allocated. */
+    unsigned char *wild = p + 256 * MiB;
+    ck_assert_ptr_eq(keyheap_domain_of(wild), d);
+    kht_expect_abort(do_free, wild, misuse_line("wild free", wild, "wild"));
+    kht_expect_abort(do_usable_size, wild,
+                     misuse_line("wild malloc_usable_size", wild, "wild"));
+    free(p); /* the twin */
+}
+END_TEST
+
+START_TEST(test_free_or_realloc_of_destroyed_domains_block_aborts_with_message)
+{
+    keyheap_domain_t *d = domain("gone");
+    unsigned char *p = secret(d, 64, 1);
+    keyheap_domain_t *e = domain("staying");
+    unsigned char *q = secret(e, 64, 2);
+    ck_assert_int_eq(keyheap_domain_destroy(d), 0);
+    kht_expect_abort(do_free, p, misuse_line("use-after-destroy free", p, "gone"));
+    kht_expect_abort(do_realloc, p, misuse_line("use-after-destroy realloc", p, "gone"));
+    /* The twin: a live domain's block. */
+    q = realloc(q, 5000);
+    ck_assert_ptr_eq(keyheap_domain_of(q), e);
+    free(q);
+}
+END_TEST
+
+static keyheap_domain_t *strict_domain;
+
+static void *free_from_thread(void *p)
+{
+    free(p);
+    return NULL;
+}
+
+static void free_outside_strict(void *p)
+{
+    pthread_t t;
+    pthread_create(&t, NULL, free_from_thread, p);
+    pthread_join(t, NULL);
+}
+
+static void free_inside_read_only(void *p)
+{
+    keyheap_enter_ro(strict_domain);
+    free(p);
+}
+
+START_TEST(test_strict_domain_aborts_when_a_block_is_freed_from_outside)
+{
+    strict_domain = keyheap_domain_create("strict", KEYHEAP_STRICT);
+    ck_assert_ptr_nonnull(strict_domain);
+    unsigned char *p = secret(strict_domain, 64, 1);
+    char expect[256];
+    snprintf(expect, sizeof expect,
+             "keyheap: outside free of %p in domain \"strict\" (KEYHEAP_STRICT: free only "
+             "inside the domain)\n",
+             (void *)p);
+    kht_expect_abort(do_free, p, expect);
+    kht_expect_abort(free_outside_strict, p, expect);
+    kht_expect_abort(free_inside_read_only, p, expect);
+    /* The twin: freed inside, from this thread or another that entered. */
+    keyheap_enter(strict_domain);
+    free(p);
+    unsigned char *q = v_malloc(64);
+    keyheap_leave(strict_domain);
+    ck_assert_ptr_eq(keyheap_domain_of(q), strict_domain);
+    keyheap_enter(strict_domain);
+    free(q);
+    keyheap_leave(strict_domain);
+    /* A plain domain takes frees from anywhere (test_free_of_domain_block_...). */
+    ck_assert_int_eq(keyheap_domain_destroy(strict_domain), 0);
+}
+END_TEST
+
 /* ------------------------------------------------ lifecycle of domains */
 
 START_TEST(test_domain_create_validates_its_arguments)
@@ -683,26 +823,31 @@ END_TEST
 
 #endif
 
-/* The number of mappings of this process, and the address space they
- * cover outside keyheap's reserved span (which never changes size). */
-static size_t count_maps(size_t *bytes)
+/* This process's mappings (/proc/self/maps), and the address space they
+ * cover outside keyheap's reserved span and block map (which never change
+ * size). */
+struct maps {
+    size_t count, bytes;
+    char text[65536];
+};
+
+static void read_maps(struct maps *m)
 {
-    FILE *f = fopen("/proc/self/maps", "r");
-    ck_assert_ptr_nonnull(f);
-    size_t lines = 0;
-    char line[512];
-    *bytes = 0;
-    while (fgets(line, sizeof line, f) != NULL) {
+    size_t len = 0;
+    char *text = kht_slurp("/proc/self/maps", &len);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_uint_lt(len, sizeof m->text);
+    memcpy(m->text, text, len + 1);
+    free(text);
+    m->count = m->bytes = 0;
+    for (const char *line = m->text; *line != '\0'; line = strchr(line, '\n') + 1) {
         unsigned long lo, hi;
         ck_assert_int_eq(sscanf(line, "%lx-%lx", &lo, &hi), 2);
-        if (hi - lo < ((size_t)1 << 39))
-            *bytes += hi - lo;
-        lines++;
+        if (hi - lo < ((size_t)1 << 32))
+            m->bytes += hi - lo;
+        m->count++;
     }
-    fclose(f);
-    return lines;
 }
-
 static void cycle(int rounds, int *key)
 {
     for (int i = 0; i < rounds; i++) {
@@ -727,12 +872,17 @@ START_TEST(test_thousand_create_destroy_cycles_leak_no_key_address_space_or_memo
      * in domains/domain.c); after them, nothing may grow. */
     int key0, key;
     cycle(20, &key0);
-    size_t va0, va1;
-    size_t maps = count_maps(&va0), rss = kht_rss();
+    static struct maps before, after;
+    read_maps(&before);
+    size_t rss = kht_rss();
     cycle(980, &key);
     ck_assert_int_eq(key, key0);
-    ck_assert_uint_eq(count_maps(&va1), maps);
-    ck_assert_msg(va1 <= va0, "address space grew by %zu KiB", (va1 - va0) >> 10);
+    read_maps(&after);
+    ck_assert_msg(after.count == before.count && after.bytes <= before.bytes,
+                  "mappings went from %zu to %zu, address space grew by %zd KiB; before:\n%s\n"
+                  "after:\n%s",
+                  before.count, after.count, ((ssize_t)after.bytes - (ssize_t)before.bytes) / 1024,
+                  before.text, after.text);
     size_t grown = kht_rss() > rss ? kht_rss() - rss : 0;
     ck_assert_msg(grown < 8 * MiB, "RSS grew by %zu KiB", grown >> 10);
 }
@@ -984,6 +1134,15 @@ int main(void)
     tcase_add_test(heap, test_realloc_across_size_classes_stays_in_domain_with_data);
     tcase_add_test(heap, test_huge_and_overflowing_requests_in_domain_give_enomem);
     suite_add_tcase(s, heap);
+
+    TCase *misuse = tcase_create("misuse");
+    tcase_set_timeout(misuse, 120);
+    tcase_add_test(misuse, test_double_free_in_domain_aborts_with_message);
+    tcase_add_test(misuse, test_free_of_interior_pointer_in_domain_aborts_with_message);
+    tcase_add_test(misuse, test_free_of_never_allocated_domain_address_aborts_with_message);
+    tcase_add_test(misuse, test_free_or_realloc_of_destroyed_domains_block_aborts_with_message);
+    tcase_add_test(misuse, test_strict_domain_aborts_when_a_block_is_freed_from_outside);
+    suite_add_tcase(s, misuse);
 
     TCase *life = tcase_create("lifecycle");
     tcase_set_timeout(life, 120);

@@ -1,0 +1,310 @@
+/*
+ * domains/fault.c - the fault report (README, "Fault report").
+ *
+ * keyheap_domain_create installs this SIGSEGV handler once, at the first
+ * domain that gets a hardware key.  On SEGV_PKUERR on the key of a live
+ * domain it writes one line to stderr, for example
+ *
+ *   keyheap: protection-key fault: thread 812 read of 0x7f3a00001000 in
+ *   domain "tls-keys" (pkey 1) at ip 0x55d1c0a01139; open: "log" rw
+ *
+ * (one line; "open:" lists the domains this thread has entered, outermost
+ * first, or "none").  Every SIGSEGV, reported or not, then goes on to the
+ * action keyheap's handler replaced (pass_on below), so core dumps,
+ * debuggers, sanitizers and fuzzers see the crash as before.
+ *
+ * on_segv and everything it calls run in a signal handler: they call only
+ * async-signal-safe functions (write, syscall, sigaction, pthread_sigmask,
+ * raise, sigemptyset, sigismember, sigaddset), take no lock and allocate
+ * nothing (objdump -d shows no other call).  The
+ * kernel starts every handler with the default PKRU (all keys but 0
+ * access-disabled), so it reads only key-0 memory: the domain table, this
+ * thread's keyheap_abi_self and its own stack.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "domains/conf.h"
+#include "domains/domain.h"
+#include "domains/fatal.h"
+#include "domains/fault.h"
+#include "domains/pkey.h"
+
+/* Bit 1 of the x86 page-fault error code: the access was a write. */
+#define PF_WRITE 0x2
+
+static struct sigaction previous; /* the action keyheap's handler replaced */
+static bool installed;            /* guarded by khi_domains_lock */
+
+/* ------------------------------------------------------------ the line */
+
+/* The report, built on the stack and written with one write(2) so that it
+ * does not interleave with other output.  What does not fit is cut and the
+ * line ends in "..." (64 open domains with long names would not fit). */
+struct line {
+    size_t len;
+    bool cut;
+    char buf[512];
+};
+
+#define LINE_ROOM (sizeof ((struct line *)0)->buf - 4) /* keeps room for "...\n" */
+
+static void put(struct line *l, const char *s)
+{
+    for (; *s != '\0' && !l->cut; s++) {
+        if (l->len == LINE_ROOM)
+            l->cut = true;
+        else
+            l->buf[l->len++] = *s;
+    }
+}
+
+static void put_char(struct line *l, char c)
+{
+    char s[2] = {c, '\0'};
+    put(l, s);
+}
+
+/* d's name in double quotes.  Bytes that would make the line ambiguous
+ * (quotes, backslashes, control characters, non-ASCII) become '?'.  At most
+ * KEYHEAP_NAME_MAX bytes are read, so a name being rewritten by a racing
+ * create cannot run the loop off the slot. */
+static void put_name(struct line *l, const struct keyheap_domain *d)
+{
+    put_char(l, '"');
+    for (size_t i = 0; i < KEYHEAP_NAME_MAX && d->name[i] != '\0'; i++) {
+        char c = d->name[i];
+        put_char(l, c >= 0x20 && c < 0x7f && c != '"' && c != '\\' ? c : '?');
+    }
+    put_char(l, '"');
+}
+
+static void put_dec(struct line *l, unsigned long n)
+{
+    char num[24];
+    put(l, khi_dec(num, n));
+}
+
+static void put_hex(struct line *l, unsigned long n)
+{
+    char num[24];
+    put(l, khi_hex(num, n));
+}
+
+static void line_write(struct line *l)
+{
+    if (l->cut) {
+        l->buf[l->len++] = '.';
+        l->buf[l->len++] = '.';
+        l->buf[l->len++] = '.';
+    }
+    l->buf[l->len++] = '\n';
+    for (size_t done = 0; done < l->len;) {
+        ssize_t w = write(STDERR_FILENO, l->buf + done, l->len - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return;
+        done += (size_t)w;
+    }
+}
+
+/* ---------------------------------------------------------- the report */
+
+/* The live domain that holds key, or NULL: the key is not keyheap's (a NULL
+ * dereference has no key; another library's key is not in the table). */
+static const struct keyheap_domain *domain_of_key(int key)
+{
+    if (key <= 0)
+        return NULL;
+    for (unsigned i = 0; i < KHI_SLOTS; i++) {
+        const struct keyheap_domain *d = &khi_domains[i];
+        if (khi_domain_live(d) && d->pkey == key)
+            return d;
+    }
+    return NULL;
+}
+
+/* h as an entry of the domain table, or NULL when it is not one (the shadow
+ * stack is read without any lock and is never trusted). */
+static const struct keyheap_domain *table_entry(const keyheap_domain_t *h)
+{
+    uintptr_t p = (uintptr_t)h, base = (uintptr_t)khi_domains;
+    if (p < base || p >= base + sizeof khi_domains || (p - base) % sizeof khi_domains[0] != 0)
+        return NULL;
+    return (const struct keyheap_domain *)h;
+}
+
+/* "; open: " and this thread's domain stack, outermost first. */
+static void put_open(struct line *l)
+{
+    const struct keyheap_abi_thread *t = &keyheap_abi_self;
+    unsigned depth = t->depth;
+    if (depth > KEYHEAP_MAX_DEPTH)
+        depth = KEYHEAP_MAX_DEPTH;
+    put(l, "; open: ");
+    if (depth == 0)
+        put(l, "none");
+    for (unsigned i = 0; i < depth; i++) {
+        const struct keyheap_abi_frame *f = &t->stack[i];
+        const struct keyheap_domain *d = table_entry(f->domain);
+        if (i > 0)
+            put(l, ", ");
+        if (d != NULL)
+            put_name(l, d);
+        else
+            put(l, "?");
+        put(l, f->readonly ? " ro" : " rw");
+    }
+}
+
+static void report(const struct keyheap_domain *d, const siginfo_t *si, const ucontext_t *uc)
+{
+    struct line l;
+    l.len = 0;
+    l.cut = false;
+    put(&l, "keyheap: protection-key fault: thread ");
+    put_dec(&l, (unsigned long)syscall(SYS_gettid));
+    if (uc == NULL)
+        put(&l, " access of ");
+    else if (uc->uc_mcontext.gregs[REG_ERR] & PF_WRITE)
+        put(&l, " write of ");
+    else
+        put(&l, " read of ");
+    put_hex(&l, (unsigned long)si->si_addr);
+    put(&l, " in domain ");
+    put_name(&l, d);
+    put(&l, " (pkey ");
+    put_dec(&l, (unsigned long)d->pkey);
+    put(&l, ") at ip ");
+    put_hex(&l, uc == NULL ? 0ul : (unsigned long)uc->uc_mcontext.gregs[REG_RIP]);
+    put_open(&l);
+    line_write(&l);
+}
+
+/* ------------------------------------------------------------- passing on */
+
+/* Whether the kernel raised the signal for a fault of this thread: faults
+ * have si_code > 0 (SEGV_*, SI_KERNEL); kill, tgkill and sigqueue give
+ * SI_USER, SI_TKILL, SI_QUEUE, all <= 0.  Without siginfo (a handler that
+ * chains to this one without it) it is taken for a fault. */
+static bool from_fault(const siginfo_t *si)
+{
+    return si == NULL || si->si_code > 0;
+}
+
+/*
+ * The default action, for a SIGSEGV whose previous action was SIG_DFL.
+ *
+ * For a fault, the handler restores SIG_DFL and returns rather than
+ * re-raising: the faulting instruction runs again, faults again and the
+ * kernel kills the process with the real siginfo (si_code, si_addr,
+ * si_pkey) and the registers of the faulting instruction, which is what a
+ * core dump, a debugger and the parent's waitpid should see.  raise() would
+ * record a SIGSEGV sent by tgkill instead.  A signal that was sent, not
+ * caused, would not come back by returning, so it is sent again; it is
+ * blocked while this handler runs and is delivered, fatally, at its return.
+ */
+static void act_default(int sig, const siginfo_t *si)
+{
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    sigemptyset(&dfl.sa_mask);
+    sigaction(sig, &dfl, NULL);
+    if (!from_fault(si))
+        raise(sig);
+}
+
+/* Calls the previous handler as the kernel would have: with the mask of
+ * the interrupted code, plus its sa_mask, plus sig unless it asked for
+ * SA_NODEFER, and reset to SIG_DFL first if it asked for SA_RESETHAND.
+ * (SA_ONSTACK is keyheap's choice: it runs on whatever stack this handler
+ * got.)  The mask is restored by sigreturn when this handler returns. */
+static void call_previous(int sig, siginfo_t *si, void *ctx)
+{
+    const struct sigaction *prev = &previous;
+    const ucontext_t *uc = ctx;
+    sigset_t mask;
+    sigemptyset(&mask);
+    /* One signal at a time with POSIX's async-signal-safe set functions;
+     * the kernel fills only the first 64 bits of uc_sigmask. */
+    for (int s = 1; s < NSIG; s++)
+        if ((uc != NULL && sigismember(&uc->uc_sigmask, s) == 1) ||
+            sigismember(&prev->sa_mask, s) == 1)
+            sigaddset(&mask, s);
+    if ((prev->sa_flags & SA_NODEFER) == 0)
+        sigaddset(&mask, sig);
+    pthread_sigmask(SIG_SETMASK, &mask, NULL);
+    if (prev->sa_flags & SA_RESETHAND) {
+        struct sigaction dfl = {.sa_handler = SIG_DFL};
+        sigemptyset(&dfl.sa_mask);
+        sigaction(sig, &dfl, NULL);
+    }
+    if (prev->sa_flags & SA_SIGINFO)
+        prev->sa_sigaction(sig, si, ctx);
+    else
+        prev->sa_handler(sig);
+}
+
+static void pass_on(int sig, siginfo_t *si, void *ctx)
+{
+    void (*h)(int) = previous.sa_handler; /* SIG_DFL/SIG_IGN whatever the flags */
+    if (h == SIG_IGN && !from_fault(si))
+        return; /* a sent SIGSEGV that was ignored stays ignored */
+    if (h == SIG_DFL || h == SIG_IGN) {
+        /* The kernel never lets a fault's SIGSEGV be ignored: it kills. */
+        act_default(sig, si);
+        return;
+    }
+    call_previous(sig, si, ctx);
+}
+
+static void on_segv(int sig, siginfo_t *si, void *ctx)
+{
+    int saved_errno = errno;
+    if (si != NULL && si->si_code == SEGV_PKUERR) {
+        const struct keyheap_domain *d = domain_of_key((int)si->si_pkey);
+        if (d != NULL)
+            report(d, si, ctx);
+    }
+    errno = saved_errno;
+    pass_on(sig, si, ctx);
+    errno = saved_errno;
+}
+
+/* ---------------------------------------------------------- installing */
+
+void khi_fault_install(void)
+{
+    if (installed || !khi_pku_usable() || !khi_conf_get()->fault_report)
+        return;
+    installed = true;
+    /* previous is read before the handler exists, so a SIGSEGV in another
+     * thread right after the second sigaction finds it filled in. */
+    if (sigaction(SIGSEGV, NULL, &previous) != 0)
+        return;
+    struct sigaction sa = {.sa_sigaction = on_segv}, replaced = {.sa_handler = SIG_DFL};
+    /* SA_ONSTACK: a thread with an alternate signal stack gets its report
+     * (and its previous handler) even on a stack overflow.  No SA_NODEFER:
+     * a fault inside this handler must kill, not recurse.  Every signal is
+     * blocked while the report is written; call_previous sets the mask the
+     * previous handler expects.  SA_RESTART as the previous action had it,
+     * for a SIGSEGV sent while a system call blocks. */
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | (previous.sa_flags & SA_RESTART);
+    sigfillset(&sa.sa_mask);
+    if (sigaction(SIGSEGV, &sa, &replaced) != 0) {
+        khi_warn("cannot install the fault report's SIGSEGV handler; protection-key faults "
+                 "will not name their domain",
+                 (char *)NULL);
+        return;
+    }
+    /* Someone changed the action between the two calls: pass on to theirs. */
+    if (replaced.sa_handler != previous.sa_handler || replaced.sa_flags != previous.sa_flags)
+        previous = replaced;
+}
