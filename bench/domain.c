@@ -193,6 +193,7 @@ static void je_explicit(long iters)
 static void bench_domain_malloc(void)
 {
     printf("## (b) malloc + free inside a domain (mixed sizes 8 B - 4 KiB)\n\n");
+    printf("keyheap's misuse detection (the block map) is on, as always.\n\n");
     if (!keyheap_pku_supported())
         printf("This CPU has no PKU: measured with KEYHEAP_CONF=unprotected:true (domains "
                "are separate heaps without keys; the allocation path is the same).\n\n");

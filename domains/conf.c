@@ -6,11 +6,6 @@
  *   unprotected:true|false    true: without protection keys, domains are
  *                             separate heaps without hardware protection
  *   fault_report:true|false   false: install no SIGSEGV handler
- *   verify:true|false         true: check PKRU against the shadow at every
- *                             enter and leave; abort on a mismatch
- *   stats_print:true|false    true: print every domain's stats at exit
- *   watchdog:<ms>             every <ms> milliseconds (1..3600000) audit every
- *                             thread's PKRU; 0: off
  * Booleans also take on/off, yes/no and 1/0.  An unknown key or a bad value
  * is reported on stderr, quoting the text, and the default stays.
  */
@@ -28,24 +23,15 @@ static const struct khi_conf defaults = {
     .pku = true,
     .unprotected = false,
     .fault_report = true,
-    .verify = false,
-    .stats_print = false,
-    .watchdog_ms = 0,
 };
-
-enum kind { BOOL, MILLIS };
 
 static const struct option {
     const char *key;
-    enum kind kind;
-    size_t offset;
+    size_t offset; /* of a bool in struct khi_conf */
 } options[] = {
-    {"pku", BOOL, offsetof(struct khi_conf, pku)},
-    {"unprotected", BOOL, offsetof(struct khi_conf, unprotected)},
-    {"fault_report", BOOL, offsetof(struct khi_conf, fault_report)},
-    {"verify", BOOL, offsetof(struct khi_conf, verify)},
-    {"stats_print", BOOL, offsetof(struct khi_conf, stats_print)},
-    {"watchdog", MILLIS, offsetof(struct khi_conf, watchdog_ms)},
+    {"pku", offsetof(struct khi_conf, pku)},
+    {"unprotected", offsetof(struct khi_conf, unprotected)},
+    {"fault_report", offsetof(struct khi_conf, fault_report)},
 };
 
 static struct khi_conf conf;
@@ -67,23 +53,6 @@ static bool parse_bool(const char *v, size_t n, bool *out)
         }
     }
     return false;
-}
-
-/* Decimal digits only, at most KHI_WATCHDOG_MAX_MS. */
-static bool parse_millis(const char *v, size_t n, unsigned *out)
-{
-    if (n == 0 || n > 7)
-        return false;
-    unsigned value = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (v[i] < '0' || v[i] > '9')
-            return false;
-        value = value * 10 + (unsigned)(v[i] - '0');
-    }
-    if (value > KHI_WATCHDOG_MAX_MS)
-        return false;
-    *out = value;
-    return true;
 }
 
 /* Copies n bytes of s into buf as a C string, cut to fit (with "..."), and
@@ -115,12 +84,10 @@ static unsigned parse_option(const char *opt, size_t len, struct khi_conf *c)
         if (!equals(opt, klen, o->key))
             continue;
         char *field = (char *)c + o->offset;
-        if (o->kind == BOOL ? parse_bool(colon + 1, vlen, (bool *)field)
-                            : parse_millis(colon + 1, vlen, (unsigned *)(void *)field))
+        if (parse_bool(colon + 1, vlen, (bool *)field))
             return 0;
-        khi_warn("KEYHEAP_CONF: bad value in \"", quote(text, sizeof text, opt, len), "\" (",
-                 o->kind == BOOL ? "expected true or false" : "expected milliseconds, 0 to 3600000",
-                 "); default kept", (char *)NULL);
+        khi_warn("KEYHEAP_CONF: bad value in \"", quote(text, sizeof text, opt, len),
+                 "\" (expected true or false); default kept", (char *)NULL);
         return 1;
     }
     khi_warn("KEYHEAP_CONF: unknown option \"", quote(text, sizeof text, opt, len), "\"; ignored",

@@ -54,7 +54,7 @@ struct line {
     char buf[512];
 };
 
-#define LINE_ROOM (sizeof ((struct line *)0)->buf - 4) /* keeps room for "...\n" */
+#define LINE_ROOM (sizeof((struct line *)0)->buf - 4) /* keeps room for "...\n" */
 
 static void put(struct line *l, const char *s)
 {

@@ -968,6 +968,42 @@ START_TEST(test_fork_child_keeps_its_domains)
 }
 END_TEST
 
+/* ------------------------------------------------------ KEYHEAP_CONF */
+
+START_TEST(test_bad_keyheap_conf_is_reported_quoted_and_defaults_stay)
+{
+    /* Each problem gets one line quoting it; the good option still works. */
+#ifdef KHT_UNPROTECTED
+    setenv("KEYHEAP_CONF", "pku:maybe,colour:blue,,verbose,pku:off,unprotected:true", 1);
+#else
+    setenv("KEYHEAP_CONF", "pku:maybe,colour:blue,,verbose,fault_report:off", 1);
+#endif
+    char path[] = "/tmp/keyheap-conf-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    unlink(path);
+    int saved = dup(STDERR_FILENO);
+    dup2(fd, STDERR_FILENO);
+    keyheap_domain_t *d = keyheap_domain_create("conf", 0);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    char text[1024] = {0};
+    ck_assert_int_ge(pread(fd, text, sizeof text - 1, 0), 0);
+    close(fd);
+    ck_assert_str_eq(text, "keyheap: KEYHEAP_CONF: bad value in \"pku:maybe\" (expected true or "
+                           "false); default kept\n"
+                           "keyheap: KEYHEAP_CONF: unknown option \"colour:blue\"; ignored\n"
+                           "keyheap: KEYHEAP_CONF: \"verbose\" is not key:value; ignored\n");
+    ck_assert_ptr_nonnull(d);
+#ifdef KHT_UNPROTECTED
+    ck_assert_int_eq(keyheap_domain_pkey(d), -1); /* pku:off and unprotected:true applied */
+#else
+    ck_assert_int_gt(keyheap_domain_pkey(d), 0); /* pku stayed on */
+#endif
+    ck_assert_int_eq(keyheap_domain_destroy(d), 0);
+}
+END_TEST
+
 /* --------------------------------------------------------- no-PKU mode */
 
 START_TEST(test_without_pku_domain_create_fails_with_enotsup)
@@ -1163,6 +1199,7 @@ int main(void)
     tcase_add_test(life, test_fork_child_keeps_its_domains);
     tcase_add_test(life, test_without_pku_domain_create_fails_with_enotsup);
     tcase_add_test(life, test_without_pku_unprotected_domains_are_separate_heaps);
+    tcase_add_test(life, test_bad_keyheap_conf_is_reported_quoted_and_defaults_stay);
     suite_add_tcase(s, life);
 
     TCase *load = tcase_create("load");

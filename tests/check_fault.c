@@ -43,10 +43,10 @@
 
 /* Exit codes of fault children. */
 enum {
-    EXIT_CHILD_FAILED = 70,       /* setting up the child failed (its stderr says how) */
-    EXIT_PRIOR_HANDLER = 57,      /* the prior handler saw the expected fault */
-    EXIT_PRIOR_WRONG_FAULT = 58,  /* the prior handler saw another fault */
-    EXIT_PRIOR_WRONG_MASK = 59,   /* the prior handler ran with the wrong signal mask */
+    EXIT_CHILD_FAILED = 70,      /* setting up the child failed (its stderr says how) */
+    EXIT_PRIOR_HANDLER = 57,     /* the prior handler saw the expected fault */
+    EXIT_PRIOR_WRONG_FAULT = 58, /* the prior handler saw another fault */
+    EXIT_PRIOR_WRONG_MASK = 59,  /* the prior handler ran with the wrong signal mask */
 };
 
 /* What a child tells its parent right before the access under test. */
@@ -239,8 +239,7 @@ static void run_child(void (*body)(void), const char *option, struct outcome *o)
 static void expect_sigsegv_death(const struct outcome *o)
 {
     ck_assert_msg(WIFSIGNALED(o->status) && WTERMSIG(o->status) == SIGSEGV,
-                  "the child did not die by SIGSEGV: status %#x, stderr: %s", o->status,
-                  o->err);
+                  "the child did not die by SIGSEGV: status %#x, stderr: %s", o->status, o->err);
     ck_assert_msg(o->told, "the child never reached the access; stderr: %s", o->err);
 }
 
@@ -359,8 +358,7 @@ START_TEST(test_write_in_read_only_enter_reports_write_and_the_open_read_only_do
     struct outcome o;
     run_child(child_writes_in_read_only_enter, "fault_report:true", &o);
     expect_sigsegv_death(&o);
-    expect_witness_then_report(&o, "write", "fault-ro", (const void *)kht_write,
-                               "\"fault-ro\" ro");
+    expect_witness_then_report(&o, "write", "fault-ro", (const void *)kht_write, "\"fault-ro\" ro");
 }
 END_TEST
 
@@ -594,8 +592,8 @@ START_TEST(test_handler_installed_before_first_domain_is_called_after_the_report
     struct outcome o;
     run_child(child_with_prior_handler_reads_from_outside, "fault_report:true", &o);
     ck_assert_msg(WIFEXITED(o.status) && WEXITSTATUS(o.status) == EXIT_PRIOR_HANDLER,
-                  "the prior handler did not exit %d: status %#x, stderr: %s",
-                  EXIT_PRIOR_HANDLER, o.status, o.err);
+                  "the prior handler did not exit %d: status %#x, stderr: %s", EXIT_PRIOR_HANDLER,
+                  o.status, o.err);
     ck_assert(o.told);
     size_t rlen = expect_report(o.err, &o, "read", "fault-chain", (const void *)kht_read, "none");
     ck_assert_str_eq(o.err + rlen, "prior handler: called\n");
@@ -694,7 +692,8 @@ int main(void)
     tcase_add_test(domain_faults, test_write_in_read_write_enter_works_and_reports_nothing);
     tcase_add_test(domain_faults,
                    test_report_lists_every_open_domain_outermost_first_with_its_rights);
-    tcase_add_test(domain_faults, test_fault_report_false_still_dies_by_sigsegv_and_prints_no_report);
+    tcase_add_test(domain_faults,
+                   test_fault_report_false_still_dies_by_sigsegv_and_prints_no_report);
     tcase_add_test(domain_faults, test_fault_report_false_read_from_inside_works);
     suite_add_tcase(s, domain_faults);
 
@@ -710,7 +709,8 @@ int main(void)
     tcase_set_timeout(chain, 120);
     tcase_add_test(chain, test_handler_installed_before_first_domain_is_called_after_the_report);
     tcase_add_test(chain, test_handler_installed_before_first_domain_is_not_called_without_a_fault);
-    tcase_add_test(chain, test_first_domain_with_a_key_installs_a_siginfo_handler_on_an_alternate_stack);
+    tcase_add_test(chain,
+                   test_first_domain_with_a_key_installs_a_siginfo_handler_on_an_alternate_stack);
     tcase_add_test(chain, test_later_domains_leave_a_handler_the_program_installed_alone);
     tcase_add_test(chain, test_fault_report_false_installs_no_handler);
     suite_add_tcase(s, chain);
