@@ -18,6 +18,7 @@
 #include <sys/mman.h>
 
 #include "alloc/region.h"
+#include "domains/fatal.h"
 #include "domains/pkey.h"
 
 #define SPAN_UNRESERVED (UINTPTR_MAX - ((uintptr_t)KHI_SLOTS << KHI_REGION_SHIFT_MAX) + 1)
@@ -92,6 +93,38 @@ bool khi_span_reserve(void)
     return failed;
 }
 
+/* The hygiene flags of d on pages just tagged read-write: KEYHEAP_WIPEONFORK
+ * (a fork child gets zeros) and KEYHEAP_MLOCK (no swap; mlock must fault
+ * the pages in, which the key forbids while it is closed, so keyheap opens
+ * it around the call).  Returns true on error, with the pages tagged
+ * PROT_NONE again and errno from the failed call. */
+static bool secure_pages(const struct keyheap_domain *d, void *addr, size_t size)
+{
+    if ((d->flags & KEYHEAP_WIPEONFORK) && madvise(addr, size, MADV_WIPEONFORK) != 0)
+        goto undo;
+    if (d->flags & KEYHEAP_MLOCK) {
+        unsigned pkru = khi_domain_open(d);
+        int rc = mlock(addr, size);
+        khi_domain_close(d, pkru);
+        if (rc != 0) {
+            static bool hinted;
+            if (!__atomic_exchange_n(&hinted, true, __ATOMIC_RELAXED))
+                khi_warn("KEYHEAP_MLOCK domain \"", d->name,
+                         "\": mlock failed, so the "
+                         "allocation fails with ENOMEM; raise RLIMIT_MEMLOCK (ulimit -l) or "
+                         "lock less",
+                         (char *)NULL);
+            goto undo;
+        }
+    }
+    return false;
+undo:;
+    int e = errno;
+    mprotect(addr, size, PROT_NONE);
+    errno = e;
+    return true;
+}
+
 static struct keyheap_domain *domain_of_hooks(khi_extent_hooks_t *hooks)
 {
     return (struct keyheap_domain *)((char *)hooks - offsetof(struct keyheap_domain, hooks));
@@ -111,7 +144,8 @@ static void *hook_alloc(khi_extent_hooks_t *hooks, void *new_addr, size_t size, 
     if (new_addr != NULL && (uintptr_t)new_addr != addr)
         addr = 0;
     if (addr != 0 && addr + size > addr && addr + size <= d->end &&
-        !khi_pkey_mprotect((void *)addr, size, PROT_READ | PROT_WRITE, d->pkey)) {
+        !khi_pkey_mprotect((void *)addr, size, PROT_READ | PROT_WRITE, d->pkey) &&
+        !secure_pages(d, (void *)addr, size)) {
         /* The alignment gap before addr stays PROT_NONE: a guard. */
         d->next = addr + size;
         result = (void *)addr;
@@ -145,31 +179,44 @@ static bool hook_commit(khi_extent_hooks_t *hooks, void *addr, size_t size, size
 {
     (void)size, (void)arena_ind;
     struct keyheap_domain *d = domain_of_hooks(hooks);
-    return khi_pkey_mprotect((char *)addr + offset, length, PROT_READ | PROT_WRITE, d->pkey);
+    char *p = (char *)addr + offset;
+    return khi_pkey_mprotect(p, length, PROT_READ | PROT_WRITE, d->pkey) ||
+           secure_pages(d, p, length);
 }
 
 static bool hook_decommit(khi_extent_hooks_t *hooks, void *addr, size_t size, size_t offset,
                           size_t length, unsigned arena_ind)
 {
-    (void)hooks, (void)size, (void)arena_ind;
+    (void)size, (void)arena_ind;
     char *p = (char *)addr + offset;
+    /* Locked pages cannot be dropped: unlock them first (commit locks
+     * them again). */
+    if ((domain_of_hooks(hooks)->flags & KEYHEAP_MLOCK) && munlock(p, length) != 0)
+        return true;
     /* Plain mprotect keeps the key tag; the pages themselves are dropped. */
     if (madvise(p, length, MADV_DONTNEED) != 0)
         return true;
     return mprotect(p, length, PROT_NONE) != 0;
 }
 
+/* Purged pages stay committed, and jemalloc reuses them without calling
+ * commit: in a KEYHEAP_MLOCK domain they would come back unlocked, so its
+ * purges are refused (jemalloc decommits instead). */
 static bool hook_purge_lazy(khi_extent_hooks_t *hooks, void *addr, size_t size, size_t offset,
                             size_t length, unsigned arena_ind)
 {
-    (void)hooks, (void)size, (void)arena_ind;
+    (void)size, (void)arena_ind;
+    if (domain_of_hooks(hooks)->flags & KEYHEAP_MLOCK)
+        return true;
     return madvise((char *)addr + offset, length, MADV_FREE) != 0;
 }
 
 static bool hook_purge_forced(khi_extent_hooks_t *hooks, void *addr, size_t size, size_t offset,
                               size_t length, unsigned arena_ind)
 {
-    (void)hooks, (void)size, (void)arena_ind;
+    (void)size, (void)arena_ind;
+    if (domain_of_hooks(hooks)->flags & KEYHEAP_MLOCK)
+        return true;
     return madvise((char *)addr + offset, length, MADV_DONTNEED) != 0;
 }
 

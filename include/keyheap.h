@@ -89,11 +89,37 @@ KEYHEAP_API KEYHEAP_NODISCARD int keyheap_pku_supported(void);
  */
 typedef struct keyheap_domain keyheap_domain_t;
 
-/* Flags of keyheap_domain_create. */
-#define KEYHEAP_NOSCRUB 0x1u     /* do not zero blocks on free (zeroing is the default) */
-#define KEYHEAP_MLOCK 0x2u       /* lock the domain's pages in memory (no swap) */
-#define KEYHEAP_WIPEONFORK 0x4u  /* a fork child sees the domain's memory as zeros */
-#define KEYHEAP_STRICT 0x8u      /* abort when a thread outside the domain frees its memory */
+/*
+ * Flags of keyheap_domain_create.
+ *
+ * Whatever the flags, a domain's memory is excluded from core dumps
+ * (MADV_DONTDUMP), and its heap aborts with one "keyheap: <kind> <op> of
+ * <address> in domain "<name>"" line on a double free, a use-after-free
+ * realloc or malloc_usable_size, an interior-pointer or wild free, and any
+ * of them on a block of a destroyed domain (README, "Misuse of a domain
+ * heap is caught").  Domain blocks are at least 16 bytes.
+ *
+ * KEYHEAP_NOSCRUB     do not zero blocks on free and on a realloc that
+ *                     moves or shrinks them.  Zeroing (with a store the
+ *                     compiler cannot drop) is the default.  Destroy drops
+ *                     the domain's pages whatever the flags.
+ * KEYHEAP_MLOCK       lock the domain's committed pages in memory (never
+ *                     swapped).  An allocation that would pass
+ *                     RLIMIT_MEMLOCK fails with NULL and ENOMEM, and the
+ *                     first such failure prints a "keyheap: ..." hint.
+ *                     Free pages of such a domain are given back to the
+ *                     kernel only by decommitting them (unlocked first).
+ * KEYHEAP_WIPEONFORK  a fork child sees the domain's memory as zeros
+ *                     (MADV_WIPEONFORK); without it the child keeps the
+ *                     domain and its data, as it keeps the rest of memory.
+ * KEYHEAP_STRICT      abort ("keyheap: outside free of ...") when a thread
+ *                     that has not entered the domain read-write frees one
+ *                     of its blocks.
+ */
+#define KEYHEAP_NOSCRUB 0x1u
+#define KEYHEAP_MLOCK 0x2u
+#define KEYHEAP_WIPEONFORK 0x4u
+#define KEYHEAP_STRICT 0x8u
 
 /* The longest domain name, without its terminating NUL. */
 #define KEYHEAP_NAME_MAX 63

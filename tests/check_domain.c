@@ -17,10 +17,12 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -968,6 +970,150 @@ START_TEST(test_fork_child_keeps_its_domains)
 }
 END_TEST
 
+/* ----------------------------------------------------- secret hygiene */
+
+/* The VmFlags line of the mapping that holds addr, from /proc/self/smaps. */
+static const char *vmflags_of(const void *addr)
+{
+    static char flags[256];
+    size_t len;
+    char *text = kht_slurp("/proc/self/smaps", &len);
+    ck_assert_ptr_nonnull(text);
+    bool inside = false;
+    flags[0] = '\0';
+    for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        unsigned long lo, hi;
+        char dash;
+        if (sscanf(line, "%lx%c%lx", &lo, &dash, &hi) == 3 && dash == '-')
+            inside = lo <= (uintptr_t)addr && (uintptr_t)addr < hi;
+        else if (inside && strncmp(line, "VmFlags:", 8) == 0)
+            snprintf(flags, sizeof flags, "%s ", line + 8);
+    }
+    free(text);
+    ck_assert_msg(flags[0] != '\0', "no mapping holds %p", addr);
+    return flags;
+}
+
+/* This process's locked memory (VmLck), in KiB. */
+static long locked_kib(void)
+{
+    size_t len;
+    char *text = kht_slurp("/proc/self/status", &len);
+    ck_assert_ptr_nonnull(text);
+    const char *at = strstr(text, "VmLck:");
+    ck_assert_ptr_nonnull(at);
+    long kib = strtol(at + 6, NULL, 10);
+    free(text);
+    return kib;
+}
+
+START_TEST(test_domain_memory_is_excluded_from_core_dumps)
+{
+    keyheap_domain_t *d = domain("no-dump");
+    unsigned char *small = secret(d, 64, 1), *large = secret(d, 5 * MiB, 2);
+    ck_assert_ptr_nonnull(strstr(vmflags_of(small), " dd "));
+    ck_assert_ptr_nonnull(strstr(vmflags_of(large), " dd "));
+    /* The twin: the default heap is dumped. */
+    void *plain = v_malloc(64);
+    ck_assert_ptr_null(strstr(vmflags_of(plain), " dd "));
+    free(plain);
+}
+END_TEST
+
+START_TEST(test_wipeonfork_domain_reads_zeros_in_fork_child)
+{
+    keyheap_domain_t *w = keyheap_domain_create("wipe", KEYHEAP_WIPEONFORK);
+    ck_assert_ptr_nonnull(w);
+    keyheap_domain_t *k = domain("kept");
+    unsigned char *wiped = secret(w, 4096, 0x77), *kept = secret(k, 4096, 0x66);
+    ck_assert_ptr_nonnull(strstr(vmflags_of(wiped), " wf "));
+    ck_assert_ptr_null(strstr(vmflags_of(kept), " wf "));
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        keyheap_enter_ro(w);
+        size_t zeros = 0;
+        while (zeros < 4096 && wiped[zeros] == 0)
+            zeros++;
+        keyheap_leave(w);
+        /* The twin: a domain without the flag keeps its data. */
+        keyheap_enter_ro(k);
+        int kept_ok = kept[0] == 0x66 && kept[4095] == 0x66;
+        keyheap_leave(k);
+        _exit(zeros == 4096 && kept_ok ? 0 : 1);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+    /* The parent's copy is untouched. */
+    keyheap_enter_ro(w);
+    ck_assert_uint_eq(wiped[100], 0x77);
+    keyheap_leave(w);
+}
+END_TEST
+
+START_TEST(test_mlock_domain_locks_its_pages)
+{
+    keyheap_domain_t *plain = domain("unlocked");
+    long before = locked_kib();
+    unsigned char *p = secret(plain, 2 * MiB, 1);
+    ck_assert_int_eq(locked_kib(), before); /* the twin */
+    keyheap_domain_t *d = keyheap_domain_create("locked", KEYHEAP_MLOCK);
+    ck_assert_ptr_nonnull(d);
+    unsigned char *q = secret(d, 2 * MiB, 2);
+    ck_assert_ptr_eq(keyheap_domain_of(q), d);
+    ck_assert_int_ge(locked_kib() - before, 2048);
+    ck_assert_ptr_nonnull(strstr(vmflags_of(q), " lo "));
+    free(p);
+    free(q);
+}
+END_TEST
+
+START_TEST(test_mlock_domain_past_memlock_limit_gives_enomem_and_one_hint)
+{
+    int err[2];
+    ck_assert_int_eq(pipe(err), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(err[1], STDERR_FILENO);
+        /* Without CAP_IPC_LOCK (root has it), and with a small limit. */
+        if (geteuid() == 0 && setuid(65534) != 0)
+            _exit(2);
+        struct rlimit small = {256 << 10, 256 << 10};
+        if (setrlimit(RLIMIT_MEMLOCK, &small) != 0)
+            _exit(3);
+        keyheap_domain_t *d = keyheap_domain_create("memlock", KEYHEAP_MLOCK);
+        if (d == NULL)
+            _exit(4);
+        int failures = 0, enomem = 0;
+        for (int i = 0; i < 64; i++) {
+            errno = 0;
+            void *p = keyheap_malloc(d, 64 << 10);
+            if (p == NULL) {
+                failures++;
+                enomem += errno == ENOMEM;
+            }
+        }
+        _exit(failures > 0 && enomem == failures ? 0 : 5);
+    }
+    close(err[1]);
+    char text[4096] = {0};
+    size_t len = 0;
+    ssize_t n;
+    while ((n = read(err[0], text + len, sizeof text - 1 - len)) > 0)
+        len += (size_t)n;
+    close(err[0]);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x, stderr: %s",
+                  status, text);
+    ck_assert_str_eq(text, "keyheap: KEYHEAP_MLOCK domain \"memlock\": mlock failed, so the "
+                           "allocation fails with ENOMEM; raise RLIMIT_MEMLOCK (ulimit -l) or "
+                           "lock less\n");
+}
+END_TEST
+
 /* ------------------------------------------------------ KEYHEAP_CONF */
 
 START_TEST(test_bad_keyheap_conf_is_reported_quoted_and_defaults_stay)
@@ -1179,6 +1325,14 @@ int main(void)
     tcase_add_test(misuse, test_free_or_realloc_of_destroyed_domains_block_aborts_with_message);
     tcase_add_test(misuse, test_strict_domain_aborts_when_a_block_is_freed_from_outside);
     suite_add_tcase(s, misuse);
+
+    TCase *hygiene = tcase_create("hygiene");
+    tcase_set_timeout(hygiene, 120);
+    tcase_add_test(hygiene, test_domain_memory_is_excluded_from_core_dumps);
+    tcase_add_test(hygiene, test_wipeonfork_domain_reads_zeros_in_fork_child);
+    tcase_add_test(hygiene, test_mlock_domain_locks_its_pages);
+    tcase_add_test(hygiene, test_mlock_domain_past_memlock_limit_gives_enomem_and_one_hint);
+    suite_add_tcase(s, hygiene);
 
     TCase *life = tcase_create("lifecycle");
     tcase_set_timeout(life, 120);
