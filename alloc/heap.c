@@ -10,10 +10,14 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "alloc/heap.h"
 #include "alloc/malloc.h"
+#include "alloc/stats.h"
 #include "domains/fatal.h"
 #include "domains/thread.h"
 
@@ -22,6 +26,146 @@
 static inline size_t at_least_granule(size_t size)
 {
     return size < KHI_GRANULE ? KHI_GRANULE : size;
+}
+
+/*
+ * Guard pages after large blocks.  Every large block of a domain (bigger
+ * than jemalloc's largest small size class) is followed by a PROT_NONE
+ * page, so a linear overflow off its end faults (SEGV_ACCERR) instead of
+ * reaching the next block.  jemalloc 5.3's own guards (san_guard_large)
+ * cannot do it: they are refused for arenas with custom extent hooks
+ * (ehooks_guard_will_fail), and the option is global, for the default heap
+ * too.
+ *
+ * Large blocks are asked for page-aligned, so jemalloc puts each at the
+ * start of its extent, unshifted, and the extent's last page is jemalloc's
+ * cache-oblivious pad (sz_large_pad), which no block uses: that page is
+ * the guard.  Without the pad (a jemalloc built with
+ * --disable-cache-oblivious) a page more is asked for, and left out of the
+ * usable size.  So the guard's place follows from jemalloc's usable size
+ * alone, and the block map needs no more than KHI_MAP_LIVE: every domain
+ * block of a large size has a guard.  Plain mprotect keeps the key tag
+ * (PKU-FACTS row 5).  Each guard splits the region's mapping: a live large
+ * block costs two of the process's vm.max_map_count mappings.
+ *
+ * jemalloc recycles a freed extent's pages (as slabs, as other blocks)
+ * without calling any hook, so the guard is lifted (made read-write again)
+ * before a block goes back to jemalloc; realloc lifts it and guards the
+ * new end.  Small blocks are not touched.
+ */
+#define LG_ALIGN_MASK 0x3f        /* jemalloc's MALLOCX_LG_ALIGN_MASK */
+static size_t guard_page = 4096;  /* jemalloc's page */
+static size_t small_max = 14336;  /* its largest small size class */
+static size_t large_min = 16384;  /* its smallest large size class */
+static size_t guard_extra = 4096; /* 0 when the pad page is the guard */
+
+static void guard_init(void)
+{
+    size_t n, sz = sizeof n;
+    unsigned nbins;
+    size_t usz = sizeof nbins;
+    bool pad;
+    size_t bsz = sizeof pad;
+    char name[40];
+    if (kh_je_mallctl("arenas.page", &n, &sz, NULL, 0) == 0)
+        guard_page = n;
+    sz = sizeof n;
+    if (kh_je_mallctl("arenas.lextent.0.size", &n, &sz, NULL, 0) == 0)
+        large_min = n;
+    sz = sizeof n;
+    if (kh_je_mallctl("arenas.nbins", &nbins, &usz, NULL, 0) == 0 && nbins > 0 &&
+        snprintf(name, sizeof name, "arenas.bin.%u.size", nbins - 1) < (int)sizeof name &&
+        kh_je_mallctl(name, &n, &sz, NULL, 0) == 0)
+        small_max = n;
+    if (kh_je_mallctl("opt.cache_oblivious", &pad, &bsz, NULL, 0) == 0 && pad)
+        guard_extra = 0;
+}
+
+/* The usable size of p, a domain block, from jemalloc's: an extra guard
+ * page is not usable. */
+static size_t block_usable(const void *p)
+{
+    size_t n = kh_je_malloc_usable_size(p);
+    return n >= large_min ? n - guard_extra : n;
+}
+
+/* Puts the guard after p, a large block of d of usable size n, or lifts
+ * it; the guard page does not count as committed (stats.h).  Both return
+ * true on failure (PROT_NONE: the kernel's limit on mappings,
+ * vm.max_map_count, is reached). */
+static bool guard(const struct keyheap_domain *d, void *p, size_t n)
+{
+    if (mprotect((char *)p + n, guard_page, PROT_NONE) != 0)
+        return true;
+    khi_stats_decommit(d, guard_page);
+    return false;
+}
+
+static bool unguard(const struct keyheap_domain *d, void *p, size_t n)
+{
+    if (mprotect((char *)p + n, guard_page, PROT_READ | PROT_WRITE) != 0)
+        return true;
+    khi_stats_commit(d, guard_page);
+    return false;
+}
+
+/* guard, for a block that stays live either way: without a mapping left
+ * for the guard, it stays unguarded, counted as guarded (free lifts the
+ * guard and counts the page back). */
+static void guard_live(const struct keyheap_domain *d, void *p, size_t n)
+{
+    if (guard(d, p, n))
+        khi_stats_decommit(d, guard_page);
+}
+
+/* A new large block of d of at least size bytes with jemalloc flags
+ * flags, guarded; NULL when memory is short. */
+static __attribute__((noinline)) void *large_alloc(const struct keyheap_domain *d, size_t size,
+                                                   int flags)
+{
+    int lg_page = __builtin_ctzl(guard_page);
+    if (size > SIZE_MAX - guard_extra)
+        return NULL;
+    if ((flags & LG_ALIGN_MASK) < lg_page)
+        flags = (flags & ~LG_ALIGN_MASK) | KHI_JE_LG_ALIGN(lg_page);
+    void *p = kh_je_mallocx(size + guard_extra, flags);
+    if (p != NULL && guard(d, p, block_usable(p))) {
+        kh_je_dallocx(p, KHI_JE_TCACHE_NONE);
+        static bool hinted;
+        if (!__atomic_exchange_n(&hinted, true, __ATOMIC_RELAXED))
+            khi_warn("domain \"", d->name,
+                     "\": no guard page for a large block (mprotect failed: each live large "
+                     "block takes two of the process's vm.max_map_count mappings), so the "
+                     "allocation fails with ENOMEM",
+                     (char *)NULL);
+        return NULL;
+    }
+    return p;
+}
+
+/* A new block of d of size bytes aligned to align with jemalloc flags
+ * flags (which say the alignment); a large one is guarded.  NULL when
+ * memory is short. */
+static inline void *je_alloc(const struct keyheap_domain *d, size_t size, size_t align, int flags)
+{
+    if (size > small_max || align > guard_page)
+        return large_alloc(d, size, flags);
+    return kh_je_mallocx(at_least_granule(size), flags);
+}
+
+/* Gives p back to jemalloc with flags, a large block without its guard
+ * (and past the thread cache: large blocks are never taken from it). */
+static __attribute__((noinline)) void give_back(void *p, int flags)
+{
+    if (((uintptr_t)p & (guard_page - 1)) == 0) {
+        size_t n = kh_je_malloc_usable_size(p);
+        if (n >= large_min) {
+            if (unguard(khi_slot_of(p), p, n - guard_extra))
+                return; /* (not seen) the block's address space stays out of use */
+            flags = KHI_JE_TCACHE_NONE;
+        }
+    }
+    kh_je_dallocx(p, flags);
 }
 
 /* The magazine classes: map code (KHI_MAP_CLASS + class) of a request of
@@ -38,6 +182,7 @@ void khi_heap_init(void)
     if (done)
         return;
     done = true;
+    guard_init();
     unsigned char code[sizeof mag_code];
     size_t size[KHI_MAG_CLASSES];
     unsigned classes = 0;
@@ -86,7 +231,7 @@ static bool interior(const struct keyheap_domain *d, const void *p)
     if (!is_live(*m))
         return false;
     uintptr_t start = khi_span.base + ((uintptr_t)(m - khi_span.map) << KHI_GRANULE_SHIFT);
-    return (uintptr_t)p < start + kh_je_malloc_usable_size((void *)start);
+    return (uintptr_t)p < start + block_usable((void *)start);
 }
 
 /* The fatal error for op (free, realloc, ...) on p, which the block map
@@ -127,7 +272,7 @@ static bool thread_inside(const struct keyheap_domain *d)
 {
     const struct keyheap_abi_thread *t = &keyheap_abi_self;
     for (unsigned i = t->depth; i-- > 0;)
-        if (t->stack[i].domain == (const keyheap_domain_t *)d && !t->stack[i].readonly)
+        if (khi_frame_domain(&t->stack[i]) == d && !t->stack[i].readonly)
             return true;
     return false;
 }
@@ -143,7 +288,7 @@ static __attribute__((noreturn, cold, noinline)) void strict_outside(const struc
 /* A new block of code's class from jemalloc, through this thread's cache. */
 static __attribute__((noinline)) void *malloc_slow(struct keyheap_domain *d, size_t size)
 {
-    void *p = kh_je_mallocx(at_least_granule(size), khi_thread_flags(d));
+    void *p = je_alloc(d, size, 1, khi_thread_flags(d));
     if (__builtin_expect(p == NULL, 0)) {
         errno = ENOMEM;
         return NULL;
@@ -179,11 +324,11 @@ void *khi_domain_alloc(struct keyheap_domain *d, size_t size, size_t align, bool
     void *p;
     if (zero) {
         /* jemalloc zeroes recycled memory with memset: open the key. */
-        unsigned pkru = khi_domain_open(d);
-        p = kh_je_mallocx(at_least_granule(size), flags | KHI_JE_ZERO);
+        struct khi_open pkru = khi_domain_open(d);
+        p = je_alloc(d, size, align, flags | KHI_JE_ZERO);
         khi_domain_close(d, pkru);
     } else {
-        p = kh_je_mallocx(at_least_granule(size), flags);
+        p = je_alloc(d, size, align, flags);
     }
     if (p == NULL) {
         errno = ENOMEM;
@@ -208,7 +353,7 @@ static inline void release(const struct khi_thread_tc *tc, void *p, unsigned cod
         tc->mag->block[c][tc->mag->count[c]++] = p;
         return;
     }
-    kh_je_dallocx(p, tc->flags);
+    give_back(p, tc->flags);
 }
 
 /* The uncommon cases of free: a STRICT domain, scrubbing, or this thread's
@@ -221,9 +366,8 @@ static __attribute__((noinline)) void free_slow(struct keyheap_domain *d, void *
         strict_outside(d, p);
     }
     if (!(d->flags & KEYHEAP_NOSCRUB)) {
-        size_t n =
-            code >= KHI_MAP_CLASS ? mag_size[code - KHI_MAP_CLASS] : kh_je_malloc_usable_size(p);
-        unsigned pkru = khi_domain_open(d);
+        size_t n = code >= KHI_MAP_CLASS ? mag_size[code - KHI_MAP_CLASS] : block_usable(p);
+        struct khi_open pkru = khi_domain_open(d);
         explicit_bzero(p, n);
         khi_domain_close(d, pkru);
     }
@@ -232,7 +376,7 @@ static __attribute__((noinline)) void free_slow(struct keyheap_domain *d, void *
     if (tc->gen == d->gen)
         release(tc, p, code);
     else
-        kh_je_dallocx(p, flags); /* no cache: the thread is exiting */
+        give_back(p, flags); /* no cache: the thread is exiting */
 }
 
 /* The common case (a NOSCRUB domain, not STRICT, this thread's cache made:
@@ -258,22 +402,35 @@ void *khi_domain_realloc(void *p, size_t size)
     int flags = khi_thread_flags(d);
     size = at_least_granule(size);
     size_t old = kh_je_malloc_usable_size(p);
-    unsigned pkru = khi_domain_open(d);
+    /* A large block stays large in place: its guard is lifted, as jemalloc
+     * may hand that page out, and put after the new end. */
+    bool guarded = old >= large_min;
+    size_t extra = guarded ? guard_extra : 0;
+    old -= extra;
+    if (guarded && (size > SIZE_MAX - extra || unguard(d, p, old))) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    struct khi_open pkru = khi_domain_open(d);
     void *q = p;
     /* Shrinking in place hands the tail back to the heap: scrub it first. */
     if (size < old)
         scrub(d, (char *)p + size, old - size);
-    size_t now = kh_je_xallocx(p, size, 0, flags);
-    if (now >= size) {
+    size_t now = kh_je_xallocx(p, size + extra, 0, flags) - extra;
+    if (now >= size && !(guarded && guard(d, p, now))) {
         *map = map_code(now);
     } else {
-        q = kh_je_mallocx(size, flags);
+        q = je_alloc(d, size, 1, flags);
         if (q != NULL) {
-            memcpy(q, p, old < size ? old : size);
-            scrub(d, p, old);
+            memcpy(q, p, now < size ? now : size);
+            scrub(d, p, now);
             *khi_map_of(q) = map_code(size);
             *map = KHI_MAP_FREED;
-            kh_je_dallocx(p, flags);
+            kh_je_dallocx(p, guarded ? KHI_JE_TCACHE_NONE : flags);
+        } else if (guarded) {
+            guard_live(d, p, now);
+            if (now >= size)
+                q = p; /* resized in place all the same */
         }
     }
     khi_domain_close(d, pkru);
@@ -288,5 +445,11 @@ size_t khi_domain_usable(const void *p)
     live_block(p, "malloc_usable_size", &map);
     if (*map >= KHI_MAP_CLASS && *map < KHI_MAP_FREED)
         return mag_size[*map - KHI_MAP_CLASS];
-    return kh_je_malloc_usable_size(p);
+    return block_usable(p);
+}
+
+size_t khi_heap_block_size(const void *p, unsigned code)
+{
+    unsigned c = code - KHI_MAP_CLASS;
+    return c < KHI_MAG_CLASSES ? mag_size[c] : block_usable(p);
 }

@@ -48,6 +48,11 @@ KHI_HIDDEN void *khi_domain_realloc(void *p, size_t size);
 /* khi_domain_usable - the usable size of p.  pre: khi_in_span(p). */
 KHI_HIDDEN size_t khi_domain_usable(const void *p);
 
+/* khi_heap_block_size - the usable size of p, a block whose block-map byte
+ * was code (live), as khi_domain_usable gives it, without its checks: for
+ * alloc/stats.c, which reads the map while other threads may free. */
+KHI_HIDDEN size_t khi_heap_block_size(const void *p, unsigned code);
+
 /* khi_malloc / khi_free - the routed malloc and free the C++ operators
  * share with malloc.c. */
 KHI_HIDDEN void *khi_malloc(size_t size);

@@ -4,10 +4,11 @@
  *
  * Facts this rests on (../shared/PKU-FACTS.md): a pkey tag survives
  * madvise(MADV_DONTNEED / MADV_FREE) and plain mprotect, and is lost by a
- * MAP_FIXED mapping over the range.  So extents are tagged once when carved,
- * purging uses madvise, committing re-tags (a no-op normally, a repair if
- * anything mapped over the range), and the only MAP_FIXED mapping is the
- * one that discards a destroyed domain's region, before its key is freed.
+ * MAP_FIXED mapping over the range.  So extents are tagged when committed
+ * (when carved, if jemalloc asks for committed space), purging uses
+ * madvise, committing again re-tags (a repair if anything mapped over the
+ * range), and the only MAP_FIXED mapping is the one that discards a
+ * destroyed domain's region, before its key is freed.
  */
 #include "config.h"
 
@@ -18,6 +19,7 @@
 #include <sys/mman.h>
 
 #include "alloc/region.h"
+#include "alloc/stats.h"
 #include "domains/fatal.h"
 #include "domains/pkey.h"
 
@@ -103,7 +105,7 @@ static bool secure_pages(const struct keyheap_domain *d, void *addr, size_t size
     if ((d->flags & KEYHEAP_WIPEONFORK) && madvise(addr, size, MADV_WIPEONFORK) != 0)
         goto undo;
     if (d->flags & KEYHEAP_MLOCK) {
-        unsigned pkru = khi_domain_open(d);
+        struct khi_open pkru = khi_domain_open(d);
         int rc = mlock(addr, size);
         khi_domain_close(d, pkru);
         if (rc != 0) {
@@ -130,9 +132,14 @@ static struct keyheap_domain *domain_of_hooks(khi_extent_hooks_t *hooks)
     return (struct keyheap_domain *)((char *)hooks - offsetof(struct keyheap_domain, hooks));
 }
 
-/* Carves size bytes aligned to alignment from the region and tags them.
- * jemalloc asks for new_addr only to grow an extent in place: that works
- * exactly when new_addr is where carving continues. */
+/* Carves size bytes aligned to alignment from the region, and commits
+ * (tags) them only when jemalloc asks to: when it grows an arena it asks
+ * for uncommitted space and commits the part it uses (hook_commit), so it
+ * never believes in committed pages that a destroy has made PROT_NONE
+ * (khi_region_discard), and hands none out to the slot's next domain
+ * without committing them again.  jemalloc asks for new_addr only to grow
+ * an extent in place: that works exactly when new_addr is where carving
+ * continues. */
 static void *hook_alloc(khi_extent_hooks_t *hooks, void *new_addr, size_t size, size_t alignment,
                         bool *zero, bool *commit, unsigned arena_ind)
 {
@@ -144,13 +151,14 @@ static void *hook_alloc(khi_extent_hooks_t *hooks, void *new_addr, size_t size, 
     if (new_addr != NULL && (uintptr_t)new_addr != addr)
         addr = 0;
     if (addr != 0 && addr + size > addr && addr + size <= d->end &&
-        !khi_pkey_mprotect((void *)addr, size, PROT_READ | PROT_WRITE, d->pkey) &&
-        !secure_pages(d, (void *)addr, size)) {
+        (!*commit || (!khi_pkey_mprotect((void *)addr, size, PROT_READ | PROT_WRITE, d->pkey) &&
+                      !secure_pages(d, (void *)addr, size)))) {
         /* The alignment gap before addr stays PROT_NONE: a guard. */
         d->next = addr + size;
+        if (*commit)
+            khi_stats_commit(d, size);
         result = (void *)addr;
-        *zero = true; /* fresh anonymous pages */
-        *commit = true;
+        *zero = true; /* fresh anonymous pages, or PROT_NONE until committed */
     }
     pthread_mutex_unlock(&d->carve_lock);
     return result;
@@ -180,8 +188,10 @@ static bool hook_commit(khi_extent_hooks_t *hooks, void *addr, size_t size, size
     (void)size, (void)arena_ind;
     struct keyheap_domain *d = domain_of_hooks(hooks);
     char *p = (char *)addr + offset;
-    return khi_pkey_mprotect(p, length, PROT_READ | PROT_WRITE, d->pkey) ||
-           secure_pages(d, p, length);
+    if (khi_pkey_mprotect(p, length, PROT_READ | PROT_WRITE, d->pkey) || secure_pages(d, p, length))
+        return true;
+    khi_stats_commit(d, length);
+    return false;
 }
 
 static bool hook_decommit(khi_extent_hooks_t *hooks, void *addr, size_t size, size_t offset,
@@ -196,7 +206,10 @@ static bool hook_decommit(khi_extent_hooks_t *hooks, void *addr, size_t size, si
     /* Plain mprotect keeps the key tag; the pages themselves are dropped. */
     if (madvise(p, length, MADV_DONTNEED) != 0)
         return true;
-    return mprotect(p, length, PROT_NONE) != 0;
+    if (mprotect(p, length, PROT_NONE) != 0)
+        return true;
+    khi_stats_decommit(domain_of_hooks(hooks), length);
+    return false;
 }
 
 /* Purged pages stay committed, and jemalloc reuses them without calling
@@ -269,6 +282,7 @@ bool khi_region_discard(struct keyheap_domain *d)
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
     if (p == MAP_FAILED)
         return true;
+    khi_stats_reset(d);
     /* The carve pointer stays: the arena retains what was carved and will
      * hand it out again. */
     madvise((void *)d->start, used, MADV_DONTDUMP);

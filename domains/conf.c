@@ -6,6 +6,12 @@
  *   unprotected:true|false    true: without protection keys, domains are
  *                             separate heaps without hardware protection
  *   fault_report:true|false   false: install no SIGSEGV handler
+ *   verify:true|false         true: check PKRU against the domain stack at
+ *                             every enter and leave; abort on a mismatch
+ *   watchdog:<ms>             every <ms> milliseconds (1..3600000) have every
+ *                             thread audit and repair its PKRU; 0: off
+ *   stats_print:true|false    true: print every live domain's statistics
+ *                             (keyheap_domain_stats) on stderr at exit
  * Booleans also take on/off, yes/no and 1/0.  An unknown key or a bad value
  * is reported on stderr, quoting the text, and the default stays.
  */
@@ -25,13 +31,19 @@ static const struct khi_conf defaults = {
     .fault_report = true,
 };
 
+enum kind { BOOL, MILLIS };
+
 static const struct option {
     const char *key;
-    size_t offset; /* of a bool in struct khi_conf */
+    enum kind kind;
+    size_t offset; /* of a bool (BOOL) or an unsigned (MILLIS) in struct khi_conf */
 } options[] = {
-    {"pku", offsetof(struct khi_conf, pku)},
-    {"unprotected", offsetof(struct khi_conf, unprotected)},
-    {"fault_report", offsetof(struct khi_conf, fault_report)},
+    {"pku", BOOL, offsetof(struct khi_conf, pku)},
+    {"unprotected", BOOL, offsetof(struct khi_conf, unprotected)},
+    {"fault_report", BOOL, offsetof(struct khi_conf, fault_report)},
+    {"verify", BOOL, offsetof(struct khi_conf, verify)},
+    {"watchdog", MILLIS, offsetof(struct khi_conf, watchdog_ms)},
+    {"stats_print", BOOL, offsetof(struct khi_conf, stats_print)},
 };
 
 static struct khi_conf conf;
@@ -53,6 +65,23 @@ static bool parse_bool(const char *v, size_t n, bool *out)
         }
     }
     return false;
+}
+
+/* Decimal digits only, at most KHI_WATCHDOG_MAX_MS. */
+static bool parse_millis(const char *v, size_t n, unsigned *out)
+{
+    if (n == 0 || n > 7)
+        return false;
+    unsigned value = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return false;
+        value = value * 10 + (unsigned)(v[i] - '0');
+    }
+    if (value > KHI_WATCHDOG_MAX_MS)
+        return false;
+    *out = value;
+    return true;
 }
 
 /* Copies n bytes of s into buf as a C string, cut to fit (with "..."), and
@@ -84,10 +113,12 @@ static unsigned parse_option(const char *opt, size_t len, struct khi_conf *c)
         if (!equals(opt, klen, o->key))
             continue;
         char *field = (char *)c + o->offset;
-        if (parse_bool(colon + 1, vlen, (bool *)field))
+        if (o->kind == BOOL ? parse_bool(colon + 1, vlen, (bool *)field)
+                            : parse_millis(colon + 1, vlen, (unsigned *)(void *)field))
             return 0;
-        khi_warn("KEYHEAP_CONF: bad value in \"", quote(text, sizeof text, opt, len),
-                 "\" (expected true or false); default kept", (char *)NULL);
+        khi_warn("KEYHEAP_CONF: bad value in \"", quote(text, sizeof text, opt, len), "\" (",
+                 o->kind == BOOL ? "expected true or false" : "expected milliseconds, 0 to 3600000",
+                 "); default kept", (char *)NULL);
         return 1;
     }
     khi_warn("KEYHEAP_CONF: unknown option \"", quote(text, sizeof text, opt, len), "\"; ignored",

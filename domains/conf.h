@@ -10,7 +10,13 @@ struct khi_conf {
     bool pku;             /* pku:on|off - use protection keys where they work */
     bool unprotected;     /* unprotected:true|false - domains without PKU */
     bool fault_report;    /* fault_report:true|false - report SEGV_PKUERR faults */
+    bool verify;          /* verify:true|false - check PKRU at every enter/leave */
+    unsigned watchdog_ms; /* watchdog:<ms> - audit every thread this often; 0: off */
+    bool stats_print;     /* stats_print:true|false - per-domain stats at exit */
 };
+
+/* The largest watchdog:<ms> (one hour). */
+#define KHI_WATCHDOG_MAX_MS 3600000u
 
 /* khi_conf_get - the parsed configuration (defaults where KEYHEAP_CONF is
  * silent or wrong).  Thread-safe; parses on first call. */

@@ -9,11 +9,13 @@
 
 #include "alloc/heap.h"
 #include "alloc/region.h"
+#include "alloc/stats.h"
 #include "domains/conf.h"
 #include "domains/fatal.h"
 #include "domains/fault.h"
 #include "domains/pkey.h"
 #include "domains/thread.h"
+#include "domains/watchdog.h"
 
 struct keyheap_domain khi_domains[KHI_SLOTS];
 unsigned khi_keys_ad_mask;
@@ -141,6 +143,9 @@ KEYHEAP_API keyheap_domain_t *keyheap_domain_create(const char *name, unsigned f
     khi_keys_ad_mask |= d->abi.ad_bit;
     __atomic_store_n(&d->abi.live, KEYHEAP_ABI_LIVE, __ATOMIC_RELEASE);
     khi_fault_install();
+    if (key > 0)
+        khi_watchdog_install();
+    khi_stats_at_exit();
 out:
     pthread_mutex_unlock(&khi_domains_lock);
     return d;
@@ -171,7 +176,21 @@ KEYHEAP_API int keyheap_domain_destroy(keyheap_domain_t *handle)
                   (char *)NULL);
     __atomic_store_n(&d->abi.live, 0u, __ATOMIC_RELEASE);
     khi_keys_ad_mask &= ~d->abi.ad_bit;
-    khi_pkey_free(d->pkey);
+    /* Close the key in every thread (one with a stale PKRU would otherwise
+     * read the next domain that gets it); a thread that cannot be reached
+     * keeps the key out of use for good. */
+    unsigned missing = khi_close_key_everywhere(d->abi.ad_bit);
+    if (missing == 0) {
+        khi_pkey_free(d->pkey);
+    } else {
+        char n[24], k[24];
+        khi_warn("keyheap_domain_destroy(\"", d->name, "\"): ", khi_dec(n, missing),
+                 " thread(s) did not answer keyheap's PKRU signal (blocked?), so key ",
+                 khi_dec(k, (unsigned long)d->pkey),
+                 " may still be open there: it is kept, "
+                 "never to be reused",
+                 (char *)NULL);
+    }
     d->gen++;
     d->free_gen = KHI_GEN_NEVER;
     d->freed_at = ++destroys;

@@ -98,6 +98,13 @@ static inline unsigned char *khi_map_of(const void *p)
     return khi_span.map + (((uintptr_t)p - khi_span.base) >> KHI_GRANULE_SHIFT);
 }
 
+/* khi_frame_domain - the domain of a frame of a thread's domain stack
+ * (verify mode marks it with bit 0; keyheap.h). */
+static inline struct keyheap_domain *khi_frame_domain(const struct keyheap_abi_frame *f)
+{
+    return (struct keyheap_domain *)((uintptr_t)f->domain & ~(uintptr_t)1);
+}
+
 static inline int khi_domain_live(const struct keyheap_domain *d)
 {
     return __atomic_load_n(&d->abi.live, __ATOMIC_ACQUIRE) == KEYHEAP_ABI_LIVE;
@@ -114,22 +121,36 @@ KHI_HIDDEN struct keyheap_domain *khi_domain_check(const keyheap_domain_t *d, co
 /* The PKRU access-disable bits of every key keyheap's live domains hold. */
 KHI_HIDDEN extern unsigned khi_keys_ad_mask;
 
+/* The keys this thread has open for keyheap's own use (khi_domain_open), as
+ * PKRU bits: the watchdog's audit (domains/watchdog.c) leaves them alone. */
+KHI_HIDDEN extern __thread unsigned khi_internal_open;
+
+/* What khi_domain_close restores. */
+struct khi_open {
+    unsigned pkru, prev;
+};
+
 /* khi_domain_open - opens d read-write in this thread for keyheap's own use
- * (scrubbing, copying, zeroing); returns what khi_domain_close restores.
- * Nothing happens for unprotected domains. */
-static inline unsigned khi_domain_open(const struct keyheap_domain *d)
+ * (scrubbing, copying, zeroing, mlock); returns what khi_domain_close
+ * restores.  Nests.  Nothing happens for unprotected domains. */
+static inline struct khi_open khi_domain_open(const struct keyheap_domain *d)
 {
+    struct khi_open o = {0, khi_internal_open};
     if (d->abi.ad_bit == 0)
-        return 0;
-    unsigned pkru = keyheap_abi_rdpkru();
-    keyheap_abi_wrpkru(pkru & ~(d->abi.ad_bit * 3u));
-    return pkru;
+        return o;
+    khi_internal_open = o.prev | d->abi.ad_bit * 3u;
+    __asm__ volatile("" ::: "memory"); /* marked before it is open */
+    o.pkru = keyheap_abi_rdpkru();
+    keyheap_abi_wrpkru(o.pkru & ~(d->abi.ad_bit * 3u));
+    return o;
 }
 
-static inline void khi_domain_close(const struct keyheap_domain *d, unsigned pkru)
+static inline void khi_domain_close(const struct keyheap_domain *d, struct khi_open o)
 {
     if (d->abi.ad_bit != 0)
-        keyheap_abi_wrpkru(pkru);
+        keyheap_abi_wrpkru(o.pkru);
+    __asm__ volatile("" ::: "memory"); /* closed before it is unmarked */
+    khi_internal_open = o.prev;
 }
 
 #ifdef __cplusplus

@@ -154,7 +154,7 @@ static void put_open(struct line *l)
         put(l, "none");
     for (unsigned i = 0; i < depth; i++) {
         const struct keyheap_abi_frame *f = &t->stack[i];
-        const struct keyheap_domain *d = table_entry(f->domain);
+        const struct keyheap_domain *d = table_entry((keyheap_domain_t *)khi_frame_domain(f));
         if (i > 0)
             put(l, ", ");
         if (d != NULL)

@@ -83,3 +83,24 @@ _Bool khi_pkey_mprotect(void *addr, size_t len, int prot, int key)
         return mprotect(addr, len, prot) != 0;
     return pkey_mprotect(addr, len, prot, key) != 0;
 }
+
+unsigned khi_pkeys_allocated(void)
+{
+    static pthread_mutex_t scratch_lock = PTHREAD_MUTEX_INITIALIZER;
+    static void *scratch;
+    unsigned mask = 0;
+    pthread_mutex_lock(&scratch_lock);
+    if (scratch == NULL) {
+        void *p = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        scratch = p == MAP_FAILED ? NULL : p;
+    }
+    if (scratch != NULL) {
+        for (int key = 1; key < 16; key++)
+            if (pkey_mprotect(scratch, 4096, PROT_NONE, key) == 0)
+                mask |= 1u << key;
+        /* Back to key 0, so the page holds no key that may be freed. */
+        pkey_mprotect(scratch, 4096, PROT_NONE, 0);
+    }
+    pthread_mutex_unlock(&scratch_lock);
+    return mask;
+}

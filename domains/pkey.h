@@ -25,4 +25,10 @@ KHI_FN void khi_pkey_free(int key);
  * means an unprotected domain (plain mprotect).  Returns true on error. */
 KHI_FN _Bool khi_pkey_mprotect(void *addr, size_t len, int prot, int key);
 
+/* khi_pkeys_allocated - the keys 1..15 that some code in the process has
+ * allocated, as a mask (bit k: key k), asked of the kernel: pkey_mprotect
+ * of a scratch page fails with EINVAL for a key nobody allocated.  Not
+ * async-signal-safe (a lock guards the scratch page). */
+KHI_FN unsigned khi_pkeys_allocated(void);
+
 #endif /* KH_DOMAINS_PKEY_H */

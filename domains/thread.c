@@ -15,25 +15,30 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "domains/conf.h"
 #include "domains/fatal.h"
 #include "domains/pkey.h"
 #include "domains/thread.h"
+#include "domains/watchdog.h"
 
 KEYHEAP_API __thread struct keyheap_abi_thread keyheap_abi_self;
 __thread struct khi_thread_tc khi_thread_tcs[KHI_SLOTS];
+__thread unsigned khi_internal_open;
 
 /* A registered thread: one that entered a domain or made a cache for one. */
 struct khi_thread {
     struct khi_thread *next, *prev;
     struct keyheap_abi_thread *abi;
     struct khi_thread_tc *tcs;
+    pid_t tid;
     bool registered, exiting;
 };
 
 static __thread struct khi_thread self;
-static struct khi_thread registry = {&registry, &registry, NULL, NULL, false, false};
+static struct khi_thread registry = {&registry, &registry, NULL, NULL, 0, false, false};
 static pthread_mutex_t threads_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_key_t exit_key;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -98,6 +103,7 @@ static void register_self(void)
     pthread_mutex_lock(&threads_lock);
     self.abi = &keyheap_abi_self;
     self.tcs = khi_thread_tcs;
+    self.tid = (pid_t)syscall(SYS_gettid);
     self.next = registry.next;
     self.prev = &registry;
     registry.next->prev = &self;
@@ -160,8 +166,8 @@ bool khi_threads_inside(const struct keyheap_domain *d)
     for (struct khi_thread *t = registry.next; t != &registry && !inside; t = t->next) {
         unsigned depth = __atomic_load_n(&t->abi->depth, __ATOMIC_RELAXED);
         for (unsigned i = 0; i < depth && i < KEYHEAP_MAX_DEPTH; i++)
-            if (__atomic_load_n(&t->abi->stack[i].domain, __ATOMIC_RELAXED) ==
-                (const keyheap_domain_t *)d)
+            if (((uintptr_t)__atomic_load_n(&t->abi->stack[i].domain, __ATOMIC_RELAXED) &
+                 ~(uintptr_t)1) == (uintptr_t)d)
                 inside = true;
     }
     pthread_mutex_unlock(&threads_lock);
@@ -196,6 +202,7 @@ static void fork_parent(void)
 
 static void fork_child(void)
 {
+    self.tid = (pid_t)syscall(SYS_gettid);
     struct khi_thread *t = registry.next;
     while (t != &registry) {
         struct khi_thread *next = t->next;
@@ -207,6 +214,25 @@ static void fork_child(void)
     }
     pthread_mutex_unlock(&threads_lock);
     pthread_mutex_unlock(&khi_domains_lock);
+    khi_watchdog_after_fork();
+}
+
+unsigned khi_threads_signal_all(int sig, const unsigned *acks, unsigned timeout_ms)
+{
+    pid_t pid = getpid();
+    unsigned sent = 0;
+    pthread_mutex_lock(&threads_lock);
+    for (struct khi_thread *t = registry.next; t != &registry; t = t->next)
+        if (syscall(SYS_tgkill, pid, t->tid, sig) == 0)
+            sent++;
+    /* Poll: the answers come from signal handlers, which can take no lock. */
+    struct timespec step = {0, 100000};
+    for (unsigned waited = 0;
+         __atomic_load_n(acks, __ATOMIC_ACQUIRE) < sent && waited < timeout_ms * 10u; waited++)
+        nanosleep(&step, NULL);
+    unsigned answered = __atomic_load_n(acks, __ATOMIC_ACQUIRE);
+    pthread_mutex_unlock(&threads_lock);
+    return answered >= sent ? 0 : sent - answered;
 }
 
 static void init(void)
@@ -232,6 +258,54 @@ static const char *name_or_address(const keyheap_domain_t *d, char *buf)
     return khi_hex(buf, p);
 }
 
+/* All closed, then every frame of the stack applied in order, as
+ * keyheap_abi_enter applies it. */
+unsigned khi_thread_shadow(unsigned hw)
+{
+    const struct keyheap_abi_thread *t = &keyheap_abi_self;
+    unsigned mask = khi_keys_ad_mask * 3u;
+    unsigned pkru = (hw & ~mask) | khi_keys_ad_mask;
+    for (unsigned i = 0; i < t->depth && i < KEYHEAP_MAX_DEPTH; i++) {
+        unsigned ad = khi_frame_domain(&t->stack[i])->abi.ad_bit;
+        pkru = t->stack[i].readonly ? (pkru & ~ad) | ((pkru & ad) << 1) : pkru & ~(ad * 3u);
+    }
+    return pkru;
+}
+
+/* The rights PKRU value pkru gives key. */
+static const char *rights(unsigned pkru, unsigned key)
+{
+    unsigned bits = (pkru >> (2 * key)) & 3u;
+    return bits & 1u ? "none" : bits & 2u ? "read-only" : "read-write";
+}
+
+/* The domain that has key, or NULL. */
+static const struct keyheap_domain *domain_of_key(unsigned key)
+{
+    for (unsigned s = 0; s < KHI_SLOTS; s++)
+        if (khi_domain_live(&khi_domains[s]) && khi_domains[s].pkey == (int)key)
+            return &khi_domains[s];
+    return NULL;
+}
+
+/* verify mode: the register must match the shadow before every enter and
+ * leave (what: "keyheap_enter(\"x\")", ...). */
+static void verify(const char *op, const struct keyheap_domain *d)
+{
+    unsigned hw = keyheap_abi_rdpkru(), want = khi_thread_shadow(hw);
+    if (hw == want)
+        return;
+    unsigned key = 1;
+    while (key < 15 && ((hw ^ want) & (3u << (2 * key))) == 0)
+        key++;
+    const struct keyheap_domain *owner = domain_of_key(key);
+    char h[24], w[24], k[24];
+    khi_fatal("KEYHEAP_CONF verify: at ", op, "(\"", d->name, "\") PKRU is ", khi_hex(h, hw),
+              " but the domain stack says ", khi_hex(w, want), ": key ", khi_dec(k, key),
+              " of domain \"", owner != NULL ? owner->name : "?", "\" is ", rights(hw, key),
+              " instead of ", rights(want, key), (char *)NULL);
+}
+
 KEYHEAP_API void keyheap_abi_enter_slow(keyheap_domain_t *d, unsigned readonly)
 {
     struct keyheap_domain *dom =
@@ -242,21 +316,46 @@ KEYHEAP_API void keyheap_abi_enter_slow(keyheap_domain_t *d, unsigned readonly)
                   "\"): domains nested deeper than KEYHEAP_MAX_DEPTH (64)", (char *)NULL);
     if (t->mode == KEYHEAP_ABI_UNSET) {
         register_self();
-        t->mode = khi_pku_usable() ? KEYHEAP_ABI_PKU : KEYHEAP_ABI_SOFT;
+        t->mode = !khi_pku_usable()        ? KEYHEAP_ABI_SOFT
+                  : khi_conf_get()->verify ? KEYHEAP_ABI_VERIFY
+                                           : KEYHEAP_ABI_PKU;
     }
-    keyheap_abi_enter(d, readonly);
+    if (t->mode != KEYHEAP_ABI_VERIFY) {
+        keyheap_abi_enter(d, readonly);
+        return;
+    }
+    /* Verify mode: what keyheap_abi_enter does, with the check first and
+     * the frame marked, so that its leave comes to keyheap_abi_leave_slow. */
+    verify(readonly ? "keyheap_enter_ro" : "keyheap_enter", dom);
+    struct keyheap_abi_frame *f = &t->stack[t->depth];
+    unsigned pkru = keyheap_abi_rdpkru(), ad = dom->abi.ad_bit;
+    f->domain = (keyheap_domain_t *)((uintptr_t)d | 1);
+    f->target = t->target;
+    f->readonly = readonly;
+    f->pkru = pkru;
+    keyheap_abi_wrpkru(readonly ? (pkru & ~ad) | ((pkru & ad) << 1) : pkru & ~(ad * 3u));
+    if (!readonly)
+        t->target = d;
+    t->depth++;
 }
 
-KEYHEAP_API void keyheap_abi_leave_mismatch(keyheap_domain_t *d)
+KEYHEAP_API void keyheap_abi_leave_slow(keyheap_domain_t *d)
 {
     char a[24], b[24];
     struct keyheap_abi_thread *t = &keyheap_abi_self;
     if (t->depth == 0)
         khi_fatal("keyheap_leave(\"", name_or_address(d, a), "\") without a matching keyheap_enter",
                   (char *)NULL);
-    khi_fatal("keyheap_leave(\"", name_or_address(d, a),
-              "\") does not match the innermost keyheap_enter(\"",
-              name_or_address(t->stack[t->depth - 1].domain, b), "\")", (char *)NULL);
+    struct keyheap_abi_frame *f = &t->stack[t->depth - 1];
+    if (f->domain != (keyheap_domain_t *)((uintptr_t)d | 1))
+        khi_fatal("keyheap_leave(\"", name_or_address(d, a),
+                  "\") does not match the innermost keyheap_enter(\"",
+                  name_or_address((keyheap_domain_t *)khi_frame_domain(f), b), "\")", (char *)NULL);
+    /* A frame of verify mode. */
+    verify("keyheap_leave", khi_frame_domain(f));
+    keyheap_abi_wrpkru(f->pkru);
+    t->target = f->target;
+    t->depth--;
 }
 
 KEYHEAP_API keyheap_domain_t *keyheap_current(void)
@@ -266,32 +365,49 @@ KEYHEAP_API keyheap_domain_t *keyheap_current(void)
 
 /* --------------------------------------------------------------- audit */
 
-/* What PKRU must say about keyheap's keys: all closed, then every frame of
- * the stack applied in order, as keyheap_abi_enter applies it. */
-static unsigned shadow_pkru(unsigned hw, unsigned mask)
+static void report(const char *what, unsigned key, const struct keyheap_domain *owner, unsigned hw,
+                   unsigned want)
 {
-    const struct keyheap_abi_thread *t = &keyheap_abi_self;
-    unsigned pkru = (hw & ~mask) | (khi_keys_ad_mask & mask);
-    for (unsigned i = 0; i < t->depth; i++) {
-        const struct keyheap_abi_domain *a = (const void *)t->stack[i].domain;
-        unsigned ad = a->ad_bit;
-        pkru = t->stack[i].readonly ? (pkru & ~ad) | ((pkru & ad) << 1) : pkru & ~(ad * 3u);
-    }
-    return pkru;
+    char k[24];
+    if (owner != NULL)
+        khi_warn("audit: key ", khi_dec(k, key), " of domain \"", owner->name, "\": PKRU says ",
+                 rights(hw, key), ", the domain stack says ", rights(want, key), what,
+                 (char *)NULL);
+    else
+        khi_warn("audit: key ", khi_dec(k, key), what, rights(hw, key), (char *)NULL);
 }
 
 KEYHEAP_API int keyheap_audit(unsigned flags)
 {
     if (!khi_pku_usable())
         return 0;
-    unsigned mask = khi_keys_ad_mask * 3u;
     unsigned hw = keyheap_abi_rdpkru();
-    unsigned want = shadow_pkru(hw, mask);
+    unsigned want = khi_thread_shadow(hw);
+    unsigned allocated = khi_pkeys_allocated();
+    bool say = flags & KEYHEAP_AUDIT_REPORT;
+    const char *fix = flags & KEYHEAP_AUDIT_REPAIR ? "; repaired" : "";
     int mismatches = 0;
     for (unsigned key = 1; key < 16; key++) {
-        unsigned bits = 3u << (2 * key);
-        if ((mask & bits) != 0 && (hw & bits) != (want & bits))
-            mismatches++;
+        unsigned bits = 3u << (2 * key), ad = 1u << (2 * key);
+        if (khi_keys_ad_mask & ad) {
+            if ((hw ^ want) & bits) {
+                mismatches++;
+                if (say)
+                    report(fix, key, domain_of_key(key), hw, want);
+            }
+        } else if (!(allocated & (1u << key))) {
+            if (!(hw & ad)) {
+                mismatches++;
+                want = (want & ~bits) | ad;
+                if (say)
+                    report(flags & KEYHEAP_AUDIT_REPAIR
+                               ? ", which no code has allocated, is open (now closed): "
+                               : ", which no code has allocated, is open: ",
+                           key, NULL, hw, want);
+            }
+        } else if (say) {
+            report(" belongs to other code (foreign), left alone: ", key, NULL, hw, want);
+        }
     }
     if (mismatches != 0 && (flags & KEYHEAP_AUDIT_REPAIR))
         keyheap_abi_wrpkru(want);

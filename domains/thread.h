@@ -58,6 +58,17 @@ KHI_HIDDEN bool khi_threads_inside(const struct keyheap_domain *d);
 /* khi_threads_drop_tcaches - destroys every thread's cache for d. */
 KHI_HIDDEN void khi_threads_drop_tcaches(const struct keyheap_domain *d);
 
+/* khi_thread_shadow - what this thread's PKRU must be for keyheap's keys
+ * (its domain stack applied to all-closed), with other keys' bits from hw.
+ * Async-signal-safe. */
+KHI_HIDDEN unsigned khi_thread_shadow(unsigned hw);
+
+/* khi_threads_signal_all - sends sig to every registered thread and waits
+ * until *acks counts as many answers, or timeout_ms passed; returns the
+ * number of threads that did not answer.  Threads cannot register or exit
+ * meanwhile. */
+KHI_HIDDEN unsigned khi_threads_signal_all(int sig, const unsigned *acks, unsigned timeout_ms);
+
 /* khi_threads_init - registers the fork handlers and membarrier; once. */
 KHI_HIDDEN void khi_threads_init(void);
 

@@ -29,6 +29,36 @@
  * variable like any jemalloc; keyheap's own defaults are documented in the
  * README ("Tuning") and are overridden by MALLOC_CONF option by option.
  *
+ * Configuration: the environment variable KEYHEAP_CONF, "key:value,..."
+ * (booleans take true/false, on/off, yes/no, 1/0), read once, at the first
+ * domain call of the process.  An unknown key or a bad value prints one
+ * "keyheap: KEYHEAP_CONF: ..." line quoting it, and the default stays.
+ *   pku:on|off              off: behave as on a CPU without protection keys
+ *                           (default on)
+ *   unprotected:true|false  without protection keys, make domains anyway, as
+ *                           separate heaps without hardware protection
+ *                           (default false)
+ *   fault_report:true|false the SIGSEGV report of protection-key faults
+ *                           (default true; see "The fault report" below)
+ *   verify:true|false       check PKRU against the domain stack at every
+ *                           enter and leave, abort on a mismatch (default
+ *                           false; see keyheap_audit)
+ *   watchdog:<ms>           every <ms> milliseconds (1 to 3600000) have every
+ *                           thread that ever used a domain audit its PKRU,
+ *                           report and repair mismatches, and close keys that
+ *                           no code allocated (default 0: off)
+ *   stats_print:true|false  print every live domain's statistics at exit
+ *                           (default false; see keyheap_domain_stats)
+ *
+ * Signals: with protection keys in use, keyheap installs a handler for
+ * SIGRTMAX-1 (at the first domain creation) and sends it to its own threads
+ * to set their PKRU: keyheap_domain_destroy closes the destroyed domain's
+ * key in every thread that ever used a domain before it frees the key, and
+ * the watchdog audits them.  A program that uses domains must leave that
+ * signal alone and not block it in threads that use domains for long (a
+ * thread that does not answer within a second keeps a destroyed domain's
+ * key out of use for good, with a "keyheap: ..." warning).
+ *
  * Thread-safety: every function declared here may be called from any thread.
  */
 #ifndef KEYHEAP_H
@@ -97,7 +127,16 @@ typedef struct keyheap_domain keyheap_domain_t;
  * <address> in domain "<name>"" line on a double free, a use-after-free
  * realloc or malloc_usable_size, an interior-pointer or wild free, and any
  * of them on a block of a destroyed domain (README, "Misuse of a domain
- * heap is caught").  Domain blocks are at least 16 bytes.
+ * heap is caught").  Domain blocks are at least 16 bytes.  Every large
+ * block (over 14 KiB, jemalloc's largest small size class; also any block
+ * aligned to more than a page) is followed by a guard page (PROT_NONE): a
+ * write or read just past its usable size faults (SIGSEGV; SEGV_ACCERR
+ * in a thread inside the domain) instead of reaching the next block.  Large
+ * blocks are page-aligned, and each costs two system calls (mprotect on
+ * allocation, again on free) and two of the process's vm.max_map_count
+ * mappings (65530 by default, about 32000 live large domain blocks):
+ * past that limit a large domain allocation fails with NULL and ENOMEM,
+ * and the first such failure prints a "keyheap: ..." hint.
  *
  * KEYHEAP_NOSCRUB     do not zero blocks on free and on a realloc that
  *                     moves or shrinks them.  Zeroing (with a store the
@@ -222,14 +261,80 @@ KEYHEAP_API void keyheap_free(void *p);
 KEYHEAP_API KEYHEAP_NODISCARD size_t keyheap_usable_size(const void *p);
 
 /*
- * keyheap_audit - compares this thread's PKRU register with what its domain
- * stack says it must be, for keyheap's own keys.
+ * Statistics of one domain's heap, in bytes, as keyheap_domain_stats
+ * reads them.
+ */
+struct keyheap_stats {
+    size_t allocated; /* bytes in the live blocks: the sum of their usable
+                         sizes (malloc_usable_size), at least 16 each */
+    size_t peak;      /* the most bytes that were committed at once since
+                         the domain was created: the high-water mark of the
+                         heap's footprint; it never decreases, and is at
+                         least committed */
+    size_t committed; /* bytes of the domain's region readable and writable
+                         now (tagged with its key): the pages of the live
+                         blocks and the free pages jemalloc keeps for
+                         reuse; at least allocated */
+    size_t locked;    /* bytes locked in memory: committed for a
+                         KEYHEAP_MLOCK domain, otherwise 0 */
+    size_t objects;   /* live blocks: allocated and not yet freed */
+};
+
+/*
+ * keyheap_domain_stats - fills *out with d's statistics.
  *
- * Returns the number of keyheap keys whose rights differ (0 when all agree).
- * With flags KEYHEAP_AUDIT_REPAIR the register is set back to the shadow.
- * Returns 0 when domains are not hardware-protected.
+ * pre: d is a live domain (a destroyed or bad handle aborts with a
+ * "keyheap: keyheap_domain_stats ..." message, as for the other
+ * functions of a handle).  Returns 0, or -1 with errno EINVAL when out is
+ * NULL.
+ *
+ * allocated and objects are exact: a block counts from the moment malloc
+ * returns it to the moment free is called, whatever caches keep it after
+ * that.  They are counted on each call from keyheap's record of the
+ * domain's blocks (the block map), which costs time in proportion to the
+ * address space the domain ever used (about 0.5 ms per 100 MiB on the
+ * README's benchmark machine): not for hot paths.  Reads no byte of the
+ * domain's memory, so it works with d closed.
+ *
+ * KEYHEAP_CONF=stats_print:true prints, at exit, one line per live domain
+ * on stderr (with write(2), in slot order):
+ *
+ *   keyheap: stats: domain "<name>" (pkey <key>): allocated <allocated> B
+ *   in <objects> objects, peak <peak> B, committed <committed> B, locked
+ *   <locked> B
+ *
+ * (one line; <key> is -1 for an unprotected domain; the name as in the
+ * fault report, with quotes, backslashes and bytes that are not printable
+ * ASCII shown as '?').  A fork child that calls exit prints its own.
+ *
+ * Thread-safe.  Allocations and frees in d by other threads during the
+ * call may or may not be counted.
+ */
+KEYHEAP_API int keyheap_domain_stats(const keyheap_domain_t *d, struct keyheap_stats *out);
+
+/*
+ * keyheap_audit - compares this thread's PKRU register with what it must
+ * be.  Each thread's domain stack is the shadow of its PKRU for keyheap's
+ * own keys: closed, except the domains it has entered (read-write or
+ * read-only).  Keys that no code in the process has allocated (the kernel
+ * says which: pkey_mprotect with such a key fails with EINVAL) must be
+ * closed too.  Keys that other code allocated (a JIT, another library) are
+ * foreign: never counted, never touched.
+ *
+ * Returns the number of mismatches: keyheap keys whose rights differ from
+ * the shadow, plus unallocated keys that are open.  flags:
+ *   KEYHEAP_AUDIT_REPAIR  writes the shadow back to the register (and
+ *                         closes the unallocated keys); foreign keys keep
+ *                         their rights;
+ *   KEYHEAP_AUDIT_REPORT  prints one "keyheap: audit: ..." line on stderr
+ *                         per mismatch and per foreign key.
+ * Returns 0 when domains are not hardware-protected.  Thread-safe; it
+ * audits the calling thread (see KEYHEAP_CONF=watchdog for all threads).
+ * It makes 16 system calls: not for hot paths (KEYHEAP_CONF=verify:true
+ * checks keyheap's keys at every enter and leave instead).
  */
 #define KEYHEAP_AUDIT_REPAIR 0x1u
+#define KEYHEAP_AUDIT_REPORT 0x2u
 KEYHEAP_API int keyheap_audit(unsigned flags);
 
 /*
@@ -284,7 +389,8 @@ KEYHEAP_API int keyheap_audit(unsigned flags);
 
 /* --- The ABI of the fast path.  Not for direct use; layout is fixed. --- */
 struct keyheap_abi_frame {
-    keyheap_domain_t *domain; /* the domain entered */
+    keyheap_domain_t *domain; /* the domain entered; in verify mode with bit 0 set,
+                                 so that the inline leave takes the slow path */
     keyheap_domain_t *target; /* the malloc target before this enter */
     unsigned pkru;            /* PKRU before this enter */
     unsigned readonly;        /* 1 for keyheap_enter_ro */
@@ -297,9 +403,11 @@ struct keyheap_abi_thread {
     struct keyheap_abi_frame stack[KEYHEAP_MAX_DEPTH];
 };
 
-#define KEYHEAP_ABI_UNSET 0u /* this thread has not entered yet: slow path */
-#define KEYHEAP_ABI_SOFT 1u  /* unprotected domains: no RDPKRU/WRPKRU */
-#define KEYHEAP_ABI_PKU 2u   /* protection keys */
+#define KEYHEAP_ABI_UNSET 0u  /* this thread has not entered yet: slow path */
+#define KEYHEAP_ABI_VERIFY 1u /* KEYHEAP_CONF=verify:true: every enter and leave
+                                 takes the slow path, which checks PKRU */
+#define KEYHEAP_ABI_SOFT 2u   /* unprotected domains: no RDPKRU/WRPKRU */
+#define KEYHEAP_ABI_PKU 3u    /* protection keys */
 
 /* The first fields of every struct keyheap_domain. */
 struct keyheap_abi_domain {
@@ -317,10 +425,11 @@ extern __thread struct keyheap_abi_thread keyheap_abi_self
 #error "keyheap.h needs GCC or clang"
 #endif
 
-/* Out-of-line paths: first enter of a thread, a bad handle, too deep, and a
- * leave that does not match (which abort). */
+/* Out-of-line paths: the first enter of a thread, a bad handle, too deep,
+ * verify mode, and a leave that does not match (which aborts) or that
+ * verify mode sends here. */
 KEYHEAP_API void keyheap_abi_enter_slow(keyheap_domain_t *d, unsigned readonly);
-KEYHEAP_API __attribute__((noreturn)) void keyheap_abi_leave_mismatch(keyheap_domain_t *d);
+KEYHEAP_API void keyheap_abi_leave_slow(keyheap_domain_t *d);
 
 KEYHEAP_ABI_INLINE unsigned keyheap_abi_rdpkru(void)
 {
@@ -340,7 +449,7 @@ KEYHEAP_ABI_INLINE void keyheap_abi_enter(keyheap_domain_t *d, unsigned readonly
     struct keyheap_abi_thread *t = &keyheap_abi_self;
     const struct keyheap_abi_domain *a = (const struct keyheap_abi_domain *)(const void *)d;
     unsigned n = t->depth;
-    if (KEYHEAP_ABI_UNLIKELY(t->mode == KEYHEAP_ABI_UNSET || n >= KEYHEAP_MAX_DEPTH ||
+    if (KEYHEAP_ABI_UNLIKELY(t->mode < KEYHEAP_ABI_SOFT || n >= KEYHEAP_MAX_DEPTH ||
                              a->live != KEYHEAP_ABI_LIVE)) {
         keyheap_abi_enter_slow(d, readonly);
         return;
@@ -383,8 +492,10 @@ KEYHEAP_ABI_INLINE void keyheap_leave(keyheap_domain_t *d)
 {
     struct keyheap_abi_thread *t = &keyheap_abi_self;
     unsigned n = t->depth;
-    if (KEYHEAP_ABI_UNLIKELY(n == 0 || t->stack[n - 1].domain != d))
-        keyheap_abi_leave_mismatch(d);
+    if (KEYHEAP_ABI_UNLIKELY(n == 0 || t->stack[n - 1].domain != d)) {
+        keyheap_abi_leave_slow(d);
+        return;
+    }
     const struct keyheap_abi_frame *f = &t->stack[n - 1];
     if (t->mode == KEYHEAP_ABI_PKU)
         keyheap_abi_wrpkru(f->pkru);

@@ -22,7 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -313,6 +315,339 @@ START_TEST(test_nesting_three_deep_restores_each_level)
     ck_assert_uint_eq(kht_key_rights(ka), CLOSED);
     ck_assert_ptr_null(keyheap_current());
     free(pc);
+}
+END_TEST
+
+static void raw_wrpkru(unsigned pkru)
+{
+    __asm__ volatile(".byte 0x0f,0x01,0xef" : : "a"(pkru), "c"(0), "d"(0) : "memory");
+}
+
+/* Runs fn with stderr in a temporary file; returns what it wrote. */
+static const char *captured_stderr(void (*fn)(void))
+{
+    static char text[4096];
+    char path[] = "/tmp/keyheap-err-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    unlink(path);
+    int saved = dup(STDERR_FILENO);
+    dup2(fd, STDERR_FILENO);
+    fn();
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    memset(text, 0, sizeof text);
+    ck_assert_int_ge(pread(fd, text, sizeof text - 1, 0), 0);
+    close(fd);
+    return text;
+}
+
+static int audit_result;
+
+static void audit_and_report(void)
+{
+    audit_result = keyheap_audit(KEYHEAP_AUDIT_REPORT);
+}
+
+static void audit_repair_and_report(void)
+{
+    audit_result = keyheap_audit(KEYHEAP_AUDIT_REPAIR | KEYHEAP_AUDIT_REPORT);
+}
+
+START_TEST(test_audit_counts_and_closes_an_unallocated_key_left_open)
+{
+    keyheap_domain_t *d = domain("audit-owner"); /* keys are in use */
+    (void)d;
+    /* A key that no code holds: allocated, then freed. */
+    int k = pkey_alloc(0, PKEY_DISABLE_ACCESS);
+    ck_assert_int_gt(k, 0);
+    ck_assert_int_eq(pkey_free(k), 0);
+    ck_assert_int_eq(keyheap_audit(0), 0); /* the twin: closed, no mismatch */
+    raw_wrpkru(kht_pkru() & ~(3u << (2 * k)));
+    ck_assert_int_eq(keyheap_audit(0), 1);
+    char expect[256];
+    snprintf(expect, sizeof expect,
+             "keyheap: audit: key %d, which no code has allocated, is open: read-write\n", k);
+    ck_assert_str_eq(captured_stderr(audit_and_report), expect);
+    ck_assert_int_eq(audit_result, 1);
+    ck_assert_uint_eq(kht_key_rights(k), 0); /* reporting repairs nothing */
+    snprintf(expect, sizeof expect,
+             "keyheap: audit: key %d, which no code has allocated, is open (now closed): "
+             "read-write\n",
+             k);
+    ck_assert_str_eq(captured_stderr(audit_repair_and_report), expect);
+    ck_assert_int_eq(audit_result, 1);
+    ck_assert_uint_eq(kht_key_rights(k) & 1u, 1u); /* access-disabled again */
+    ck_assert_int_eq(keyheap_audit(0), 0);
+}
+END_TEST
+
+START_TEST(test_audit_reports_but_never_touches_a_foreign_key)
+{
+    keyheap_domain_t *d = domain("audit-neighbour");
+    (void)d;
+    /* Another library's key, open in this thread. */
+    int f = pkey_alloc(0, 0);
+    ck_assert_int_gt(f, 0);
+    ck_assert_uint_eq(kht_key_rights(f), 0);
+    ck_assert_int_eq(keyheap_audit(KEYHEAP_AUDIT_REPAIR), 0);
+    ck_assert_uint_eq(kht_key_rights(f), 0); /* untouched */
+    char expect[256];
+    snprintf(expect, sizeof expect,
+             "keyheap: audit: key %d belongs to other code (foreign), left alone: read-write\n",
+             f);
+    ck_assert_str_eq(captured_stderr(audit_repair_and_report), expect);
+    ck_assert_int_eq(audit_result, 0);
+    ck_assert_uint_eq(kht_key_rights(f), 0);
+    /* The twin: closed by its owner, it is still foreign and still left as it is. */
+    ck_assert_int_eq(pkey_set(f, PKEY_DISABLE_WRITE), 0);
+    ck_assert_int_eq(keyheap_audit(KEYHEAP_AUDIT_REPAIR), 0);
+    ck_assert_uint_eq(kht_key_rights(f), 2);
+    ck_assert_int_eq(pkey_free(f), 0);
+}
+END_TEST
+
+static keyheap_domain_t *verify_d, *verify_e;
+
+/* KEYHEAP_CONF=verify:true, and two domains; conf is read once, at the
+ * first domain call of the process (each Check test runs in its own). */
+static void verify_setup(void)
+{
+    setenv("KEYHEAP_CONF", "verify:true", 1);
+    verify_d = domain("verified");
+    verify_e = domain("bystander");
+}
+
+/* Opens e's key behind keyheap's back, then enters or leaves d. */
+static void open_behind_then_enter(void *arg)
+{
+    (void)arg;
+    raw_wrpkru(kht_pkru() & ~(3u << (2 * keyheap_domain_pkey(verify_e))));
+    keyheap_enter(verify_d);
+}
+
+static void open_behind_then_leave(void *arg)
+{
+    (void)arg;
+    keyheap_enter_ro(verify_d);
+    raw_wrpkru(kht_pkru() & ~(3u << (2 * keyheap_domain_pkey(verify_e))));
+    keyheap_leave(verify_d);
+}
+
+static void verify_leave_wrong(void *arg)
+{
+    (void)arg;
+    keyheap_enter(verify_e);
+    keyheap_enter(verify_d);
+    keyheap_leave(verify_e);
+}
+
+static const char *verify_line(const char *op, unsigned hw)
+{
+    static char line[512];
+    unsigned k = (unsigned)keyheap_domain_pkey(verify_e);
+    snprintf(line, sizeof line,
+             "keyheap: KEYHEAP_CONF verify: at %s(\"verified\") PKRU is %#x but the domain stack "
+             "says %#x: key %u of domain \"bystander\" is read-write instead of none\n",
+             op, hw, hw | (1u << (2 * k)), k);
+    return line;
+}
+
+START_TEST(test_verify_mode_aborts_when_pkru_differs_from_the_domain_stack)
+{
+    verify_setup();
+    unsigned k = (unsigned)keyheap_domain_pkey(verify_e);
+    unsigned base = kht_pkru() & ~(3u << (2 * k));
+    kht_expect_abort(open_behind_then_enter, NULL, verify_line("keyheap_enter", base));
+    unsigned d_ad = 1u << (2 * (unsigned)keyheap_domain_pkey(verify_d));
+    /* Inside d read-only: d's access-disable bit cleared, write-disable set. */
+    kht_expect_abort(open_behind_then_leave, NULL,
+                     verify_line("keyheap_leave", (base & ~d_ad) | (d_ad << 1)));
+    kht_expect_abort(verify_leave_wrong, NULL,
+                     "keyheap: keyheap_leave(\"bystander\") does not match the innermost "
+                     "keyheap_enter(\"verified\")\n");
+}
+END_TEST
+
+START_TEST(test_verify_mode_enter_and_leave_work_and_restore_pkru)
+{
+    verify_setup();
+    unsigned before = kht_pkru();
+    unsigned char *p = secret(verify_d, 64, 0x42);
+    keyheap_enter(verify_e);
+    keyheap_enter_ro(verify_d);
+    ck_assert_uint_eq(kht_read(p + 10), 0x42);
+    ck_assert_ptr_eq(keyheap_current(), verify_e);
+    keyheap_leave(verify_d);
+    ck_assert_uint_eq(kht_key_rights(keyheap_domain_pkey(verify_d)) & 1u, 1u);
+    keyheap_leave(verify_e);
+    ck_assert_uint_eq(kht_pkru(), before);
+    ck_assert_ptr_null(keyheap_current());
+    ck_assert_int_eq(keyheap_audit(0), 0);
+    /* EBUSY still sees a verify-mode frame. */
+    keyheap_enter(verify_d);
+    errno = 0;
+    ck_assert_int_eq(keyheap_domain_destroy(verify_d), -1);
+    ck_assert_int_eq(errno, EBUSY);
+    keyheap_leave(verify_d);
+    ck_assert_int_eq(keyheap_domain_destroy(verify_d), 0);
+}
+END_TEST
+
+/* ------------------------------------------ closing keys in every thread */
+
+static struct {
+    keyheap_domain_t *d, *e;
+    unsigned char *secret;
+    int key;
+    pthread_barrier_t step;
+    int enter_itself;
+    unsigned rights_after_destroy;
+} stale;
+
+/* A thread that used d, then opened d's key behind keyheap's back, and
+ * after d's destroy reads the next domain that got the key. */
+static void *stale_thread(void *arg)
+{
+    (void)arg;
+    keyheap_enter(stale.d);
+    keyheap_leave(stale.d);
+    raw_wrpkru(kht_pkru() & ~(3u << (2 * stale.key)));
+    pthread_barrier_wait(&stale.step); /* the key is open here */
+    pthread_barrier_wait(&stale.step); /* d destroyed, e made */
+    stale.rights_after_destroy = kht_key_rights(stale.key);
+    if (stale.enter_itself)
+        keyheap_enter_ro(stale.e);
+    unsigned char c = kht_read(stale.secret);
+    if (stale.enter_itself)
+        keyheap_leave(stale.e);
+    return (void *)(uintptr_t)c;
+}
+
+static void destroy_under_stale_thread(int enter_itself)
+{
+    stale.d = domain("first-owner");
+    stale.key = keyheap_domain_pkey(stale.d);
+    stale.enter_itself = enter_itself;
+    pthread_barrier_init(&stale.step, NULL, 2);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, stale_thread, NULL), 0);
+    pthread_barrier_wait(&stale.step);
+    ck_assert_int_eq(keyheap_domain_destroy(stale.d), 0);
+    stale.e = domain("next-owner");
+    ck_assert_int_eq(keyheap_domain_pkey(stale.e), stale.key);
+    stale.secret = secret(stale.e, 64, 0x99);
+    kht_expect_pku_fault(stale.key);
+    pthread_barrier_wait(&stale.step);
+    void *seen;
+    pthread_join(t, &seen);
+    /* Reached only by the twin. */
+    ck_assert_uint_eq(stale.rights_after_destroy & 1u, 1u);
+    ck_assert_uint_eq((uintptr_t)seen, 0x99);
+}
+
+START_TEST(test_destroy_closes_its_key_in_a_thread_whose_pkru_went_stale)
+{
+    destroy_under_stale_thread(0);
+}
+END_TEST
+
+START_TEST(test_thread_whose_pkru_went_stale_reads_next_owner_after_entering)
+{
+    destroy_under_stale_thread(1);
+}
+END_TEST
+
+/* ------------------------------------------------------------ watchdog */
+
+static struct {
+    keyheap_domain_t *d;
+    unsigned char *secret;
+    int unallocated, foreign;
+    volatile int done;
+    int repaired, inside_reads, reads_after_repair, foreign_open;
+    pid_t tid;
+} wd;
+
+static void *stray_thread(void *arg)
+{
+    (void)arg;
+    wd.tid = (pid_t)syscall(SYS_gettid);
+    keyheap_enter(wd.d);
+    keyheap_leave(wd.d);
+    int k = keyheap_domain_pkey(wd.d);
+    while (__atomic_load_n(&wd.inside_reads, __ATOMIC_ACQUIRE) == 0)
+        usleep(1000);
+    raw_wrpkru(kht_pkru() & ~(3u << (2 * k)) & ~(3u << (2 * wd.unallocated)));
+    /* Wait for the watchdog to close both (10 s at most), then for the
+     * thread inside to read on through a few more rounds. */
+    for (int i = 0; i < 10000 && !wd.repaired; i++) {
+        if ((kht_key_rights(k) & 1u) && (kht_key_rights(wd.unallocated) & 1u))
+            wd.repaired = 1;
+        usleep(1000);
+    }
+    int reads = __atomic_load_n(&wd.inside_reads, __ATOMIC_ACQUIRE);
+    for (int i = 0; i < 10000 && __atomic_load_n(&wd.inside_reads, __ATOMIC_ACQUIRE) < reads + 5;
+         i++)
+        usleep(1000);
+    wd.reads_after_repair = __atomic_load_n(&wd.inside_reads, __ATOMIC_ACQUIRE) - reads;
+    wd.done = 1;
+    return NULL;
+}
+
+/* The twin: a thread inside the domain keeps reading while the watchdog
+ * audits it, and another library's open key stays open. */
+static void *inside_thread(void *arg)
+{
+    (void)arg;
+    ck_assert_int_eq(pkey_set(wd.foreign, 0), 0); /* open in this thread */
+    keyheap_enter_ro(wd.d);
+    while (!wd.done) {
+        if (kht_read(wd.secret + 5) == 0x33)
+            __atomic_add_fetch(&wd.inside_reads, 1, __ATOMIC_RELEASE);
+        usleep(2000);
+    }
+    keyheap_leave(wd.d);
+    wd.foreign_open = kht_key_rights(wd.foreign) == 0;
+    return NULL;
+}
+
+static void watch_threads(void)
+{
+    pthread_t a, b;
+    ck_assert_int_eq(pthread_create(&b, NULL, inside_thread, NULL), 0);
+    ck_assert_int_eq(pthread_create(&a, NULL, stray_thread, NULL), 0);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+}
+
+START_TEST(test_watchdog_resets_keys_a_thread_opened_behind_keyheaps_back)
+{
+    setenv("KEYHEAP_CONF", "watchdog:10", 1);
+    wd.d = domain("watched");
+    wd.secret = secret(wd.d, 64, 0x33);
+    wd.foreign = pkey_alloc(0, PKEY_DISABLE_ACCESS); /* another library's key */
+    ck_assert_int_gt(wd.foreign, 0);
+    wd.unallocated = pkey_alloc(0, PKEY_DISABLE_ACCESS);
+    ck_assert_int_gt(wd.unallocated, 0);
+    ck_assert_int_eq(pkey_free(wd.unallocated), 0);
+    const char *text = captured_stderr(watch_threads);
+    ck_assert_msg(wd.repaired, "the watchdog did not close the keys; stderr: %s", text);
+    char line[256];
+    snprintf(line, sizeof line,
+             "keyheap: watchdog: thread %d: key %d of domain \"watched\" was read-write, the "
+             "domain stack says none; reset\n",
+             (int)wd.tid, keyheap_domain_pkey(wd.d));
+    ck_assert_msg(strstr(text, line) != NULL, "no line \"%s\" in: %s", line, text);
+    snprintf(line, sizeof line,
+             "keyheap: watchdog: thread %d: key %d, which no code has allocated, was "
+             "read-write; closed\n",
+             (int)wd.tid, wd.unallocated);
+    ck_assert_msg(strstr(text, line) != NULL, "no line \"%s\" in: %s", line, text);
+    /* The twins. */
+    ck_assert_int_ge(wd.reads_after_repair, 5);
+    ck_assert_int_gt(wd.foreign, 0);
+    ck_assert_int_eq(wd.foreign_open, 1);
 }
 END_TEST
 
@@ -1276,6 +1611,525 @@ START_TEST(test_eight_threads_four_domains_cross_thread_frees_keep_every_byte)
 }
 END_TEST
 
+/* ---------------------------------------------------------- statistics */
+
+/* d's statistics, through the call under test (which must succeed). */
+static struct keyheap_stats stats_of(keyheap_domain_t *d)
+{
+    struct keyheap_stats s;
+    memset(&s, 0xa5, sizeof s);
+    ck_assert_int_eq(keyheap_domain_stats(d, &s), 0);
+    return s;
+}
+
+/* The bytes of d's region that the kernel has readable and writable
+ * (/proc/self/maps). */
+static size_t read_write_bytes_of(keyheap_domain_t *d)
+{
+    size_t len, total = 0;
+    char *text = kht_slurp("/proc/self/maps", &len);
+    for (char *line = text; line != NULL && *line != '\0';) {
+        unsigned long lo, hi;
+        char perm[5];
+        if (sscanf(line, "%lx-%lx %4s", &lo, &hi, perm) == 3 && perm[0] == 'r' && perm[1] == 'w' &&
+            keyheap_domain_of((void *)lo) == d)
+            total += hi - lo;
+        line = strchr(line, '\n');
+        if (line != NULL)
+            line++;
+    }
+    free(text);
+    return total;
+}
+
+START_TEST(test_stats_of_a_new_domain_are_all_zero_even_in_a_reused_slot)
+{
+    keyheap_domain_t *first = domain("stats-new");
+    struct keyheap_stats s = stats_of(first);
+    ck_assert_uint_eq(s.allocated, 0);
+    ck_assert_uint_eq(s.objects, 0);
+    ck_assert_uint_eq(s.committed, 0); /* jemalloc takes no extent before the first malloc */
+    ck_assert_uint_eq(s.peak, 0);
+    ck_assert_uint_eq(s.locked, 0);
+    /* Used, then destroyed with four more: the fifth destroyed slot waiting
+     * makes the next create reuse the oldest, first's. */
+    free(secret(first, 3 * MiB, 1));
+    ck_assert_ptr_nonnull(secret(first, 100, 2)); /* left live: destroy frees it */
+    ck_assert_uint_gt(stats_of(first).peak, 3 * MiB);
+    ck_assert_int_eq(keyheap_domain_destroy(first), 0);
+    for (int i = 0; i < 4; i++) {
+        keyheap_domain_t *d = domain("stats-between");
+        free(secret(d, 100, 3));
+        ck_assert_int_eq(keyheap_domain_destroy(d), 0);
+    }
+    keyheap_domain_t *again = domain("stats-again");
+    ck_assert_ptr_eq(again, first);
+    s = stats_of(again);
+    ck_assert_uint_eq(s.allocated, 0);
+    ck_assert_uint_eq(s.objects, 0);
+    ck_assert_uint_eq(s.committed, 0);
+    ck_assert_uint_eq(s.peak, 0);
+    ck_assert_uint_eq(s.locked, 0);
+    /* The twin: a block makes them move. */
+    void *p = keyheap_malloc(again, 100);
+    s = stats_of(again);
+    ck_assert_uint_eq(s.objects, 1);
+    ck_assert_uint_eq(s.allocated, malloc_usable_size(p));
+    ck_assert_uint_gt(s.committed, 0);
+    free(p);
+}
+END_TEST
+
+static void *free_blocks_in_thread(void *arg)
+{
+    void **p = arg;
+    for (size_t i = 0; p[i] != NULL; i++)
+        free(p[i]);
+    return NULL;
+}
+
+/* Checks that d's allocated and objects are exactly those of the n blocks
+ * p[0..n) that are not NULL. */
+static void expect_live(keyheap_domain_t *d, void *const *p, size_t n)
+{
+    size_t usable = 0, count = 0;
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != NULL) {
+            usable += malloc_usable_size(p[i]);
+            count++;
+        }
+    struct keyheap_stats s = stats_of(d);
+    ck_assert_uint_eq(s.allocated, usable);
+    ck_assert_uint_eq(s.objects, count);
+}
+
+START_TEST(test_stats_allocated_and_objects_are_exactly_the_live_blocks)
+{
+    static const size_t sizes[] = {0,    1,    15,   16,    17,    100,    1000,
+                                   1024, 1025, 4000, 14336, 20000, 100000, 3 * MiB};
+    enum { N = sizeof sizes / sizeof sizes[0] };
+    keyheap_domain_t *d = domain("stats-live");
+    void *p[3 * N + 1] = {0};
+    /* malloc inside, keyheap_malloc and keyheap_calloc from outside. */
+    keyheap_enter(d);
+    for (size_t i = 0; i < N; i++)
+        p[i] = v_malloc(sizes[i]);
+    keyheap_leave(d);
+    for (size_t i = 0; i < N; i++) {
+        p[N + i] = keyheap_malloc(d, sizes[i]);
+        p[2 * N + i] = keyheap_calloc(d, 1, sizes[i]);
+    }
+    for (size_t i = 0; i < 3 * N; i++)
+        ck_assert_ptr_eq(keyheap_domain_of(p[i]), d);
+    expect_live(d, p, 3 * N);
+    ck_assert_uint_ge(stats_of(d).allocated, 3 * (3 * MiB + 100000));
+    /* realloc changes the size, not the count. */
+    p[5] = keyheap_realloc(p[5], 5000);
+    p[12] = keyheap_realloc(p[12], 64);
+    ck_assert_ptr_nonnull(p[5]);
+    ck_assert_ptr_nonnull(p[12]);
+    expect_live(d, p, 3 * N);
+    /* Freed here (into this thread's magazine and jemalloc's cache, which
+     * still hold the blocks) and by another thread: gone from the counts. */
+    for (size_t i = 0; i < N; i++) {
+        free(p[i]);
+        p[i] = NULL;
+    }
+    expect_live(d, p, 3 * N);
+    void *others[N + 1] = {0};
+    memcpy(others, p + N, sizeof(void *) * N);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, free_blocks_in_thread, others), 0);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    memset(p + N, 0, sizeof(void *) * N);
+    expect_live(d, p, 3 * N);
+    /* Allocated again (from the magazine): counted again. */
+    for (size_t i = 0; i < N; i++)
+        p[i] = keyheap_malloc(d, sizes[i]);
+    expect_live(d, p, 3 * N);
+    for (size_t i = 0; i < 3 * N; i++) {
+        free(p[i]);
+        p[i] = NULL;
+    }
+    struct keyheap_stats s = stats_of(d);
+    ck_assert_uint_eq(s.allocated, 0);
+    ck_assert_uint_eq(s.objects, 0);
+}
+END_TEST
+
+START_TEST(test_stats_committed_is_the_read_write_memory_and_covers_allocated)
+{
+    keyheap_domain_t *d = domain("stats-committed");
+    unsigned char *small = secret(d, 100, 1);
+    struct keyheap_stats s = stats_of(d);
+    ck_assert_uint_gt(s.committed, 0);
+    ck_assert_uint_eq(s.committed, read_write_bytes_of(d));
+    ck_assert_uint_ge(s.committed, s.allocated);
+    /* A large block: committed grows by at least its size (it does not
+     * fit in what the small one committed). */
+    ck_assert_uint_lt(s.committed - s.allocated, 12 * MiB);
+    unsigned char *large = secret(d, 12 * MiB, 2);
+    struct keyheap_stats t = stats_of(d);
+    ck_assert_uint_ge(t.committed, s.committed + 12 * MiB);
+    ck_assert_uint_eq(t.committed, read_write_bytes_of(d));
+    ck_assert_uint_ge(t.committed, t.allocated);
+    /* jemalloc decommits a freed block of 8 MiB or more at once. */
+    free(large);
+    t = stats_of(d);
+    ck_assert_uint_lt(t.committed, s.committed + 12 * MiB);
+    ck_assert_uint_eq(t.committed, read_write_bytes_of(d));
+    ck_assert_uint_ge(t.committed, t.allocated);
+    free(small);
+}
+END_TEST
+
+START_TEST(test_stats_locked_is_committed_in_an_mlock_domain_and_zero_otherwise)
+{
+    keyheap_domain_t *plain = domain("stats-unlocked");
+    unsigned char *p = secret(plain, 100, 1);
+    struct keyheap_stats s = stats_of(plain);
+    ck_assert_uint_gt(s.committed, 0);
+    ck_assert_uint_eq(s.locked, 0);
+    keyheap_domain_t *d = keyheap_domain_create("stats-locked", KEYHEAP_MLOCK);
+    ck_assert_ptr_nonnull(d);
+    long before = locked_kib();
+    unsigned char *q = secret(d, 100, 2);
+    s = stats_of(d);
+    ck_assert_uint_gt(s.locked, 0);
+    ck_assert_uint_eq(s.locked, s.committed);
+    /* The kernel agrees: the process locked exactly that much more. */
+    ck_assert_uint_eq((size_t)(locked_kib() - before) * 1024, s.locked);
+    free(p);
+    free(q);
+}
+END_TEST
+
+START_TEST(test_stats_peak_never_decreases_and_is_at_least_committed)
+{
+    static const size_t sizes[] = {100, 12 * MiB, 5000, 40 * MiB, 64, 9 * MiB};
+    keyheap_domain_t *d = domain("stats-peak");
+    size_t last = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        void *p = keyheap_malloc(d, sizes[i]);
+        ck_assert_ptr_nonnull(p);
+        struct keyheap_stats s = stats_of(d);
+        ck_assert_uint_ge(s.peak, last);
+        ck_assert_uint_ge(s.peak, s.committed);
+        ck_assert_uint_ge(s.committed, sizes[i]);
+        last = s.peak;
+        free(p);
+        s = stats_of(d);
+        ck_assert_uint_eq(s.peak, last); /* a free commits nothing */
+        ck_assert_uint_ge(s.peak, s.committed);
+    }
+    /* The 40 MiB block was committed once, and given back since. */
+    struct keyheap_stats s = stats_of(d);
+    ck_assert_uint_ge(s.peak, 40 * MiB);
+    ck_assert_uint_lt(s.committed, 40 * MiB);
+}
+END_TEST
+
+/* A domain in a reused slot gets what jemalloc kept of the old domain's
+ * region (the unused part of an extent it grew: 3.5 MiB carved, about 480
+ * KiB left over), which the destroy made PROT_NONE: jemalloc must commit it
+ * again before handing it out.  Writes every block of a series that ends
+ * up there; committed stays the kernel's read-write bytes throughout. */
+START_TEST(test_reused_slot_commits_what_it_hands_out_and_counts_it)
+{
+    keyheap_domain_t *first = domain("reuse-old");
+    free(secret(first, 3 * MiB, 1));
+    ck_assert_ptr_nonnull(secret(first, 100, 2));
+    ck_assert_int_eq(keyheap_domain_destroy(first), 0);
+    for (int i = 0; i < 4; i++) {
+        keyheap_domain_t *d = domain("reuse-between");
+        free(secret(d, 100, 3));
+        ck_assert_int_eq(keyheap_domain_destroy(d), 0);
+    }
+    keyheap_domain_t *again = domain("reuse-new");
+    ck_assert_ptr_eq(again, first);
+    for (size_t size = 400000; size >= 16; size = size * 7 / 8) {
+        unsigned char *p = secret(again, size, 4); /* writes every byte */
+        ck_assert_ptr_eq(keyheap_domain_of(p), again);
+    }
+    ck_assert_uint_eq(stats_of(again).committed, read_write_bytes_of(again));
+}
+END_TEST
+
+START_TEST(test_stats_into_null_fails_with_einval)
+{
+    keyheap_domain_t *d = domain("stats-null");
+    errno = 0;
+    ck_assert_int_eq(keyheap_domain_stats(d, NULL), -1);
+    ck_assert_int_eq(errno, EINVAL);
+    /* The twin. */
+    struct keyheap_stats s;
+    ck_assert_int_eq(keyheap_domain_stats(d, &s), 0);
+}
+END_TEST
+
+static void stats_of_handle(void *handle)
+{
+    struct keyheap_stats s;
+    keyheap_domain_stats(handle, &s);
+}
+
+START_TEST(test_stats_of_a_destroyed_or_bad_handle_aborts_with_message)
+{
+    keyheap_domain_t *d = domain("stats-gone");
+    ck_assert_int_eq(keyheap_domain_destroy(d), 0);
+    kht_expect_abort(stats_of_handle, d,
+                     "keyheap: keyheap_domain_stats of destroyed domain \"stats-gone\"\n");
+    static char not_a_domain[256];
+    char expect[128];
+    snprintf(expect, sizeof expect, "keyheap: keyheap_domain_stats: %p is not a keyheap domain\n",
+             (void *)not_a_domain);
+    kht_expect_abort(stats_of_handle, not_a_domain, expect);
+    /* The twin. */
+    stats_of(domain("stats-live-handle"));
+}
+END_TEST
+
+/* Everything readable from fd, NUL-terminated, into buf. */
+static void read_all(int fd, char *buf, size_t cap)
+{
+    size_t len = 0;
+    ssize_t n;
+    while (len < cap - 1 && (n = read(fd, buf + len, cap - 1 - len)) > 0)
+        len += (size_t)n;
+    buf[len] = '\0';
+    close(fd);
+}
+
+/* The child of the stats_print test: two live domains and a destroyed one;
+ * writes the lines it expects at exit, made from keyheap_domain_stats, to
+ * fd want; exits through exit(), which prints the real ones on stderr. */
+static void stats_print_child(int want)
+{
+#ifdef KHT_UNPROTECTED
+    setenv("KEYHEAP_CONF", "pku:off,unprotected:true,stats_print:true", 1);
+#else
+    setenv("KEYHEAP_CONF", "stats_print:true", 1);
+#endif
+    keyheap_domain_t *a = keyheap_domain_create("stats \"alpha\"", 0);
+    keyheap_domain_t *gone = keyheap_domain_create("gone", 0);
+    keyheap_domain_t *b = keyheap_domain_create("beta", KEYHEAP_MLOCK);
+    if (a == NULL || gone == NULL || b == NULL)
+        _exit(2);
+    for (int i = 0; i < 3; i++)
+        if (keyheap_malloc(a, 100) == NULL)
+            _exit(3);
+    if (keyheap_malloc(a, 70000) == NULL || keyheap_malloc(b, 5000) == NULL ||
+        keyheap_malloc(gone, 10) == NULL || keyheap_domain_destroy(gone) != 0)
+        _exit(4);
+    keyheap_domain_t *live[2] = {a, b};
+    const char *shown[2] = {"stats ?alpha?", "beta"};
+    for (int i = 0; i < 2; i++) {
+        struct keyheap_stats s;
+        if (keyheap_domain_stats(live[i], &s) != 0)
+            _exit(5);
+        dprintf(want,
+                "keyheap: stats: domain \"%s\" (pkey %d): allocated %zu B in %zu objects, "
+                "peak %zu B, committed %zu B, locked %zu B\n",
+                shown[i], keyheap_domain_pkey(live[i]), s.allocated, s.objects, s.peak, s.committed,
+                s.locked);
+    }
+    close(want);
+    exit(0);
+}
+
+START_TEST(test_stats_print_writes_one_line_per_live_domain_at_exit)
+{
+    int err[2], want[2];
+    ck_assert_int_eq(pipe(err), 0);
+    ck_assert_int_eq(pipe(want), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(err[0]);
+        close(want[0]);
+        dup2(err[1], STDERR_FILENO);
+        close(err[1]);
+        stats_print_child(want[1]);
+    }
+    close(err[1]);
+    close(want[1]);
+    static char printed[4096], expected[4096];
+    read_all(want[0], expected, sizeof expected);
+    read_all(err[0], printed, sizeof printed);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x, stderr: %s",
+                  status, printed);
+    ck_assert_str_eq(printed, expected);
+    /* The numbers parse and say what the child did. */
+    char name[2][64];
+    int key[2];
+    size_t allocated[2], objects[2], peak[2], committed[2], locked[2];
+    const char *line = printed;
+    for (int i = 0; i < 2; i++) {
+        int used = 0;
+        ck_assert_int_eq(sscanf(line,
+                                "keyheap: stats: domain \"%63[^\"]\" (pkey %d): allocated %zu B in "
+                                "%zu objects, peak %zu B, committed %zu B, locked %zu B\n%n",
+                                name[i], &key[i], &allocated[i], &objects[i], &peak[i],
+                                &committed[i], &locked[i], &used),
+                         7);
+        ck_assert_int_gt(used, 0);
+        line += used;
+    }
+    ck_assert_str_eq(line, ""); /* nothing of the destroyed domain */
+    ck_assert_str_eq(name[0], "stats ?alpha?");
+    ck_assert_str_eq(name[1], "beta");
+#ifdef KHT_UNPROTECTED
+    ck_assert_int_eq(key[0], -1);
+#else
+    ck_assert_int_gt(key[0], 0);
+#endif
+    /* Domain heaps have the default heap's size classes. */
+    size_t usable[3];
+    static const size_t sizes[3] = {100, 70000, 5000};
+    for (int i = 0; i < 3; i++) {
+        void *p = v_malloc(sizes[i]);
+        usable[i] = malloc_usable_size(p);
+        free(p);
+    }
+    ck_assert_uint_eq(objects[0], 4);
+    ck_assert_uint_eq(allocated[0], 3 * usable[0] + usable[1]);
+    ck_assert_uint_eq(objects[1], 1);
+    ck_assert_uint_eq(allocated[1], usable[2]);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_uint_ge(committed[i], allocated[i]);
+        ck_assert_uint_ge(peak[i], committed[i]);
+    }
+    ck_assert_uint_eq(locked[0], 0);
+    ck_assert_uint_eq(locked[1], committed[1]);
+}
+END_TEST
+
+/* ------------------------------------------ guard pages after large blocks */
+
+/* The ways a large block of a domain comes to be; each block's usable size
+ * must end where its guard page begins. */
+enum { GUARD_KINDS = 10 };
+
+/* realloc that the compiler cannot see through: the old pointer is
+ * compared with the new one. */
+static void *(*volatile v_realloc)(void *, size_t) = realloc;
+
+/* A large block made the way kind says, inside the domain the caller has
+ * entered (kind 9 enters one more). */
+static unsigned char *large_block(int kind)
+{
+    unsigned char *p, *q;
+    switch (kind) {
+    case 0:
+        return v_malloc(16 * 1024 + 1); /* just past the largest small class */
+    case 1:
+        return v_malloc(100 * 1024);
+    case 2:
+        return v_malloc(3 * MiB);
+    case 3:
+        p = v_malloc(20 * 1024);
+        q = v_realloc(p, 200 * 1024);
+        ck_assert_msg(q == p, "realloc did not grow %p in place", (void *)p);
+        return q;
+    case 4:
+        p = v_malloc(3 * MiB);
+        q = v_realloc(p, 40 * 1024);
+        ck_assert_msg(q == p, "realloc did not shrink %p in place", (void *)p);
+        return q;
+    case 5: /* moved by realloc from a small block */
+        p = v_malloc(1000);
+        return v_realloc(p, 50 * 1024);
+    case 6: /* address space of a freed larger block, used again */
+        p = v_malloc(1 * MiB);
+        v_free(p);
+        q = v_malloc(64 * 1024);
+        ck_assert_msg(q == p, "64 KiB at %p, not where 1 MiB was freed (%p)", (void *)q, (void *)p);
+        return q;
+    case 7:
+        return calloc(1, 70 * 1024);
+    case 8: /* large because of its alignment */
+        return aligned_alloc(8192, 100);
+    default: { /* the same reuse in a domain whose free takes the fast path */
+        keyheap_domain_t *noscrub = keyheap_domain_create("guard-noscrub", KEYHEAP_NOSCRUB);
+        ck_assert_ptr_nonnull(noscrub);
+        keyheap_enter(noscrub);
+        return large_block(6);
+    }
+    }
+}
+
+#ifndef KHT_UNPROTECTED
+START_TEST(test_write_past_large_domain_block_hits_guard_page)
+{
+    keyheap_enter(domain("guard"));
+    unsigned char *p = large_block(_i);
+    ck_assert_ptr_nonnull(p);
+    size_t n = malloc_usable_size(p);
+    /* Inside the domain: the key allows the write, the page does not. */
+    kht_expect_accerr_fault(p + n);
+    kht_write(p + n, 1);
+}
+END_TEST
+#endif
+
+START_TEST(test_last_usable_byte_of_large_domain_block_works)
+{
+    keyheap_enter(domain("guard"));
+    unsigned char *p = large_block(_i);
+    ck_assert_ptr_nonnull(p);
+    size_t n = malloc_usable_size(p);
+    ck_assert_uint_eq(n % 4096, 0);
+    memset(p, 0x5a, n);
+    kht_write(p + n - 1, 7);
+    ck_assert_uint_eq(kht_read(p + n - 1), 7);
+    ck_assert_uint_eq(kht_read(p), 0x5a);
+    free(p);
+}
+END_TEST
+
+/* Allocates 2000-byte blocks until one covers addr, writing each whole. */
+static void fill_up_to(unsigned char *addr)
+{
+    static unsigned char *blocks[4096];
+    int n = 0;
+    bool reached = false;
+    while (!reached && n < 4096) {
+        unsigned char *b = v_malloc(2000);
+        blocks[n++] = b;
+        memset(b, 0xa5, 2000);
+        reached = addr >= b && addr < b + 2000;
+    }
+    ck_assert_msg(reached, "no small block reached the old guard page %p", (void *)addr);
+    while (n > 0)
+        v_free(blocks[--n]);
+}
+
+/* jemalloc hands the pages of a freed block out again without telling
+ * keyheap: the guard must be gone by then. */
+START_TEST(test_guard_page_of_freed_or_shrunk_large_block_is_usable_again)
+{
+    keyheap_domain_t *d = keyheap_domain_create("unguard", _i ? KEYHEAP_NOSCRUB : 0);
+    ck_assert_ptr_nonnull(d);
+    keyheap_enter(d);
+    unsigned char *p = v_malloc(100 * 1024);
+    unsigned char *guard = p + malloc_usable_size(p);
+    v_free(p);
+    fill_up_to(guard);
+    /* (jemalloc makes slabs only from free extents up to 64 times their
+     * size: a small tail.) */
+    p = v_malloc(200 * 1024);
+    guard = p + malloc_usable_size(p);
+    ck_assert_ptr_eq(v_realloc(p, 20 * 1024), p);
+    fill_up_to(guard);
+    v_free(p);
+    keyheap_leave(d);
+    ck_assert_int_eq(keyheap_domain_destroy(d), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("domain");
@@ -1304,6 +2158,14 @@ int main(void)
     tcase_add_test(fault, test_signal_handler_that_enters_can_read_and_interrupted_state_returns);
     tcase_add_test(fault, test_nesting_three_deep_restores_each_level);
     tcase_add_test(fault, test_audit_finds_and_repairs_a_key_opened_behind_keyheaps_back);
+    tcase_add_test(fault, test_audit_counts_and_closes_an_unallocated_key_left_open);
+    tcase_add_test(fault, test_audit_reports_but_never_touches_a_foreign_key);
+    tcase_add_test(fault, test_verify_mode_aborts_when_pkru_differs_from_the_domain_stack);
+    tcase_add_test(fault, test_verify_mode_enter_and_leave_work_and_restore_pkru);
+    tcase_add_exit_test(fault, test_destroy_closes_its_key_in_a_thread_whose_pkru_went_stale,
+                        KHT_EXIT_PKU_FAULT);
+    tcase_add_test(fault, test_thread_whose_pkru_went_stale_reads_next_owner_after_entering);
+    tcase_add_test(fault, test_watchdog_resets_keys_a_thread_opened_behind_keyheaps_back);
     tcase_add_test(fault, test_misuse_of_enter_leave_and_destroy_aborts_with_message);
     suite_add_tcase(s, fault);
 #endif
@@ -1362,5 +2224,30 @@ int main(void)
     tcase_add_test(load, test_thousand_threads_in_a_domain_leave_memory_bounded);
     tcase_add_test(load, test_eight_threads_four_domains_cross_thread_frees_keep_every_byte);
     suite_add_tcase(s, load);
+
+    TCase *stats = tcase_create("stats");
+    tcase_set_timeout(stats, 120);
+    tcase_add_test(stats, test_stats_of_a_new_domain_are_all_zero_even_in_a_reused_slot);
+    tcase_add_test(stats, test_stats_allocated_and_objects_are_exactly_the_live_blocks);
+    tcase_add_test(stats, test_stats_committed_is_the_read_write_memory_and_covers_allocated);
+    tcase_add_test(stats, test_stats_locked_is_committed_in_an_mlock_domain_and_zero_otherwise);
+    tcase_add_test(stats, test_stats_peak_never_decreases_and_is_at_least_committed);
+    tcase_add_test(stats, test_reused_slot_commits_what_it_hands_out_and_counts_it);
+    tcase_add_test(stats, test_stats_into_null_fails_with_einval);
+    tcase_add_test(stats, test_stats_of_a_destroyed_or_bad_handle_aborts_with_message);
+    tcase_add_test(stats, test_stats_print_writes_one_line_per_live_domain_at_exit);
+    suite_add_tcase(s, stats);
+
+    TCase *guard = tcase_create("guard");
+    tcase_set_timeout(guard, 120);
+#ifndef KHT_UNPROTECTED
+    /* Not in check_nopku: memcheck counts the deliberate fault as an error. */
+    tcase_add_loop_exit_test(guard, test_write_past_large_domain_block_hits_guard_page,
+                             KHT_EXIT_ACCERR_FAULT, 0, GUARD_KINDS);
+#endif
+    tcase_add_loop_test(guard, test_last_usable_byte_of_large_domain_block_works, 0, GUARD_KINDS);
+    tcase_add_loop_test(guard, test_guard_page_of_freed_or_shrunk_large_block_is_usable_again, 0,
+                        2);
+    suite_add_tcase(s, guard);
     return kht_main(s);
 }
