@@ -44,6 +44,7 @@ void *khi_alloc_aligned(size_t align, size_t size)
     return kh_je_mallocx(size ? size : 1, khi_align_flags(align));
 }
 
+#ifndef KH_NO_MALLOC_REPLACEMENT
 /* Like khi_alloc_aligned, but sets errno on failure as malloc does. */
 static void *alloc_aligned_errno(size_t align, size_t size)
 {
@@ -52,6 +53,7 @@ static void *alloc_aligned_errno(size_t align, size_t size)
         errno = ENOMEM;
     return p;
 }
+#endif
 
 void *khi_malloc(size_t size)
 {
@@ -70,16 +72,6 @@ void khi_free(void *p)
     kh_je_free(p);
 }
 
-KEYHEAP_API void *malloc(size_t size)
-{
-    return khi_malloc(size);
-}
-
-KEYHEAP_API void free(void *p)
-{
-    khi_free(p);
-}
-
 static void *calloc_in(struct keyheap_domain *d, size_t n, size_t size)
 {
     size_t total;
@@ -90,16 +82,9 @@ static void *calloc_in(struct keyheap_domain *d, size_t n, size_t size)
     return khi_domain_alloc(d, total, 1, true);
 }
 
-KEYHEAP_API void *calloc(size_t n, size_t size)
-{
-    struct keyheap_domain *d = khi_target();
-    if (UNLIKELY(d != NULL))
-        return calloc_in(d, n, size);
-    /* jemalloc checks n * size for overflow and sets ENOMEM. */
-    return kh_je_calloc(n, size);
-}
-
-KEYHEAP_API void *realloc(void *p, size_t size)
+/* The bodies of realloc and malloc_usable_size, which keyheap_realloc and
+ * keyheap_usable_size share with them. */
+static void *realloc_any(void *p, size_t size)
 {
     if (p == NULL)
         return khi_malloc(size);
@@ -117,6 +102,43 @@ KEYHEAP_API void *realloc(void *p, size_t size)
     return q;
 }
 
+static size_t usable_size_any(const void *p)
+{
+    if (p == NULL)
+        return 0;
+    if (UNLIKELY(khi_in_span(p)))
+        return khi_domain_usable(p);
+    return kh_je_malloc_usable_size(p);
+}
+
+/* The exported malloc family: left out of a build configured with
+ * --disable-malloc-replacement, where another allocator (AddressSanitizer's)
+ * owns these names and only the keyheap_* API below is keyheap's. */
+#ifndef KH_NO_MALLOC_REPLACEMENT
+KEYHEAP_API void *malloc(size_t size)
+{
+    return khi_malloc(size);
+}
+
+KEYHEAP_API void free(void *p)
+{
+    khi_free(p);
+}
+
+KEYHEAP_API void *calloc(size_t n, size_t size)
+{
+    struct keyheap_domain *d = khi_target();
+    if (UNLIKELY(d != NULL))
+        return calloc_in(d, n, size);
+    /* jemalloc checks n * size for overflow and sets ENOMEM. */
+    return kh_je_calloc(n, size);
+}
+
+KEYHEAP_API void *realloc(void *p, size_t size)
+{
+    return realloc_any(p, size);
+}
+
 KEYHEAP_API void *reallocarray(void *p, size_t n, size_t size)
 {
     size_t total;
@@ -124,7 +146,7 @@ KEYHEAP_API void *reallocarray(void *p, size_t n, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    return realloc(p, total);
+    return realloc_any(p, total);
 }
 
 KEYHEAP_API int posix_memalign(void **out, size_t align, size_t size)
@@ -153,8 +175,10 @@ KEYHEAP_API void *aligned_alloc(size_t align, size_t size)
 KEYHEAP_API void *memalign(size_t align, size_t size)
 {
     /* glibc's rules: small alignments are malloc's, an alignment that is not
-     * a power of two is rounded up to one, one too big to round is EINVAL. */
-    if (align <= 16)
+     * a power of two is rounded up to one, one too big to round is EINVAL.
+     * Only up to 8: jemalloc's 8-byte size class is 8-aligned, so
+     * memalign(16, 4) must ask for the alignment (fuzz/api.c found it). */
+    if (align <= 8)
         return khi_malloc(size);
     if (align > SIZE_MAX / 2 + 1) {
         errno = EINVAL;
@@ -182,12 +206,9 @@ KEYHEAP_API void *pvalloc(size_t size)
 
 KEYHEAP_API size_t malloc_usable_size(void *p)
 {
-    if (p == NULL)
-        return 0;
-    if (UNLIKELY(khi_in_span(p)))
-        return khi_domain_usable(p);
-    return kh_je_malloc_usable_size(p);
+    return usable_size_any(p);
 }
+#endif /* KH_NO_MALLOC_REPLACEMENT */
 
 /* ------------------------------------------------ explicit allocation */
 
@@ -222,7 +243,7 @@ KEYHEAP_API void *keyheap_aligned_alloc(keyheap_domain_t *d, size_t align, size_
 
 KEYHEAP_API void *keyheap_realloc(void *p, size_t size)
 {
-    return realloc(p, size);
+    return realloc_any(p, size);
 }
 
 KEYHEAP_API void keyheap_free(void *p)
@@ -232,5 +253,5 @@ KEYHEAP_API void keyheap_free(void *p)
 
 KEYHEAP_API size_t keyheap_usable_size(const void *p)
 {
-    return malloc_usable_size((void *)p);
+    return usable_size_any(p);
 }

@@ -6,7 +6,8 @@
 ## allocator: bench/run.sh picks one per run with LD_PRELOAD and checks that
 ## the preload took effect.  `make bench` compares the build tree's
 ## libkeyheap.so with Debian's jemalloc, glibc and mimalloc (the libraries
-## configure found); its 5 repetitions take about 1.5 minutes on 2 cores.
+## configure found); its 5 repetitions take about 1.5 minutes on 2 cores,
+## the whole of `make bench` (with bench/domain's rows) 2-3 minutes.
 ## Options for run.sh go in BENCH_FLAGS, for example
 ##   make bench BENCH_FLAGS='-n 9 -c background_thread:false'
 ## (run `bench/run.sh -h` for the list).
@@ -16,12 +17,24 @@ bench_churn_SOURCES = bench/churn.c
 bench_churn_CFLAGS = $(AM_CFLAGS) -pthread
 bench_churn_LDFLAGS = $(AM_LDFLAGS) -pthread
 bench_churn_LDADD = -ldl
-EXTRA_DIST += bench/run.sh
+EXTRA_DIST += bench/run.sh bench/compare.sh
 
 BENCH_FLAGS =
 
+## After the churn table, bench/compare.sh prints the one comparison table
+## from this run's figures (bench/domain's rows, which the top Makefile.am
+## runs first as bench-domain, and run.sh's churn:1 and churn:2 processes)
+## and writes it to bench/results/compare.md, with a bar chart
+## bench/results/compare.svg when configure found gnuplot.
 .PHONY: bench
 bench: bench/churn$(EXEEXT) libkeyheap.la
+	@$(MKDIR_P) bench/results
 	$(SHELL) '$(srcdir)/bench/run.sh' -b bench/churn$(EXEEXT) \
 	  -k '$(abs_top_builddir)/.libs/libkeyheap.so' \
-	  -j '$(JEMALLOC_SO)' -m '$(MIMALLOC_SO)' $(BENCH_FLAGS)
+	  -j '$(JEMALLOC_SO)' -m '$(MIMALLOC_SO)' -o bench/results/churn.raw $(BENCH_FLAGS)
+	$(SHELL) '$(srcdir)/bench/compare.sh' -d bench/results/domain.tsv \
+	  -r bench/results/churn.raw -o bench/results -g '$(GNUPLOT)' \
+	  -c 'make bench BENCH_FLAGS="$(BENCH_FLAGS)"'
+CLEANFILES += bench/results/domain.tsv bench/results/churn.raw \
+	bench/results/compare.md bench/results/compare.svg \
+	bench/results/compare.rows bench/results/compare.dat

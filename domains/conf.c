@@ -67,19 +67,20 @@ static bool parse_bool(const char *v, size_t n, bool *out)
     return false;
 }
 
-/* Decimal digits only, at most KHI_WATCHDOG_MAX_MS. */
+/* Decimal digits only (leading zeros allowed), at most KHI_WATCHDOG_MAX_MS. */
 static bool parse_millis(const char *v, size_t n, unsigned *out)
 {
-    if (n == 0 || n > 7)
+    if (n == 0)
         return false;
     unsigned value = 0;
     for (size_t i = 0; i < n; i++) {
         if (v[i] < '0' || v[i] > '9')
             return false;
         value = value * 10 + (unsigned)(v[i] - '0');
+        /* Checked at each digit, so value never overflows. */
+        if (value > KHI_WATCHDOG_MAX_MS)
+            return false;
     }
-    if (value > KHI_WATCHDOG_MAX_MS)
-        return false;
     *out = value;
     return true;
 }

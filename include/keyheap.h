@@ -250,6 +250,12 @@ KEYHEAP_API KEYHEAP_NODISCARD keyheap_domain_t *keyheap_current(void);
  * aligned_alloc, memalign, valloc, pvalloc, C++ new (and libc functions that
  * allocate, such as strdup) allocate in keyheap_current().
  *
+ * A library configured with --disable-malloc-replacement (for programs in
+ * which AddressSanitizer or another allocator owns malloc) exports neither
+ * the malloc family nor the C++ operators: there plain malloc, strdup and
+ * new are never routed into a domain, even inside keyheap_enter; only the
+ * keyheap_* functions above allocate in domains.
+ *
  * Thread-safe.
  */
 KEYHEAP_API KEYHEAP_NODISCARD void *keyheap_malloc(keyheap_domain_t *d, size_t size);

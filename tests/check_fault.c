@@ -678,8 +678,23 @@ START_TEST(test_fault_report_false_installs_no_handler)
 }
 END_TEST
 
+/* AddressSanitizer owns SIGSEGV (it intercepts sigaction and signal), so
+ * what this program checks, keyheap's own handler and its chaining, cannot
+ * be seen under it: the sanitizer build in .ci/run skips it (exit 77). */
+#if defined(__SANITIZE_ADDRESS__)
+#define KHT_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KHT_ASAN 1
+#endif
+#endif
+
 int main(void)
 {
+#ifdef KHT_ASAN
+    fputs("check_fault: skipped under AddressSanitizer, which owns SIGSEGV\n", stderr);
+    return 77;
+#endif
     Suite *s = suite_create("fault");
 
     TCase *domain_faults = tcase_create("report");

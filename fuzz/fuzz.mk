@@ -1,0 +1,94 @@
+## fuzz/fuzz.mk: the libFuzzer targets (fuzz/api.c, fuzz/conf.c), their
+## corpus replay in make check, and make fuzz.  Included by the top
+## Makefile.am after the tests.
+##
+## make check builds each target with fuzz/replay.c instead of libFuzzer,
+## with the configured compiler, and replays every file of
+## fuzz/corpus/<target>/: the API target with real protection keys (through
+## tools/pku-run: natively where the CPU has PKU, otherwise in QEMU) and
+## natively in keyheap's no-PKU mode (KEYHEAP_CONF=pku:off,unprotected:true).
+##
+## make fuzz builds fuzz/api-fuzzer and fuzz/conf-fuzzer (and
+## fuzz/api-replace-fuzzer, below) with clang
+## (FUZZ_CC, default clang-14; Debian: apt-get install clang-14
+## libclang-rt-14-dev) and -fsanitize=fuzzer,address,undefined, against the
+## library's sources compiled again here as a build without malloc
+## replacement (-DKH_NO_MALLOC_REPLACEMENT, as configure
+## --disable-malloc-replacement does), instrumented for coverage and
+## linked into fuzz/lib/libkeyheap-fuzz.so: AddressSanitizer and libFuzzer
+## own malloc, keyheap only its keyheap_* API.  A shared library rather than
+## objects in the program, so that keyheap's pthread_create wrapper stays
+## behind AddressSanitizer's interceptor instead of replacing it.  The conf
+## target links domains/conf.c and domains/fatal.c themselves: the parser,
+## khi_conf_parse, is hidden in the library.  tools/fuzz-run runs them
+## (README, "Fuzzing").
+
+check_PROGRAMS += fuzz/replay_api fuzz/replay_conf
+fuzz_replay_api_SOURCES = fuzz/replay.c fuzz/api.c
+fuzz_replay_api_CFLAGS = $(AM_CFLAGS)
+fuzz_replay_api_LDFLAGS = -no-install
+fuzz_replay_api_LDADD = libkeyheap.la -ldl
+fuzz_replay_conf_SOURCES = fuzz/replay.c fuzz/conf.c domains/conf.c domains/fatal.c
+fuzz_replay_conf_CFLAGS = $(AM_CFLAGS)
+fuzz_replay_conf_LDFLAGS = -no-install
+fuzz_replay_conf_LDADD = -lpthread
+
+TESTS += fuzz/replay-api-pku.test fuzz/replay-api-nopku.test fuzz/replay-conf.test
+TEST_EXTENSIONS += .test
+TEST_LOG_COMPILER = $(SHELL)
+EXTRA_DIST += fuzz/fuzz.mk fuzz/corpus fuzz/make-corpus.py tools/fuzz-run \
+	fuzz/replay-api-pku.test fuzz/replay-api-nopku.test fuzz/replay-conf.test
+
+# ------------------------------------------------------------ make fuzz
+FUZZ_CC = clang-14
+FUZZ_SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_CFLAGS = -g -O1 -std=c11 -fPIC $(FUZZ_SANITIZE) -DKH_NO_MALLOC_REPLACEMENT=1 \
+	$(DEFS) -I$(top_builddir) $(AM_CPPFLAGS) $(KH_CFLAGS)
+FUZZ_LIB_OBJECTS = $(patsubst %.c,fuzz/lib/%.o,$(filter %.c,$(libkeyheap_la_SOURCES)))
+FUZZ_DEPEND = $(srcdir)/include/keyheap.h $(top_builddir)/config.h \
+	$(addprefix $(srcdir)/,$(filter %.h,$(libkeyheap_la_SOURCES)))
+
+fuzz/lib/%.o: $(srcdir)/%.c $(FUZZ_DEPEND)
+	@$(MKDIR_P) $(@D)
+	$(AM_V_CC)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+fuzz/lib/libkeyheap-fuzz.so: $(FUZZ_LIB_OBJECTS) alloc/kh_jemalloc.a
+	$(AM_V_CCLD)$(FUZZ_CC) -shared -o $@ -Wl,-soname,libkeyheap-fuzz.so \
+	  $(FUZZ_LIB_OBJECTS) alloc/kh_jemalloc.a -Wl,--exclude-libs,ALL -ldl -lpthread
+
+fuzz/api-fuzzer: $(srcdir)/fuzz/api.c fuzz/lib/libkeyheap-fuzz.so $(FUZZ_DEPEND)
+	$(AM_V_CCLD)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $(srcdir)/fuzz/api.c \
+	  fuzz/lib/libkeyheap-fuzz.so -Wl,-rpath,$(abs_top_builddir)/fuzz/lib -ldl
+
+fuzz/conf-fuzzer: $(srcdir)/fuzz/conf.c fuzz/lib/domains/conf.o fuzz/lib/domains/fatal.o
+	$(AM_V_CCLD)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $(srcdir)/fuzz/conf.c \
+	  fuzz/lib/domains/conf.o fuzz/lib/domains/fatal.o -lpthread
+
+# fuzz/api-replace-fuzzer: the API target against a library that does
+# replace the malloc family (as a default build does), so that keyheap's own
+# malloc, memalign, posix_memalign, ... are fuzzed too, inside and outside
+# domains.  No AddressSanitizer there (it would own malloc): UBSan only; the
+# model's content checks catch corruption.
+FUZZ_REPLACE_CFLAGS = -g -O1 -std=c11 -fPIC -fsanitize=undefined -fno-sanitize-recover=all \
+	$(DEFS) -I$(top_builddir) $(AM_CPPFLAGS) $(KH_CFLAGS)
+FUZZ_REPLACE_OBJECTS = $(patsubst %.c,fuzz/lib-replace/%.o,$(filter %.c,$(libkeyheap_la_SOURCES)))
+
+fuzz/lib-replace/%.o: $(srcdir)/%.c $(FUZZ_DEPEND)
+	@$(MKDIR_P) $(@D)
+	$(AM_V_CC)$(FUZZ_CC) $(FUZZ_REPLACE_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+fuzz/lib-replace/libkeyheap-replace.so: $(FUZZ_REPLACE_OBJECTS) alloc/kh_jemalloc.a
+	$(AM_V_CCLD)$(FUZZ_CC) -shared -o $@ -Wl,-soname,libkeyheap-replace.so \
+	  $(FUZZ_REPLACE_OBJECTS) alloc/kh_jemalloc.a -Wl,--exclude-libs,ALL -ldl -lpthread
+
+fuzz/api-replace-fuzzer: $(srcdir)/fuzz/api.c fuzz/lib-replace/libkeyheap-replace.so $(FUZZ_DEPEND)
+	$(AM_V_CCLD)$(FUZZ_CC) $(FUZZ_REPLACE_CFLAGS) -fsanitize=fuzzer -o $@ $(srcdir)/fuzz/api.c \
+	  fuzz/lib-replace/libkeyheap-replace.so -Wl,-rpath,$(abs_top_builddir)/fuzz/lib-replace -ldl
+
+fuzz: fuzz/api-fuzzer fuzz/conf-fuzzer fuzz/api-replace-fuzzer
+.PHONY: fuzz
+clean-local: clean-fuzz
+clean-fuzz:
+	-rm -rf fuzz/lib fuzz/lib-replace fuzz/api-fuzzer fuzz/conf-fuzzer fuzz/api-replace-fuzzer \
+	  fuzz/work
+.PHONY: clean-fuzz
