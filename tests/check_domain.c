@@ -96,14 +96,7 @@ static void *(*volatile v_realloc)(void *, size_t) = realloc;
 
 /* AddressSanitizer ignores mlock (its interceptor does nothing) and maps
  * memory of its own: the tests of locked pages and of mappings do not
- * apply under it. */
-#if defined(__SANITIZE_ADDRESS__)
-#define KHT_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define KHT_ASAN 1
-#endif
-#endif
+ * apply under it (KHT_ASAN: tests/khtest.h). */
 
 /* A hardware-protected domain, or a failed test. */
 static keyheap_domain_t *domain(const char *name)

@@ -11,6 +11,15 @@
 extern "C" {
 #endif
 
+/* KHT_ASAN is 1 in a build with AddressSanitizer (gcc or clang). */
+#if defined(__SANITIZE_ADDRESS__)
+#define KHT_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KHT_ASAN 1
+#endif
+#endif
+
 /* KHT_REQUIRE(expr, fmt, ...): ck_assert_msg(expr, fmt, ...) for hot loops.
  * A failure is reported exactly as by ck_assert_msg (this is its failing
  * branch), but a passing check costs nothing: every passing ck_assert_*
