@@ -252,8 +252,8 @@ static void read_in_child(const unsigned char *p)
     waitpid(pid, &status, 0);
     int segv = WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV;
     printf("   The child was %s\n",
-           segv ? "killed by SIGSEGV (signal 11): the hardware stopped the read"
-                : "NOT killed by SIGSEGV");
+           segv ? "killed by SIGSEGV (signal 11): the hardware stopped the read."
+                : "NOT killed by SIGSEGV.");
     printf("   keyheap's report, from the child's stderr:\n");
     for (char *line = strtok(report, "\n"); line != NULL; line = strtok(NULL, "\n"))
         printf("     %s\n", line);
