@@ -272,15 +272,13 @@ unsigned khi_thread_shadow(unsigned hw)
     return pkru;
 }
 
-/* The rights PKRU value pkru gives key. */
-static const char *rights(unsigned pkru, unsigned key)
+const char *khi_key_rights(unsigned pkru, unsigned key)
 {
     unsigned bits = (pkru >> (2 * key)) & 3u;
     return bits & 1u ? "none" : bits & 2u ? "read-only" : "read-write";
 }
 
-/* The domain that has key, or NULL. */
-static const struct keyheap_domain *domain_of_key(unsigned key)
+const struct keyheap_domain *khi_domain_of_key(unsigned key)
 {
     for (unsigned s = 0; s < KHI_SLOTS; s++)
         if (khi_domain_live(&khi_domains[s]) && khi_domains[s].pkey == (int)key)
@@ -298,12 +296,12 @@ static void verify(const char *op, const struct keyheap_domain *d)
     unsigned key = 1;
     while (key < 15 && ((hw ^ want) & (3u << (2 * key))) == 0)
         key++;
-    const struct keyheap_domain *owner = domain_of_key(key);
+    const struct keyheap_domain *owner = khi_domain_of_key(key);
     char h[24], w[24], k[24];
     khi_fatal("KEYHEAP_CONF verify: at ", op, "(\"", d->name, "\") PKRU is ", khi_hex(h, hw),
               " but the domain stack says ", khi_hex(w, want), ": key ", khi_dec(k, key),
-              " of domain \"", owner != NULL ? owner->name : "?", "\" is ", rights(hw, key),
-              " instead of ", rights(want, key), (char *)NULL);
+              " of domain \"", owner != NULL ? owner->name : "?", "\" is ", khi_key_rights(hw, key),
+              " instead of ", khi_key_rights(want, key), (char *)NULL);
 }
 
 KEYHEAP_API void keyheap_abi_enter_slow(keyheap_domain_t *d, unsigned readonly)
@@ -371,10 +369,10 @@ static void report(const char *what, unsigned key, const struct keyheap_domain *
     char k[24];
     if (owner != NULL)
         khi_warn("audit: key ", khi_dec(k, key), " of domain \"", owner->name, "\": PKRU says ",
-                 rights(hw, key), ", the domain stack says ", rights(want, key), what,
-                 (char *)NULL);
+                 khi_key_rights(hw, key), ", the domain stack says ", khi_key_rights(want, key),
+                 what, (char *)NULL);
     else
-        khi_warn("audit: key ", khi_dec(k, key), what, rights(hw, key), (char *)NULL);
+        khi_warn("audit: key ", khi_dec(k, key), what, khi_key_rights(hw, key), (char *)NULL);
 }
 
 KEYHEAP_API int keyheap_audit(unsigned flags)
@@ -393,7 +391,7 @@ KEYHEAP_API int keyheap_audit(unsigned flags)
             if ((hw ^ want) & bits) {
                 mismatches++;
                 if (say)
-                    report(fix, key, domain_of_key(key), hw, want);
+                    report(fix, key, khi_domain_of_key(key), hw, want);
             }
         } else if (!(allocated & (1u << key))) {
             if (!(hw & ad)) {

@@ -63,6 +63,14 @@ KHI_HIDDEN void khi_threads_drop_tcaches(const struct keyheap_domain *d);
  * Async-signal-safe. */
 KHI_HIDDEN unsigned khi_thread_shadow(unsigned hw);
 
+/* khi_key_rights - "none", "read-only" or "read-write": what PKRU value
+ * pkru gives key.  Async-signal-safe. */
+KHI_HIDDEN const char *khi_key_rights(unsigned pkru, unsigned key);
+
+/* khi_domain_of_key - the live domain that has key, or NULL.
+ * Async-signal-safe (it reads the domain table, takes no lock). */
+KHI_HIDDEN const struct keyheap_domain *khi_domain_of_key(unsigned key);
+
 /* khi_threads_signal_all - sends sig to every registered thread and waits
  * until *acks counts as many answers, or timeout_ms passed; returns the
  * number of threads that did not answer.  Threads cannot register or exit

@@ -84,12 +84,6 @@ static uint32_t *frame_pkru(ucontext_t *uc, uint64_t **bv)
     return (uint32_t *)(void *)(fx + pkru_offset);
 }
 
-static const char *rights(unsigned pkru, unsigned key)
-{
-    unsigned bits = (pkru >> (2 * key)) & 3u;
-    return bits & 1u ? "none" : bits & 2u ? "read-only" : "read-write";
-}
-
 /* Whether the thread was interrupted inside keyheap_enter or keyheap_leave,
  * between its WRPKRU and its depth update: then PKRU is already the new
  * state and the stack still the old one, and the next round audits it. */
@@ -134,18 +128,16 @@ static unsigned audit(unsigned hw)
         unsigned bits = 3u << (2 * key);
         if (((hw ^ want) & bits) == 0)
             continue;
-        const char *owner = NULL;
-        for (unsigned s = 0; s < KHI_SLOTS && owner == NULL; s++)
-            if (khi_domain_live(&khi_domains[s]) && khi_domains[s].pkey == (int)key)
-                owner = khi_domains[s].name;
+        const struct keyheap_domain *d = khi_domain_of_key(key);
+        const char *owner = d != NULL ? d->name : NULL;
         khi_dec(k, key);
         if (owner != NULL)
             khi_warn("watchdog: thread ", tid, ": key ", k, " of domain \"", owner, "\" was ",
-                     rights(hw, key), ", the domain stack says ", rights(want, key), "; reset",
-                     (char *)NULL);
+                     khi_key_rights(hw, key), ", the domain stack says ", khi_key_rights(want, key),
+                     "; reset", (char *)NULL);
         else
             khi_warn("watchdog: thread ", tid, ": key ", k, ", which no code has allocated, was ",
-                     rights(hw, key), "; closed", (char *)NULL);
+                     khi_key_rights(hw, key), "; closed", (char *)NULL);
     }
     return want;
 }
