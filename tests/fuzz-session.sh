@@ -6,9 +6,11 @@
 # against the build tree's libkeyheap.so, runs it through tools/pku-run
 # (natively on a CPU with PKU, in the QEMU machine otherwise) for at most
 # KEYHEAP_FUZZ_SESSION_SECONDS (default 120) seconds, and checks that:
-#   - libFuzzer found a crash and saved its input ("Test unit written");
+#   - libFuzzer found a crash and saved its input ("Test unit written"),
+#     and the file is there (pku-run brings it back out of the machine);
 #   - keyheap's report came first, for a read in domain "session-key";
-#   - the process died of it (libFuzzer's deadly-signal report).
+#   - the process died of it (libFuzzer's deadly-signal report);
+#   - the saved input, run again on its own, gives the same report.
 # Environment (make check sets the first two): KEYHEAP_SRCDIR,
 # KEYHEAP_BUILDDIR; KEYHEAP_CLANG (default clang-14).
 set -u
@@ -46,4 +48,13 @@ report=$(grep -n '^keyheap: protection-key fault: thread [0-9]* read of 0x[0-9a-
 deadly=$(grep -n 'DEADLYSIGNAL\|deadly signal' "$work/out.log" | head -n 1)
 [ -n "$deadly" ] || fail "libFuzzer did not report the deadly signal"
 [ "${report%%:*}" -lt "${deadly%%:*}" ] || fail "keyheap's report did not come before libFuzzer's"
-echo "PASS: libFuzzer found the over-read; keyheap's report: ${report#*:}"
+crash=$(sed -n 's|.*Test unit written to \./\(crash-[0-9a-f]*\)$|\1|p' "$work/out.log" | head -n 1)
+if [ -z "$crash" ] || [ ! -s "$work/$crash" ]; then
+    fail "the crashing input libFuzzer saved is not in $work"
+fi
+bash "$srcdir/tools/pku-run" ./fuzz_session "$crash" >"$work/replay.log" 2>&1
+status=$?
+[ "$status" -ne 0 ] || { cat "$work/replay.log"; fail "replaying $crash did not crash"; }
+grep -q '^keyheap: protection-key fault: thread [0-9]* read of 0x[0-9a-f]* in domain "session-key" (pkey [0-9]*) at ip 0x[0-9a-f]*; open: none$' "$work/replay.log" ||
+    { cat "$work/replay.log"; fail "replaying $crash gave no keyheap report naming \"session-key\""; }
+echo "PASS: libFuzzer found the over-read and saved $crash, which crashes again on its own; keyheap's report: ${report#*:}"

@@ -8,7 +8,7 @@
 # Override: PKU_EXIT_STATUS=path/to/tests/pku_exit_status.
 
 srcdir=${srcdir:-$(dirname "$0")/..}
-pku_run="$srcdir/tools/pku-run"
+pku_run="$(cd "$srcdir" && pwd -P)/tools/pku-run"
 program=${PKU_EXIT_STATUS:-tests/pku_exit_status}
 work=$(mktemp -d "${TMPDIR:-/tmp}/pku-run-selftest.XXXXXX") || exit 99
 trap 'rm -rf "$work"' EXIT
@@ -93,6 +93,45 @@ if [ "$modes" = qemu ]; then
 		fail "native without PKU: status $status, stderr:"
 		cat "$work/native.err"
 	fi
+fi
+
+# Files go in and come back (QEMU only: natively there is nothing to
+# copy).  The program, a busybox sh script run in $dir, reads the files
+# named by its arguments, writes new files in its working directory (one in
+# a new folder) and in a KEYHEAP_PKU_FILES folder, changes a file there,
+# and writes in a folder that exists only in the machine, which must not
+# come back.  in.bin is random
+# bytes, so a copy that changed any byte (\n to \r\n) would show.
+dir=$work/files
+mkdir -p "$dir/extra"
+echo input >"$dir/in.txt"
+head -c 4096 /dev/urandom >"$dir/in.bin"
+echo old >"$dir/extra/old.txt"
+cat >"$dir/prog.sh" <<'EOF2'
+#!/bin/sh
+{ cat "$1"; echo seen; } >copy.txt
+mkdir sub && echo new >sub/new.txt
+echo changed >>extra/old.txt
+cat "$2" >extra/new.bin
+mkdir -p "$3" && echo no >"$3/x"
+EOF2
+chmod +x "$dir/prog.sh"
+(cd "$dir" && KEYHEAP_PKU_RUNNER=qemu KEYHEAP_PKU_FILES=extra \
+	bash "$pku_run" ./prog.sh in.txt in.bin "$work/elsewhere" >"$work/files.out" 2>"$work/files.err")
+status=$?
+if [ $status = 0 ] &&
+	[ "$(cat "$dir/copy.txt" 2>/dev/null)" = "$(printf 'input\nseen')" ] &&
+	[ "$(cat "$dir/sub/new.txt" 2>/dev/null)" = new ] &&
+	[ "$(cat "$dir/extra/old.txt")" = "$(printf 'old\nchanged')" ] &&
+	cmp -s "$dir/in.bin" "$dir/extra/new.bin" &&
+	[ "$(cat "$dir/in.txt")" = input ] &&
+	[ ! -e "$work/elsewhere" ]; then
+	pass "files named by arguments go in; files written in the working directory and KEYHEAP_PKU_FILES folders come back, byte for byte, and no others"
+else
+	fail "files: status $status; what came back:"
+	(cd "$dir" && find . -type f | sort)
+	ls "$work/elsewhere" 2>&1
+	cat "$work/files.err"
 fi
 
 # A machine that cannot finish in time is killed, with a message.
