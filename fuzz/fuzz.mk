@@ -87,8 +87,53 @@ fuzz/api-replace-fuzzer: $(srcdir)/fuzz/api.c fuzz/lib-replace/libkeyheap-replac
 
 fuzz: fuzz/api-fuzzer fuzz/conf-fuzzer fuzz/api-replace-fuzzer
 .PHONY: fuzz
+
+# ---------------------------------------------------- make fuzz-coverage
+# How much of the library the API corpus reaches: fuzz/api.c and
+# fuzz/replay.c linked with the library's sources, all compiled with
+# clang's source-based coverage (no sanitizers, no malloc replacement),
+# replayed over FUZZ_COVERAGE_CORPUS natively in the no-PKU mode and with
+# real keys through tools/pku-run (which brings the profile back out of
+# the QEMU machine).  Prints llvm-cov's report for alloc/ and domains/ and
+# writes it as HTML to fuzz/coverage/html/.
+FUZZ_COVERAGE_CORPUS = $(srcdir)/fuzz/corpus/api $(wildcard fuzz/work/api)
+FUZZ_PROFDATA = llvm-profdata-14
+FUZZ_COV = llvm-cov-14
+FUZZ_COVERAGE_CFLAGS = -g -O1 -std=c11 -fprofile-instr-generate -fcoverage-mapping \
+	-DKH_NO_MALLOC_REPLACEMENT=1 $(DEFS) -I$(top_builddir) $(AM_CPPFLAGS) $(KH_CFLAGS)
+FUZZ_COVERAGE_OBJECTS = $(patsubst %.c,fuzz/coverage/%.o,$(filter %.c,$(libkeyheap_la_SOURCES)))
+
+fuzz/coverage/%.o: $(srcdir)/%.c $(FUZZ_DEPEND)
+	@$(MKDIR_P) $(@D)
+	$(AM_V_CC)$(FUZZ_CC) $(FUZZ_COVERAGE_CFLAGS) -c -o $@ $<
+
+fuzz/coverage/api-replay: $(srcdir)/fuzz/api.c $(srcdir)/fuzz/replay.c $(FUZZ_COVERAGE_OBJECTS) \
+		alloc/kh_jemalloc.a $(FUZZ_DEPEND)
+	$(AM_V_CCLD)$(FUZZ_CC) $(FUZZ_COVERAGE_CFLAGS) -o $@ $(srcdir)/fuzz/api.c \
+	  $(srcdir)/fuzz/replay.c $(FUZZ_COVERAGE_OBJECTS) alloc/kh_jemalloc.a -ldl -lpthread -lm
+
+fuzz-coverage: fuzz/coverage/api-replay
+	rm -rf fuzz/coverage/profiles fuzz/coverage/html
+	$(MKDIR_P) fuzz/coverage/profiles
+	LLVM_PROFILE_FILE=$(abs_top_builddir)/fuzz/coverage/profiles/nopku.profraw \
+	  KEYHEAP_CONF=pku:off,unprotected:true fuzz/coverage/api-replay $(FUZZ_COVERAGE_CORPUS) \
+	  >fuzz/coverage/nopku.log 2>&1 || { cat fuzz/coverage/nopku.log; exit 1; }
+	@echo "no keys: `tail -n 1 fuzz/coverage/nopku.log`"
+	corpus=`for d in $(FUZZ_COVERAGE_CORPUS); do (cd "$$d" && pwd -P); done`; \
+	  cd fuzz/coverage/profiles && LLVM_PROFILE_FILE=pku.profraw KEYHEAP_PKU_ENV=LLVM_PROFILE_FILE \
+	  KEYHEAP_PKU_TIMEOUT=3600 bash $(abs_top_srcdir)/tools/pku-run ../api-replay $$corpus \
+	  >../pku.log 2>&1 || { cat ../pku.log; exit 1; }
+	@echo "real keys: `tail -n 1 fuzz/coverage/pku.log`"
+	$(FUZZ_PROFDATA) merge -o fuzz/coverage/api.profdata fuzz/coverage/profiles/*.profraw
+	$(FUZZ_COV) show -format=html -output-dir=fuzz/coverage/html -instr-profile=fuzz/coverage/api.profdata \
+	  fuzz/coverage/api-replay $(abs_top_srcdir)/alloc $(abs_top_srcdir)/domains
+	$(FUZZ_COV) report -instr-profile=fuzz/coverage/api.profdata fuzz/coverage/api-replay \
+	  $(abs_top_srcdir)/alloc $(abs_top_srcdir)/domains
+	@echo "keyheap: fuzz-coverage: the corpus ($(FUZZ_COVERAGE_CORPUS)) with and without keys; lines in fuzz/coverage/html/index.html"
+.PHONY: fuzz-coverage
+
 clean-local: clean-fuzz
 clean-fuzz:
 	-rm -rf fuzz/lib fuzz/lib-replace fuzz/api-fuzzer fuzz/conf-fuzzer fuzz/api-replace-fuzzer \
-	  fuzz/work
+	  fuzz/work fuzz/coverage
 .PHONY: clean-fuzz
