@@ -61,6 +61,10 @@ api = {
     'destroy-with-blocks': create() + create(STRICT, ord('s')) +
                            [MALLOC, 0, SMALL, MALLOC, 0, LARGE, MALLOC, 1, MEDIUM,
                             DESTROY, 0, 1, DESTROY, 0, 0, STATE, MALLOC, 0, SMALL],
+    # 66 blocks of one size class: the model's table of 64 live blocks
+    # fills up; then 20 frees of that class, more than a magazine holds.
+    'full-table': create() + [MALLOC, 0, SMALL] * 66 + sum(([FREE, i, 0] for i in range(20)), [])
+                  + [MALLOC, 0, SMALL] * 20 + [STATS, 0],
     'audit-stats': create() + [ENTER, 0, AUDIT, 0, AUDIT, 1, MALLOC, 0, SMALL, CALLOC, 0, SMALL, 4,
                                STATS, 0, LEAVE, AUDIT, 3, STATS, 0],
 }
