@@ -113,6 +113,9 @@ fuzz/coverage/api-replay: $(srcdir)/fuzz/api.c $(srcdir)/fuzz/replay.c $(FUZZ_CO
 	  $(srcdir)/fuzz/replay.c $(FUZZ_COVERAGE_OBJECTS) alloc/kh_jemalloc.a -ldl -lpthread -lm
 
 fuzz-coverage: fuzz/coverage/api-replay
+	@for tool in $(FUZZ_PROFDATA) $(FUZZ_COV); do command -v $$tool >/dev/null || { \
+	  echo "keyheap: fuzz-coverage: $$tool not found (apt-get install llvm-14; tools/install-deps does)" >&2; \
+	  exit 1; }; done
 	rm -rf fuzz/coverage/profiles fuzz/coverage/html
 	$(MKDIR_P) fuzz/coverage/profiles
 	LLVM_PROFILE_FILE=$(abs_top_builddir)/fuzz/coverage/profiles/nopku.profraw \
