@@ -35,6 +35,8 @@ trap 'rm -rf "$work"' EXIT
     >"$work/build.log" 2>&1 || { cat "$work/build.log" >&2; fail "cannot build the target"; }
 
 cd "$work" || fail "cd $work"
+# keyheap's report of the planted read, as a grep pattern.
+report_re='^keyheap: protection-key fault: thread [0-9]* read of 0x[0-9a-f]* in domain "session-key" (pkey [0-9]*) at ip 0x[0-9a-f]*; open: none$'
 bash "$srcdir/tools/pku-run" ./fuzz_session -max_total_time="$seconds" -seed=1 \
     -print_final_stats=1 >"$work/out.log" 2>&1
 status=$?
@@ -43,7 +45,7 @@ echo "fuzz_session exit status: $status"
 
 [ "$status" -ne 0 ] || fail "libFuzzer found no crash in $seconds s"
 grep -q 'Test unit written to' "$work/out.log" || fail "libFuzzer saved no crashing input"
-report=$(grep -n '^keyheap: protection-key fault: thread [0-9]* read of 0x[0-9a-f]* in domain "session-key" (pkey [0-9]*) at ip 0x[0-9a-f]*; open: none$' "$work/out.log" | head -n 1)
+report=$(grep -n "$report_re" "$work/out.log" | head -n 1)
 [ -n "$report" ] || fail "no keyheap fault report naming domain \"session-key\""
 deadly=$(grep -n 'DEADLYSIGNAL\|deadly signal' "$work/out.log" | head -n 1)
 [ -n "$deadly" ] || fail "libFuzzer did not report the deadly signal"
@@ -55,6 +57,6 @@ fi
 bash "$srcdir/tools/pku-run" ./fuzz_session "$crash" >"$work/replay.log" 2>&1
 status=$?
 [ "$status" -ne 0 ] || { cat "$work/replay.log"; fail "replaying $crash did not crash"; }
-grep -q '^keyheap: protection-key fault: thread [0-9]* read of 0x[0-9a-f]* in domain "session-key" (pkey [0-9]*) at ip 0x[0-9a-f]*; open: none$' "$work/replay.log" ||
+grep -q "$report_re" "$work/replay.log" ||
     { cat "$work/replay.log"; fail "replaying $crash gave no keyheap report naming \"session-key\""; }
 echo "PASS: libFuzzer found the over-read and saved $crash, which crashes again on its own; keyheap's report: ${report#*:}"
