@@ -24,12 +24,17 @@ fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
 run() {
 	name=$1 runner=$2
 	shift 2
+	# The runner goes in the background and is waited for: a shell that
+	# waits for a foreground command killed by a signal prints "Aborted"
+	# into that command's redirected stderr (dash does), which is not the
+	# program's output.  Natively the program itself dies by SIGABRT.
 	(
 		KEYHEAP_PKU_RUNNER=$runner KEYHEAP_SELFTEST_VALUE="x y 'z'" \
 			bash "$pku_run" "$program" "$@" \
-			>"$work/$name.out" 2>"$work/$name.err"
+			>"$work/$name.out" 2>"$work/$name.err" &
+		wait $!
 		echo $? >"$work/$name.status"
-	) &
+	) 2>/dev/null &
 }
 
 # expect NAME STATUS ARGS...: checks one run against what the program
