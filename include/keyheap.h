@@ -461,6 +461,12 @@ KEYHEAP_ABI_INLINE void keyheap_abi_enter(keyheap_domain_t *d, unsigned readonly
         return;
     }
     struct keyheap_abi_frame *f = &t->stack[n];
+    /* depth first: a signal handler that interrupts this enter and enters
+     * a domain itself takes the next frame, never this one.  The frame is
+     * written before the key opens, so a thread never has a key open that
+     * its stack does not show (keyheap's PKRU signal reads the stack). */
+    t->depth = n + 1;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
     f->domain = d;
     f->target = t->target;
     f->readonly = readonly;
@@ -476,7 +482,6 @@ KEYHEAP_ABI_INLINE void keyheap_abi_enter(keyheap_domain_t *d, unsigned readonly
     }
     if (!readonly)
         t->target = d;
-    t->depth = n + 1;
 }
 
 /* keyheap_enter - open d read-write in this thread and make it malloc's
