@@ -2,13 +2,12 @@
  * domains/thread.c - per-thread domain state: the registry of threads that
  * entered a domain or used its heap, their explicit jemalloc caches (one per
  * thread and domain), the out-of-line paths of enter and leave, the audit,
- * and the pthread_create wrapper that starts threads with every domain
- * closed.
+ * and the thread-exit hook.
  */
 #include "config.h"
 
-#include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <linux/membarrier.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -28,17 +27,21 @@ KEYHEAP_API __thread struct keyheap_abi_thread keyheap_abi_self;
 __thread struct khi_thread_tc khi_thread_tcs[KHI_SLOTS];
 __thread unsigned khi_internal_open;
 
-/* A registered thread: one that entered a domain or made a cache for one. */
+/* A registered thread: one that entered a domain or made a cache for one.
+ * The node is ordinary memory of the default heap, not the thread's TLS:
+ * a node whose thread died without its exit hook's last round (a thread
+ * that first used a domain in a late destructor round) is found dead by
+ * its tid (tgkill ESRCH) and dropped without touching the dead TLS. */
 struct khi_thread {
     struct khi_thread *next, *prev;
     struct keyheap_abi_thread *abi;
     struct khi_thread_tc *tcs;
     pid_t tid;
-    bool registered, exiting;
 };
 
-static __thread struct khi_thread self;
-static struct khi_thread registry = {&registry, &registry, NULL, NULL, 0, false, false};
+static __thread struct khi_thread *me; /* this thread's node, or NULL */
+static __thread bool exiting;          /* the exit hook's last round ran */
+static struct khi_thread registry = {&registry, &registry, NULL, NULL, 0};
 static pthread_mutex_t threads_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_key_t exit_key;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -48,8 +51,18 @@ static void unlink_thread(struct khi_thread *t)
 {
     t->prev->next = t->next;
     t->next->prev = t->prev;
-    t->next = t->prev = t;
-    t->registered = false;
+    kh_je_free(t);
+}
+
+/* Drops the nodes of threads that are gone.  pre: the threads lock. */
+static void sweep_dead(void)
+{
+    pid_t pid = getpid();
+    for (struct khi_thread *t = registry.next, *next; t != &registry; t = next) {
+        next = t->next;
+        if (syscall(SYS_tgkill, pid, t->tid, 0) != 0 && errno == ESRCH)
+            unlink_thread(t);
+    }
 }
 
 /* Gives the blocks of tc's magazine back to jemalloc, when they still
@@ -82,41 +95,85 @@ static void drop_all_tcaches(struct khi_thread *t)
     }
 }
 
-/* pthread key destructor: the thread is exiting. */
+/* The exiting thread leaves every domain it is still inside (pthread_exit
+ * or cancellation inside a domain): its remaining code runs closed, and a
+ * later enter takes the slow path, which refuses (exiting). */
+static void leave_all_at_exit(void)
+{
+    struct keyheap_abi_thread *t = &keyheap_abi_self;
+    if ((t->mode == KEYHEAP_ABI_PKU || t->mode == KEYHEAP_ABI_VERIFY) && t->depth != 0)
+        keyheap_abi_wrpkru(keyheap_abi_rdpkru() | khi_keys_held());
+    t->target = NULL;
+    t->depth = 0;
+    t->mode = KEYHEAP_ABI_UNSET;
+}
+
+/*
+ * pthread key destructor: the thread is exiting.  It stays registered (so
+ * keyheap_domain_destroy sees its enters) through every round of
+ * destructors glibc runs: other keys' destructors may still enter domains
+ * (cancellation cleanups ran before the first round).  The hook re-arms
+ * itself for each of the PTHREAD_DESTRUCTOR_ITERATIONS rounds and
+ * unregisters in the last, after closing whatever the thread still has
+ * open.
+ */
 static void thread_exit(void *arg)
 {
-    struct khi_thread *t = arg;
+    static __thread unsigned rounds;
+    if (++rounds < PTHREAD_DESTRUCTOR_ITERATIONS) {
+        pthread_setspecific(exit_key, arg);
+        return;
+    }
     pthread_mutex_lock(&threads_lock);
-    drop_all_tcaches(t);
-    if (t->registered)
-        unlink_thread(t);
+    if (me != NULL) {
+        drop_all_tcaches(me);
+        unlink_thread(me);
+        me = NULL;
+    }
     /* Frees after this point (later destructors) use no cache. */
-    t->exiting = true;
+    exiting = true;
+    leave_all_at_exit();
     pthread_mutex_unlock(&threads_lock);
+}
+
+bool khi_thread_registered(pid_t tid)
+{
+    bool found = false;
+    pthread_mutex_lock(&threads_lock);
+    sweep_dead();
+    for (struct khi_thread *t = registry.next; t != &registry && !found; t = t->next)
+        found = t->tid == tid;
+    pthread_mutex_unlock(&threads_lock);
+    return found;
 }
 
 static void register_self(void)
 {
-    if (self.registered || self.exiting)
+    if (me != NULL || exiting)
         return;
     khi_threads_init();
+    struct khi_thread *t = kh_je_calloc(1, sizeof *t);
+    if (t == NULL)
+        khi_fatal("out of memory for the thread registry: a thread that enters a domain must "
+                  "be visible to keyheap_domain_destroy",
+                  (char *)NULL);
+    t->abi = &keyheap_abi_self;
+    t->tcs = khi_thread_tcs;
+    t->tid = (pid_t)syscall(SYS_gettid);
     pthread_mutex_lock(&threads_lock);
-    self.abi = &keyheap_abi_self;
-    self.tcs = khi_thread_tcs;
-    self.tid = (pid_t)syscall(SYS_gettid);
-    self.next = registry.next;
-    self.prev = &registry;
-    registry.next->prev = &self;
-    registry.next = &self;
-    self.registered = true;
+    t->next = registry.next;
+    t->prev = &registry;
+    registry.next->prev = t;
+    registry.next = t;
+    me = t;
     pthread_mutex_unlock(&threads_lock);
-    pthread_setspecific(exit_key, &self);
+    pthread_setspecific(exit_key, t);
 }
 
 int khi_thread_flags_slow(struct keyheap_domain *d)
 {
     int no_cache = KHI_JE_ARENA(d->arena) | KHI_JE_TCACHE_NONE;
-    if (self.exiting)
+    if (exiting)
         return no_cache;
     register_self();
     unsigned id;
@@ -162,6 +219,7 @@ bool khi_threads_inside(const struct keyheap_domain *d)
 {
     bool inside = false;
     pthread_mutex_lock(&threads_lock);
+    sweep_dead();
     barrier_all_threads();
     for (struct khi_thread *t = registry.next; t != &registry && !inside; t = t->next) {
         unsigned depth = __atomic_load_n(&t->abi->depth, __ATOMIC_RELAXED);
@@ -177,6 +235,7 @@ bool khi_threads_inside(const struct keyheap_domain *d)
 void khi_threads_drop_tcaches(const struct keyheap_domain *d)
 {
     pthread_mutex_lock(&threads_lock);
+    sweep_dead();
     for (struct khi_thread *t = registry.next; t != &registry; t = t->next) {
         struct khi_thread_tc *tc = &t->tcs[d->slot];
         if (tc->gen == d->gen) {
@@ -202,37 +261,20 @@ static void fork_parent(void)
 
 static void fork_child(void)
 {
-    self.tid = (pid_t)syscall(SYS_gettid);
     struct khi_thread *t = registry.next;
     while (t != &registry) {
         struct khi_thread *next = t->next;
-        if (t != &self) {
+        if (t != me) {
             drop_all_tcaches(t);
             unlink_thread(t);
         }
         t = next;
     }
+    if (me != NULL)
+        me->tid = (pid_t)syscall(SYS_gettid);
     pthread_mutex_unlock(&threads_lock);
     pthread_mutex_unlock(&khi_domains_lock);
     khi_watchdog_after_fork();
-}
-
-unsigned khi_threads_signal_all(int sig, const unsigned *acks, unsigned timeout_ms)
-{
-    pid_t pid = getpid();
-    unsigned sent = 0;
-    pthread_mutex_lock(&threads_lock);
-    for (struct khi_thread *t = registry.next; t != &registry; t = t->next)
-        if (syscall(SYS_tgkill, pid, t->tid, sig) == 0)
-            sent++;
-    /* Poll: the answers come from signal handlers, which can take no lock. */
-    struct timespec step = {0, 100000};
-    for (unsigned waited = 0;
-         __atomic_load_n(acks, __ATOMIC_ACQUIRE) < sent && waited < timeout_ms * 10u; waited++)
-        nanosleep(&step, NULL);
-    unsigned answered = __atomic_load_n(acks, __ATOMIC_ACQUIRE);
-    pthread_mutex_unlock(&threads_lock);
-    return answered >= sent ? 0 : sent - answered;
 }
 
 static void init(void)
@@ -263,8 +305,7 @@ static const char *name_or_address(const keyheap_domain_t *d, char *buf)
 unsigned khi_thread_shadow(unsigned hw)
 {
     const struct keyheap_abi_thread *t = &keyheap_abi_self;
-    unsigned mask = khi_keys_ad_mask * 3u;
-    unsigned pkru = (hw & ~mask) | khi_keys_ad_mask;
+    unsigned pkru = khi_pkru_close(hw, khi_keys_held());
     for (unsigned i = 0; i < t->depth && i < KEYHEAP_MAX_DEPTH; i++) {
         unsigned ad = khi_frame_domain(&t->stack[i])->abi.ad_bit;
         pkru = t->stack[i].readonly ? (pkru & ~ad) | ((pkru & ad) << 1) : pkru & ~(ad * 3u);
@@ -313,6 +354,12 @@ KEYHEAP_API void keyheap_abi_enter_slow(keyheap_domain_t *d, unsigned readonly)
         khi_fatal(readonly ? "keyheap_enter_ro(\"" : "keyheap_enter(\"", dom->name,
                   "\"): domains nested deeper than KEYHEAP_MAX_DEPTH (64)", (char *)NULL);
     if (t->mode == KEYHEAP_ABI_UNSET) {
+        if (exiting)
+            khi_fatal(readonly ? "keyheap_enter_ro(\"" : "keyheap_enter(\"", dom->name,
+                      "\") in a thread that is exiting, after keyheap's last thread-exit hook "
+                      "(the last round of thread-specific-data destructors): enter domains "
+                      "in earlier destructors or before the thread ends",
+                      (char *)NULL);
         register_self();
         t->mode = !khi_pku_usable()        ? KEYHEAP_ABI_SOFT
                   : khi_conf_get()->verify ? KEYHEAP_ABI_VERIFY
@@ -326,15 +373,16 @@ KEYHEAP_API void keyheap_abi_enter_slow(keyheap_domain_t *d, unsigned readonly)
      * the frame marked, so that its leave comes to keyheap_abi_leave_slow. */
     verify(readonly ? "keyheap_enter_ro" : "keyheap_enter", dom);
     struct keyheap_abi_frame *f = &t->stack[t->depth];
-    unsigned pkru = keyheap_abi_rdpkru(), ad = dom->abi.ad_bit;
+    t->depth++; /* first, as keyheap_abi_enter does */
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
     f->domain = (keyheap_domain_t *)((uintptr_t)d | 1);
     f->target = t->target;
     f->readonly = readonly;
+    unsigned pkru = keyheap_abi_rdpkru(), ad = dom->abi.ad_bit;
     f->pkru = pkru;
     keyheap_abi_wrpkru(readonly ? (pkru & ~ad) | ((pkru & ad) << 1) : pkru & ~(ad * 3u));
     if (!readonly)
         t->target = d;
-    t->depth++;
 }
 
 KEYHEAP_API void keyheap_abi_leave_slow(keyheap_domain_t *d)
@@ -387,11 +435,17 @@ KEYHEAP_API int keyheap_audit(unsigned flags)
     int mismatches = 0;
     for (unsigned key = 1; key < 16; key++) {
         unsigned bits = 3u << (2 * key), ad = 1u << (2 * key);
-        if (khi_keys_ad_mask & ad) {
+        if (khi_keys_held() & ad) {
+            const struct keyheap_domain *owner = khi_domain_of_key(key);
             if ((hw ^ want) & bits) {
                 mismatches++;
-                if (say)
-                    report(fix, key, khi_domain_of_key(key), hw, want);
+                if (say && owner != NULL)
+                    report(fix, key, owner, hw, want);
+                else if (say)
+                    report(flags & KEYHEAP_AUDIT_REPAIR
+                               ? ", kept by keyheap after a destroy, is open (now closed): "
+                               : ", kept by keyheap after a destroy, is open: ",
+                           key, NULL, hw, want);
             }
         } else if (!(allocated & (1u << key))) {
             if (!(hw & ad)) {
@@ -410,49 +464,4 @@ KEYHEAP_API int keyheap_audit(unsigned flags)
     if (mismatches != 0 && (flags & KEYHEAP_AUDIT_REPAIR))
         keyheap_abi_wrpkru(want);
     return mismatches;
-}
-
-/* ------------------------------------------------------ pthread_create */
-
-struct start {
-    void *(*fn)(void *);
-    void *arg;
-};
-
-typedef int (*pthread_create_fn)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
-
-static void *start_closed(void *p)
-{
-    struct start s = *(struct start *)p;
-    kh_je_free(p);
-    /* The kernel gave this thread its creator's PKRU: close every key of
-     * keyheap's domains before any user code runs. */
-    if (khi_pku_usable() && khi_keys_ad_mask != 0)
-        keyheap_abi_wrpkru(keyheap_abi_rdpkru() | khi_keys_ad_mask);
-    return s.fn(s.arg);
-}
-
-KEYHEAP_API int pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *),
-                               void *arg)
-{
-    static pthread_create_fn real;
-    if (real == NULL) {
-        real = (pthread_create_fn)dlsym(RTLD_NEXT, "pthread_create");
-        if (real == NULL)
-            khi_fatal("cannot find the C library's pthread_create", (char *)NULL);
-    }
-    struct start *s = kh_je_malloc(sizeof *s);
-    if (s == NULL)
-        return EAGAIN;
-    s->fn = fn;
-    s->arg = arg;
-    /* glibc allocates the new thread's bookkeeping here, in this thread:
-     * it must land in the default heap, not in a domain entered here. */
-    keyheap_domain_t *target = keyheap_abi_self.target;
-    keyheap_abi_self.target = NULL;
-    int rc = real(thread, attr, start_closed, s);
-    keyheap_abi_self.target = target;
-    if (rc != 0)
-        kh_je_free(s);
-    return rc;
 }

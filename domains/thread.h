@@ -6,6 +6,7 @@
 #define KH_DOMAINS_THREAD_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "domains/domain.h"
 
@@ -28,7 +29,7 @@ struct khi_mag {
  * magazine.  Only this thread touches the magazine; a domain destroy may
  * set gen to 0 (the magazine's blocks are then gone with the arena). */
 struct khi_thread_tc {
-    unsigned gen;        /* the domain generation the cache belongs to; 0: none */
+    uint64_t gen;        /* the domain generation the cache belongs to; 0: none */
     int flags;           /* mallocx flags: the domain's arena and this cache */
     unsigned id;         /* jemalloc tcache index */
     struct khi_mag *mag; /* valid (emptied) whenever gen is not 0 */
@@ -71,11 +72,10 @@ KHI_HIDDEN const char *khi_key_rights(unsigned pkru, unsigned key);
  * Async-signal-safe (it reads the domain table, takes no lock). */
 KHI_HIDDEN const struct keyheap_domain *khi_domain_of_key(unsigned key);
 
-/* khi_threads_signal_all - sends sig to every registered thread and waits
- * until *acks counts as many answers, or timeout_ms passed; returns the
- * number of threads that did not answer.  Threads cannot register or exit
- * meanwhile. */
-KHI_HIDDEN unsigned khi_threads_signal_all(int sig, const unsigned *acks, unsigned timeout_ms);
+/* khi_thread_registered - whether the thread with this tid entered a
+ * domain or made a cache for one (and has not exited).  Takes the
+ * registry's lock. */
+KHI_HIDDEN bool khi_thread_registered(pid_t tid);
 
 /* khi_threads_init - registers the fork handlers and membarrier; once. */
 KHI_HIDDEN void khi_threads_init(void);
