@@ -13,6 +13,9 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
@@ -293,4 +296,47 @@ bool khi_region_discard(struct keyheap_domain *d)
     if (madvise(map, map_used, MADV_DONTNEED) != 0)
         memset(map, 0, map_used);
     return false;
+}
+
+/* Whether the maps line (lo-hi perms ...) is a readable or writable
+ * mapping overlapping [start, end). */
+static bool line_rw_in(const char *line, uintptr_t start, uintptr_t end)
+{
+    char *rest;
+    uintptr_t lo = strtoul(line, &rest, 16);
+    if (*rest != '-')
+        return false;
+    uintptr_t hi = strtoul(rest + 1, &rest, 16);
+    if (*rest != ' ' || hi <= start || lo >= end)
+        return false;
+    return rest[1] == 'r' || rest[2] == 'w';
+}
+
+bool khi_region_has_committed(const struct keyheap_domain *d)
+{
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    bool found = false;
+    char buf[4096];
+    size_t have = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
+        if (n <= 0)
+            break;
+        have += (size_t)n;
+        buf[have] = '\0';
+        char *line = buf, *nl;
+        while ((nl = strchr(line, '\n')) != NULL) {
+            *nl = '\0';
+            found = found || line_rw_in(line, d->start, d->next);
+            line = nl + 1;
+        }
+        have = (size_t)(buf + have - line);
+        memmove(buf, line, have);
+        if (have == sizeof buf - 1)
+            have = 0;
+    }
+    close(fd);
+    return found;
 }

@@ -21,4 +21,9 @@ KHI_HIDDEN void khi_region_init(struct keyheap_domain *d);
  * Returns true on error. */
 KHI_HIDDEN bool khi_region_discard(struct keyheap_domain *d);
 
+/* khi_region_has_committed - whether any page of the used part of d's
+ * region is readable or writable, asked of the kernel (/proc/self/maps):
+ * after the arena was emptied, none may be.  False where it cannot tell. */
+KHI_HIDDEN bool khi_region_has_committed(const struct keyheap_domain *d);
+
 #endif /* KH_ALLOC_REGION_H */

@@ -47,6 +47,11 @@ void khi_stats_decommit(const struct keyheap_domain *d, size_t bytes)
     __atomic_sub_fetch(&counts[d->slot].committed, bytes, __ATOMIC_RELAXED);
 }
 
+size_t khi_stats_committed(const struct keyheap_domain *d)
+{
+    return __atomic_load_n(&counts[d->slot].committed, __ATOMIC_RELAXED);
+}
+
 void khi_stats_reset(const struct keyheap_domain *d)
 {
     __atomic_store_n(&counts[d->slot].committed, 0, __ATOMIC_RELAXED);

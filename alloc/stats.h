@@ -32,6 +32,9 @@ KHI_HIDDEN void khi_stats_decommit(const struct keyheap_domain *d, size_t bytes)
  * committed, and the slot's next domain starts from a peak of 0. */
 KHI_HIDDEN void khi_stats_reset(const struct keyheap_domain *d);
 
+/* khi_stats_committed - bytes of d's region committed now. */
+KHI_HIDDEN size_t khi_stats_committed(const struct keyheap_domain *d);
+
 /* khi_stats_at_exit - with KEYHEAP_CONF=stats_print:true, registers (once)
  * the exit handler that prints every live domain's statistics.
  * pre: the domain lock is held (keyheap_domain_create calls it). */

@@ -19,6 +19,7 @@
 
 struct keyheap_domain khi_domains[KHI_SLOTS];
 unsigned khi_keys_ad_mask;
+unsigned khi_keys_kept;
 pthread_mutex_t khi_domains_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t destroys; /* counts destroys, to reuse the oldest free slot */
 
@@ -117,14 +118,15 @@ KEYHEAP_API keyheap_domain_t *keyheap_domain_create(const char *name, unsigned f
     }
     int key = -1;
     if (khi_pku_usable() && (key = khi_pkey_alloc()) < 0) {
-        if (errno != ENOSPC)
-            errno = ENOSPC;
+        /* ENOSPC: every key is taken; anything else (EPERM from a seccomp
+         * filter, ENOSYS) is the kernel's own answer, passed on. */
         d = NULL;
         goto out;
     }
     d->slot = (unsigned)(d - khi_domains);
     d->pkey = key;
     d->flags = flags;
+    d->pkey_told = false;
     memcpy(d->name, name, strlen(name) + 1);
     d->gen++;
     d->free_gen =
@@ -151,6 +153,54 @@ out:
     return d;
 }
 
+/*
+ * Gives d's key back, once no thread can have it open: the key moves from
+ * d to the kept keys (so threads created meanwhile are born with it
+ * closed, spawn.c), every task of the process closes it (together with
+ * keys kept by earlier destroys, which are tried again), and only then is
+ * it freed.  A key stays kept, never to be reused, while some task did not
+ * answer, or while mappings outside keyheap carry it (the program tagged
+ * its own memory with keyheap_domain_pkey's answer).
+ */
+static void release_key(struct keyheap_domain *d)
+{
+    char n[24], k[24];
+    unsigned ad = d->abi.ad_bit;
+    __atomic_store_n(&khi_keys_kept, khi_keys_kept | ad, __ATOMIC_RELAXED);
+    __atomic_store_n(&khi_keys_ad_mask, khi_keys_ad_mask & ~ad, __ATOMIC_RELAXED);
+    unsigned closing = khi_keys_kept;
+    unsigned missing = khi_close_key_everywhere(closing);
+    if (missing != 0) {
+        khi_warn("keyheap_domain_destroy(\"", d->name, "\"): ", khi_dec(n, missing),
+                 " thread(s) did not answer keyheap's PKRU signal (blocked?), so key ",
+                 khi_dec(k, (unsigned long)d->pkey),
+                 " may still be open there: it is kept, not reused, and freed at a later "
+                 "destroy that every thread answers",
+                 (char *)NULL);
+        return;
+    }
+    unsigned freed = 0;
+    for (unsigned key = 1; key < 16; key++) {
+        unsigned bit = 1u << (2 * key);
+        if (!(closing & bit))
+            continue;
+        unsigned maps = (key == (unsigned)d->pkey && !d->pkey_told) ? 0 : khi_pkey_mappings((int)key);
+        if (maps != 0) {
+            if (key == (unsigned)d->pkey)
+                khi_warn("keyheap_domain_destroy(\"", d->name, "\"): ", khi_dec(n, maps),
+                         " mapping(s) outside the domain still carry its key ",
+                         khi_dec(k, key),
+                         " (pkey_mprotect with keyheap_domain_pkey's answer): the key is "
+                         "kept, never to be reused, so no later domain shares those pages",
+                         (char *)NULL);
+            continue;
+        }
+        khi_pkey_free((int)key);
+        freed |= bit;
+    }
+    __atomic_store_n(&khi_keys_kept, khi_keys_kept & ~freed, __ATOMIC_RELAXED);
+}
+
 KEYHEAP_API int keyheap_domain_destroy(keyheap_domain_t *handle)
 {
     pthread_mutex_lock(&khi_domains_lock);
@@ -169,28 +219,21 @@ KEYHEAP_API int keyheap_domain_destroy(keyheap_domain_t *handle)
                   "\"): jemalloc refused to empty "
                   "the domain's arena",
                   (char *)NULL);
+    /* Emptied, every extent must have been decommitted through the hooks
+     * (PROT_NONE): an extent jemalloc still believes committed would come
+     * back to the slot's next domain as the PROT_NONE pages of the discard
+     * below.  Such an arena is left alone for good; the next domain of the
+     * slot gets a new one, which carves fresh address space. */
+    if (khi_region_has_committed(d))
+        d->has_arena = false;
     if (khi_region_discard(d))
         khi_fatal("keyheap_domain_destroy(\"", d->name,
                   "\"): cannot unmap the domain's "
                   "memory; its key is kept",
                   (char *)NULL);
     __atomic_store_n(&d->abi.live, 0u, __ATOMIC_RELEASE);
-    khi_keys_ad_mask &= ~d->abi.ad_bit;
-    /* Close the key in every thread (one with a stale PKRU would otherwise
-     * read the next domain that gets it); a thread that cannot be reached
-     * keeps the key out of use for good. */
-    unsigned missing = khi_close_key_everywhere(d->abi.ad_bit);
-    if (missing == 0) {
-        khi_pkey_free(d->pkey);
-    } else {
-        char n[24], k[24];
-        khi_warn("keyheap_domain_destroy(\"", d->name, "\"): ", khi_dec(n, missing),
-                 " thread(s) did not answer keyheap's PKRU signal (blocked?), so key ",
-                 khi_dec(k, (unsigned long)d->pkey),
-                 " may still be open there: it is kept, "
-                 "never to be reused",
-                 (char *)NULL);
-    }
+    if (d->pkey > 0)
+        release_key(d);
     d->gen++;
     d->free_gen = KHI_GEN_NEVER;
     d->freed_at = ++destroys;
@@ -205,7 +248,9 @@ KEYHEAP_API const char *keyheap_domain_name(const keyheap_domain_t *d)
 
 KEYHEAP_API int keyheap_domain_pkey(const keyheap_domain_t *d)
 {
-    return khi_domain_check(d, "keyheap_domain_pkey")->pkey;
+    struct keyheap_domain *dom = khi_domain_check(d, "keyheap_domain_pkey");
+    dom->pkey_told = true;
+    return dom->pkey;
 }
 
 KEYHEAP_API keyheap_domain_t *keyheap_domain_of(const void *p)

@@ -23,8 +23,9 @@ extern "C" {
 #define KHI_SLOTS 64u
 
 /* A generation no thread cache has (caches have 0, none, or the domain's
- * gen, which counts up from 1 and would take 2^32 creates to get here). */
-#define KHI_GEN_NEVER 0xffffffffu
+ * gen, which counts up from 1, by 2 per create and destroy: 64 bits never
+ * get here). */
+#define KHI_GEN_NEVER UINT64_MAX
 #define KHI_REGION_SHIFT_MAX 34u /* 16 GiB of address space per domain */
 #define KHI_REGION_SHIFT_MIN 26u /* 64 MiB */
 
@@ -34,13 +35,14 @@ extern "C" {
 struct __attribute__((aligned(256))) keyheap_domain {
     struct keyheap_abi_domain abi; /* first: read by the inline fast path */
     unsigned slot;                 /* index in khi_domains and in the span */
-    unsigned gen;                  /* bumped at every create and destroy of this slot */
-    unsigned free_gen;             /* gen when free's fast path applies (NOSCRUB and not
+    uint64_t gen;                  /* bumped at every create and destroy of this slot */
+    uint64_t free_gen;             /* gen when free's fast path applies (NOSCRUB and not
                                       STRICT), else KHI_GEN_NEVER */
     int pkey;                      /* hardware key, or -1 when unprotected */
     unsigned flags;                /* KEYHEAP_* flags */
     unsigned arena;                /* jemalloc arena index, made on the slot's first use */
     bool has_arena;                /* the slot's arena exists */
+    bool pkey_told;                /* keyheap_domain_pkey gave the key out */
     uint64_t freed_at;             /* order of destroys, to reuse the oldest slot first */
     char name[KEYHEAP_NAME_MAX + 1];
 
@@ -120,6 +122,26 @@ KHI_HIDDEN struct keyheap_domain *khi_domain_check(const keyheap_domain_t *d, co
 
 /* The PKRU access-disable bits of every key keyheap's live domains hold. */
 KHI_HIDDEN extern unsigned khi_keys_ad_mask;
+
+/* The access-disable bits of keys keyheap keeps without a domain: keys of
+ * destroyed domains that some thread may still have open (a close round
+ * went unanswered, or pages outside keyheap carry the key).  They are
+ * never freed or reused, and are closed wherever keyheap can. */
+KHI_HIDDEN extern unsigned khi_keys_kept;
+
+/* khi_keys_held - the access-disable bits of every key keyheap holds: its
+ * live domains' and the kept ones.  Any thread, no lock. */
+static inline unsigned khi_keys_held(void)
+{
+    return __atomic_load_n(&khi_keys_ad_mask, __ATOMIC_RELAXED) |
+           __atomic_load_n(&khi_keys_kept, __ATOMIC_RELAXED);
+}
+
+/* khi_pkru_close - pkru with the keys of ad_bits access-disabled. */
+static inline unsigned khi_pkru_close(unsigned pkru, unsigned ad_bits)
+{
+    return (pkru & ~(ad_bits * 3u)) | ad_bits;
+}
 
 /* The keys this thread has open for keyheap's own use (khi_domain_open), as
  * PKRU bits: the watchdog's audit (domains/watchdog.c) leaves them alone. */

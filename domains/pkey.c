@@ -6,6 +6,11 @@
 
 #include <cpuid.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <sys/mman.h>
 
@@ -37,8 +42,13 @@ static void probe(void)
     if (!khi_conf_get()->pku || !cpu_has_pku())
         return;
     /* The CPU and the kernel agree; a key must also be obtainable (valgrind,
-     * a seccomp filter or a full key table can still refuse one). */
-    int key = pkey_alloc(0, 0);
+     * a seccomp filter or a full key table can still refuse one).  The key
+     * is asked for access-disabled: pkey_alloc sets its rights in the
+     * calling thread's PKRU and pkey_free leaves them, so a probe with
+     * rights 0 would leave this key open here and in every thread created
+     * from here later, and the next domain gets the same key (PKU-FACTS
+     * row 8c). */
+    int key = pkey_alloc(0, PKEY_DISABLE_ACCESS);
     if (key < 0)
         return;
     /* pkey_free(0) succeeds and would hand key 0 out later: never free it. */
@@ -84,6 +94,35 @@ _Bool khi_pkey_mprotect(void *addr, size_t len, int prot, int key)
     return pkey_mprotect(addr, len, prot, key) != 0;
 }
 
+/* A PROT_NONE page for khi_pkey_is_allocated, mapped once. */
+static void *test_page;
+
+bool khi_pkey_test_init(void)
+{
+    if (__atomic_load_n(&test_page, __ATOMIC_ACQUIRE) != NULL)
+        return false;
+    void *p = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return true;
+    void *none = NULL;
+    if (!__atomic_compare_exchange_n(&test_page, &none, p, false, __ATOMIC_RELEASE,
+                                     __ATOMIC_RELAXED))
+        munmap(p, 4096);
+    return false;
+}
+
+bool khi_pkey_is_allocated(unsigned key)
+{
+    void *page = __atomic_load_n(&test_page, __ATOMIC_ACQUIRE);
+    if (page == NULL || key == 0 || key > 15)
+        return true;
+    if (pkey_mprotect(page, 4096, PROT_NONE, (int)key) != 0)
+        return errno != EINVAL;
+    /* Back to key 0: the page never keeps a key that may be freed. */
+    pkey_mprotect(page, 4096, PROT_NONE, 0);
+    return true;
+}
+
 unsigned khi_pkeys_allocated(void)
 {
     static pthread_mutex_t scratch_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -103,4 +142,43 @@ unsigned khi_pkeys_allocated(void)
     }
     pthread_mutex_unlock(&scratch_lock);
     return mask;
+}
+
+/* The value of a "Name:  <decimal>" line of smaps, or -1. */
+static long smaps_field(const char *line, const char *name)
+{
+    size_t n = strlen(name);
+    if (strncmp(line, name, n) != 0)
+        return -1;
+    return strtol(line + n, NULL, 10);
+}
+
+unsigned khi_pkey_mappings(int key)
+{
+    int fd = open("/proc/self/smaps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    unsigned found = 0;
+    char buf[8192];
+    size_t have = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
+        if (n <= 0)
+            break;
+        have += (size_t)n;
+        buf[have] = '\0';
+        char *line = buf, *nl;
+        while ((nl = strchr(line, '\n')) != NULL) {
+            *nl = '\0';
+            if (smaps_field(line, "ProtectionKey:") == key)
+                found++;
+            line = nl + 1;
+        }
+        have = (size_t)(buf + have - line);
+        memmove(buf, line, have);
+        if (have == sizeof buf - 1)
+            have = 0; /* a line this long is no field of ours */
+    }
+    close(fd);
+    return found;
 }

@@ -31,4 +31,20 @@ KHI_FN _Bool khi_pkey_mprotect(void *addr, size_t len, int prot, int key);
  * async-signal-safe (a lock guards the scratch page). */
 KHI_FN unsigned khi_pkeys_allocated(void);
 
+/* khi_pkey_test_init - maps the page khi_pkey_is_allocated uses; once,
+ * before the first call.  Returns true on error. */
+KHI_FN _Bool khi_pkey_test_init(void);
+
+/* khi_pkey_is_allocated - whether some code in the process has allocated
+ * key (1..15), asked of the kernel with one pkey_mprotect of a PROT_NONE
+ * page (EINVAL: nobody has).  Async-signal-safe, no lock: keyheap's PKRU
+ * signal handler calls it.  Says true when it cannot tell. */
+KHI_FN _Bool khi_pkey_is_allocated(unsigned key);
+
+/* khi_pkey_mappings - how many mappings of the process carry key, from
+ * /proc/self/smaps ("ProtectionKey:"); 0 where it cannot be read.  Costs
+ * a walk of every mapping: only for a destroy whose key the program was
+ * told (keyheap_domain_pkey) and may have used with pkey_mprotect. */
+KHI_FN unsigned khi_pkey_mappings(int key);
+
 #endif /* KH_DOMAINS_PKEY_H */

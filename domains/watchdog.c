@@ -1,32 +1,47 @@
 /*
- * domains/watchdog.c - setting PKRU in other threads, and the watchdog.
+ * domains/watchdog.c - closing keys in other threads, and the watchdog.
  *
  * PKRU is per thread, and no thread can write another's.  But a signal
  * handler can: the kernel saves the interrupted PKRU in the signal frame's
  * XSAVE area and restores it from there at sigreturn, edited or not
- * (../shared/PKU-FACTS.md, row 1c).  keyheap signals every thread that ever
- * used a domain (the registry of domains/thread.c) with KHI_PKRU_SIGNAL;
- * the handler edits the saved PKRU and counts itself done.  Two users:
+ * (../shared/PKU-FACTS.md, row 1c).  A round sends KHI_PKRU_SIGNAL to every
+ * task of the process (/proc/self/task: threads keyheap never saw too,
+ * such as glibc's helper threads, thrd_create's and raw clone's), and each
+ * handler closes keys in its own thread, then acknowledges with the
+ * round's number.  Two users:
  *
  *  - keyheap_domain_destroy closes the destroyed domain's key in every
- *    thread before it frees the key, so a thread whose PKRU went stale
- *    (code that ran WRPKRU behind keyheap's back) can never read the next
- *    domain that gets the key.
+ *    task before it frees the key, so a thread whose PKRU went stale can
+ *    never read the next domain that gets the key.
  *  - the watchdog (KEYHEAP_CONF=watchdog:<ms>), a thread that every <ms>
- *    milliseconds has every such thread audit its PKRU against its domain
- *    stack (the shadow), report mismatches and set keyheap's keys back to
- *    the shadow and keys that no code allocated back to access-disabled.
- *    Keys other code allocated are never touched.
+ *    milliseconds has every task close the keys it has open and must not:
+ *    keyheap's keys of domains it is not inside (read-only where it is
+ *    inside read-only), keyheap's kept keys, and keys no code allocated.
+ *
+ * Handlers only ever close keys, never open one: a key of a domain the
+ * thread is inside (a frame of its domain stack) or that keyheap opened
+ * for its own use (khi_internal_open) stays as it is, and keys other code
+ * allocated (foreign) are never touched.  Closing reaches what PKRU will
+ * be again: the live value in the signal frame, every PKRU saved in the
+ * thread's domain stack (each leave restores one), and RAX when the thread
+ * stopped at a WRPKRU (the value it is about to write).  A thread stopped
+ * between an RDPKRU and its WRPKRU holds PKRU in a register keyheap cannot
+ * find; a destroy therefore runs its round again while any handler still
+ * found the key open, up to CLOSE_PASSES times.
  *
  * The handler runs with PKRU at the kernel's default (every key but 0
  * closed) and reads only key-0 memory: keyheap's tables and the thread's
- * own state.  It is async-signal-safe: no lock, no allocation; write(2)
- * for reports.
+ * own state.  It is async-signal-safe: no lock, no allocation; system
+ * calls and write(2) for reports.
  */
 #include "config.h"
 
 #include <cpuid.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/uio.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -53,13 +68,25 @@
 #define XSTATE_BV 512
 #define XFEATURE_PKRU 9
 
-/* One round: what every signalled thread does. */
+/* One round: what every signalled thread does.  The runner writes the
+ * parameters, then the round number (release); a handler reads the number,
+ * the parameters, and the number again, and answers only when it did not
+ * change, so an answer always means "done with this round's parameters".
+ * A late signal of an earlier round applies the current parameters. */
 static struct {
-    unsigned close;   /* AD bits of keys to close */
-    unsigned unowned; /* AD bits of keys nobody has allocated (audit rounds) */
-    bool audit;       /* compare with the shadow, repair, report */
-    unsigned acks;    /* threads that have answered */
+    unsigned close; /* AD bits of keys to close, whatever the thread's stack */
+    bool audit;     /* the watchdog's round: close what the thread must not have */
 } rq;
+static unsigned round_no;
+static unsigned reopened; /* handlers of this round that found a key to close */
+
+/* The tasks of one batch of a round, and the round each has answered. */
+#define BATCH 512u
+static struct task {
+    pid_t tid;
+    unsigned answered;
+} batch[BATCH];
+static unsigned batch_len;
 static pthread_mutex_t round_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static unsigned pkru_offset; /* of PKRU in the standard XSAVE layout; 0: unknown */
@@ -84,44 +111,69 @@ static uint32_t *frame_pkru(ucontext_t *uc, uint64_t **bv)
     return (uint32_t *)(void *)(fx + pkru_offset);
 }
 
-/* Whether the thread was interrupted inside keyheap_enter or keyheap_leave,
- * between its WRPKRU and its depth update: then PKRU is already the new
- * state and the stack still the old one, and the next round audits it. */
-static bool in_transition(const struct keyheap_abi_thread *t, unsigned hw)
+/* Whether the interrupted thread stopped at a WRPKRU (0F 01 EF).  The
+ * bytes are read with process_vm_readv, which fails cleanly where code is
+ * not readable (execute-only pages) instead of faulting in the handler. */
+static bool at_wrpkru(const ucontext_t *uc)
 {
-    unsigned n = t->depth;
-    if (n > 0 && n <= KEYHEAP_MAX_DEPTH && hw == t->stack[n - 1].pkru)
-        return true; /* a leave that has restored PKRU */
-    if (n < KEYHEAP_MAX_DEPTH) {
-        const struct keyheap_abi_frame *f = &t->stack[n];
-        const struct keyheap_domain *d = khi_frame_domain(f);
-        uintptr_t p = (uintptr_t)d, base = (uintptr_t)khi_domains;
-        if (p >= base && p < base + sizeof khi_domains) {
-            unsigned ad = d->abi.ad_bit, pkru = f->pkru;
-            if (hw == (f->readonly ? (pkru & ~ad) | ((pkru & ad) << 1) : pkru & ~(ad * 3u)))
-                return true; /* an enter that has opened its key */
-        }
-    }
-    return false;
+    unsigned char code[3];
+    struct iovec local = {code, sizeof code};
+    struct iovec remote = {(void *)uc->uc_mcontext.gregs[REG_RIP], sizeof code};
+    if (syscall(SYS_process_vm_readv, getpid(), &local, 1ul, &remote, 1ul, 0ul) !=
+        (long)sizeof code)
+        return false;
+    return code[0] == 0x0f && code[1] == 0x01 && code[2] == 0xef;
 }
 
-/* The audit of one thread's saved PKRU: what it must be. */
-static unsigned audit(unsigned hw)
+/* What a thread may have open, as PKRU bits, given the first n frames of
+ * its domain stack: rw keys in *rw, read-only ones in *ro (AD bits). */
+static void allowed_by(const struct keyheap_abi_thread *t, unsigned n, unsigned *rw, unsigned *ro)
 {
-    const struct keyheap_abi_thread *t = &keyheap_abi_self;
-    unsigned want = khi_thread_shadow(hw);
-    if (want == hw || in_transition(t, hw))
-        want = hw;
-    /* Keys keyheap itself opened for a moment (scrubbing) stay as they are. */
-    unsigned internal = khi_internal_open;
-    want = (want & ~internal) | (hw & internal);
-    for (unsigned key = 1; key < 16; key++) {
-        unsigned ad = 1u << (2 * key);
-        if ((rq.unowned & ad) && !(internal & ad) && !(hw & ad))
-            want = (want & ~(ad * 3u)) | ad;
+    uintptr_t base = (uintptr_t)khi_domains;
+    *rw = *ro = 0;
+    for (unsigned i = 0; i < n && i < KEYHEAP_MAX_DEPTH; i++) {
+        uintptr_t p = (uintptr_t)khi_frame_domain(&t->stack[i]);
+        if (p < base || p >= base + sizeof khi_domains || (p - base) % sizeof khi_domains[0])
+            continue;
+        unsigned ad = ((const struct keyheap_domain *)p)->abi.ad_bit;
+        if (t->stack[i].readonly)
+            *ro |= ad;
+        else
+            *rw |= ad;
     }
-    if (want == hw)
-        return hw;
+}
+
+/* The watchdog's rule for one PKRU value of this thread, pkru, with rw and
+ * ro the keys its stack allows there: pkru with every key closed that is
+ * open and must not be (keyheap's keys beyond what the stack allows, keys
+ * nobody allocated); never opens.  *unalloc caches which keys the kernel
+ * says nobody allocated (bit k known in *asked). */
+static unsigned audit_close(unsigned pkru, unsigned rw, unsigned ro, unsigned *asked,
+                            unsigned *unalloc)
+{
+    unsigned held = khi_keys_held(), internal = khi_internal_open;
+    for (unsigned key = 1; key < 16; key++) {
+        unsigned ad = 1u << (2 * key), wd = ad << 1;
+        if ((pkru & ad) || (internal & ad) || (rw & ad))
+            continue; /* closed already, or allowed */
+        if (held & ad) {
+            pkru = (ro & ad) ? pkru | wd : khi_pkru_close(pkru, ad);
+            continue;
+        }
+        if (!(*asked & ad)) {
+            *asked |= ad;
+            if (!khi_pkey_is_allocated(key))
+                *unalloc |= ad;
+        }
+        if (*unalloc & ad)
+            pkru = khi_pkru_close(pkru, ad);
+    }
+    return pkru;
+}
+
+/* One "keyheap: watchdog: ..." line per key the round closed here. */
+static void report(unsigned hw, unsigned want)
+{
     char tid[24], k[24];
     khi_dec(tid, (unsigned long)syscall(SYS_gettid));
     for (unsigned key = 1; key < 16; key++) {
@@ -129,68 +181,246 @@ static unsigned audit(unsigned hw)
         if (((hw ^ want) & bits) == 0)
             continue;
         const struct keyheap_domain *d = khi_domain_of_key(key);
-        const char *owner = d != NULL ? d->name : NULL;
         khi_dec(k, key);
-        if (owner != NULL)
-            khi_warn("watchdog: thread ", tid, ": key ", k, " of domain \"", owner, "\" was ",
+        if (d != NULL)
+            khi_warn("watchdog: thread ", tid, ": key ", k, " of domain \"", d->name, "\" was ",
                      khi_key_rights(hw, key), ", the domain stack says ", khi_key_rights(want, key),
                      "; reset", (char *)NULL);
         else
-            khi_warn("watchdog: thread ", tid, ": key ", k, ", which no code has allocated, was ",
+            khi_warn("watchdog: thread ", tid, ": key ", k,
+                     khi_keys_held() & (1u << (2 * key))
+                         ? ", kept by keyheap after a destroy, was "
+                         : ", which no code has allocated, was ",
                      khi_key_rights(hw, key), "; closed", (char *)NULL);
     }
-    return want;
+}
+
+/* Applies this round to one PKRU value: the destroy's keys closed, and in
+ * an audit round the watchdog's rule with frames [0, n) allowing. */
+static unsigned apply(unsigned pkru, unsigned close, bool audit, unsigned n, unsigned *asked,
+                      unsigned *unalloc)
+{
+    pkru = khi_pkru_close(pkru, close & ~(khi_internal_open & 0x55555555u));
+    if (audit) {
+        unsigned rw, ro;
+        allowed_by(&keyheap_abi_self, n, &rw, &ro);
+        pkru = audit_close(pkru, rw, ro, asked, unalloc);
+    }
+    return pkru;
+}
+
+static void answer(unsigned r)
+{
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+    unsigned n = __atomic_load_n(&batch_len, __ATOMIC_ACQUIRE);
+    for (unsigned i = 0; i < n && i < BATCH; i++)
+        if (__atomic_load_n(&batch[i].tid, __ATOMIC_RELAXED) == tid) {
+            __atomic_store_n(&batch[i].answered, r, __ATOMIC_RELEASE);
+            return;
+        }
 }
 
 static void on_signal(int sig, siginfo_t *info, void *ctx)
 {
     (void)sig, (void)info;
     int saved_errno = errno;
+    ucontext_t *uc = ctx;
+    unsigned r, close;
+    bool audit;
+    do {
+        r = __atomic_load_n(&round_no, __ATOMIC_ACQUIRE);
+        close = __atomic_load_n(&rq.close, __ATOMIC_RELAXED);
+        audit = __atomic_load_n(&rq.audit, __ATOMIC_RELAXED);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    } while (r != __atomic_load_n(&round_no, __ATOMIC_RELAXED));
+
+    struct keyheap_abi_thread *t = &keyheap_abi_self;
+    unsigned depth = t->depth < KEYHEAP_MAX_DEPTH ? t->depth : KEYHEAP_MAX_DEPTH;
+    unsigned asked = 0, unalloc = 0;
+    bool changed = false;
     uint64_t *bv;
-    uint32_t *slot = frame_pkru(ctx, &bv);
+    uint32_t *slot = frame_pkru(uc, &bv);
     if (slot != NULL) {
         /* A PKRU in its initial state is 0 and not stored. */
         unsigned hw = (*bv & (1u << XFEATURE_PKRU)) ? *slot : 0;
-        unsigned want = rq.audit ? audit(hw) : hw;
-        for (unsigned key = 1; key < 16; key++) {
-            unsigned ad = 1u << (2 * key);
-            if (rq.close & ad)
-                want = (want & ~(ad * 3u)) | ad;
-        }
+        unsigned want = apply(hw, close, audit, depth, &asked, &unalloc);
         if (want != hw) {
+            if (audit)
+                report(hw, want);
             *slot = want;
             *bv |= 1u << XFEATURE_PKRU;
+            changed = true;
         }
     }
-    __atomic_add_fetch(&rq.acks, 1, __ATOMIC_RELEASE);
+    /* Each leave restores a saved PKRU: frame i's, with frames [0, i)
+     * still entered. */
+    for (unsigned i = 0; i < depth; i++) {
+        unsigned saved = t->stack[i].pkru;
+        unsigned want = apply(saved, close, audit, i, &asked, &unalloc);
+        if (want != saved) {
+            t->stack[i].pkru = want;
+            changed = true;
+        }
+    }
+    if (at_wrpkru(uc)) {
+        unsigned rax = (unsigned)uc->uc_mcontext.gregs[REG_RAX];
+        unsigned want = apply(rax, close, audit, depth, &asked, &unalloc);
+        if (want != rax) {
+            uc->uc_mcontext.gregs[REG_RAX] = (greg_t)want;
+            changed = true;
+        }
+    }
+    if (changed)
+        __atomic_add_fetch(&reopened, 1, __ATOMIC_RELAXED);
+    answer(r);
     errno = saved_errno;
 }
 
-/* One round: signal every registered thread and wait for their answers.
- * Returns how many did not answer. */
-static unsigned run_round(unsigned close, bool audit_too)
+/* ------------------------------------------------------------- rounds */
+
+/* Whether task tid blocks sig, from /proc/self/task/<tid>/status. */
+static bool task_blocks(pid_t tid, int sig)
+{
+    char path[64], buf[2048], num[24];
+    strcpy(path, "/proc/self/task/");
+    strcat(path, khi_dec(num, (unsigned long)tid));
+    strcat(path, "/status");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    const char *p = strstr(buf, "SigBlk:");
+    if (p == NULL)
+        return false;
+    unsigned long long mask = strtoull(p + 7, NULL, 16);
+    return (mask >> (sig - 1)) & 1u;
+}
+
+/* Signals the tasks of the batch and waits for their answers to round r:
+ * a task that is gone (ESRCH) needs none; after a moment, a task that
+ * blocks the signal and never used a domain is not waited for (glibc's
+ * timer helper thread blocks every signal, for one); the others get up to
+ * a second.  Returns how many did not answer. */
+static unsigned run_batch(unsigned r, pid_t pid)
+{
+    bool done[BATCH];
+    unsigned left = 0;
+    for (unsigned i = 0; i < batch_len; i++) {
+        done[i] = syscall(SYS_tgkill, pid, batch[i].tid, KHI_PKRU_SIGNAL) != 0;
+        left += !done[i];
+    }
+    struct timespec step = {0, 50000};
+    for (unsigned waited = 0; left != 0 && waited < 20000; waited++) {
+        for (unsigned i = 0; i < batch_len; i++)
+            if (!done[i] && __atomic_load_n(&batch[i].answered, __ATOMIC_ACQUIRE) == r) {
+                done[i] = true;
+                left--;
+            }
+        if (left == 0)
+            break;
+        if (waited == 40) /* 2 ms */
+            for (unsigned i = 0; i < batch_len; i++)
+                if (!done[i] && task_blocks(batch[i].tid, KHI_PKRU_SIGNAL) &&
+                    !khi_thread_registered(batch[i].tid)) {
+                    done[i] = true;
+                    left--;
+                }
+        nanosleep(&step, NULL);
+    }
+    return left;
+}
+
+/* Sends the round to every task but the caller, in batches read from
+ * /proc/self/task (or, where /proc is missing, to the registered threads'
+ * answers alone: then nothing reaches threads keyheap never saw).
+ * Returns how many tasks did not answer. */
+static unsigned signal_tasks(unsigned r)
+{
+    pid_t pid = getpid(), me = (pid_t)syscall(SYS_gettid);
+    int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    unsigned missing = 0;
+    char buf[4096];
+    __atomic_store_n(&batch_len, 0, __ATOMIC_RELEASE);
+    for (;;) {
+        long n = syscall(SYS_getdents64, fd, buf, sizeof buf);
+        if (n <= 0)
+            break;
+        for (long off = 0; off < n;) {
+            const struct dirent64 *e = (const struct dirent64 *)(void *)(buf + off);
+            off += e->d_reclen;
+            if (e->d_name[0] < '0' || e->d_name[0] > '9')
+                continue;
+            pid_t tid = (pid_t)strtol(e->d_name, NULL, 10);
+            if (tid == me)
+                continue;
+            if (batch_len == BATCH) {
+                missing += run_batch(r, pid);
+                __atomic_store_n(&batch_len, 0, __ATOMIC_RELEASE);
+            }
+            batch[batch_len].answered = 0;
+            __atomic_store_n(&batch[batch_len].tid, tid, __ATOMIC_RELAXED);
+            __atomic_store_n(&batch_len, batch_len + 1, __ATOMIC_RELEASE);
+        }
+    }
+    close(fd);
+    if (batch_len != 0)
+        missing += run_batch(r, pid);
+    __atomic_store_n(&batch_len, 0, __ATOMIC_RELEASE);
+    return missing;
+}
+
+/* The caller's own part of a destroy's round: it is not inside the
+ * domain (destroy checked), so its PKRU and saved frames close the keys. */
+static void close_here(unsigned close)
+{
+    struct keyheap_abi_thread *t = &keyheap_abi_self;
+    for (unsigned i = 0; i < t->depth && i < KEYHEAP_MAX_DEPTH; i++)
+        t->stack[i].pkru = khi_pkru_close(t->stack[i].pkru, close);
+    unsigned pkru = keyheap_abi_rdpkru();
+    if (khi_pkru_close(pkru, close) != pkru)
+        keyheap_abi_wrpkru(khi_pkru_close(pkru, close));
+}
+
+/* One round; returns how many tasks did not answer, and in *found how
+ * many handlers had something to close. */
+static unsigned run_round(unsigned close, bool audit, unsigned *found)
 {
     pthread_mutex_lock(&round_lock);
-    rq.close = close;
-    rq.audit = audit_too;
-    rq.unowned = 0;
-    if (audit_too) {
-        unsigned allocated = khi_pkeys_allocated();
-        for (unsigned key = 1; key < 16; key++)
-            if (!(allocated & (1u << key)))
-                rq.unowned |= 1u << (2 * key);
-    }
-    __atomic_store_n(&rq.acks, 0, __ATOMIC_RELEASE);
-    unsigned missing = khi_threads_signal_all(KHI_PKRU_SIGNAL, &rq.acks, 1000);
+    __atomic_store_n(&rq.close, close, __ATOMIC_RELAXED);
+    __atomic_store_n(&rq.audit, audit, __ATOMIC_RELAXED);
+    __atomic_store_n(&reopened, 0, __ATOMIC_RELAXED);
+    unsigned r = __atomic_add_fetch(&round_no, 1, __ATOMIC_RELEASE);
+    if (r == 0) /* 0 is "never answered" */
+        r = __atomic_add_fetch(&round_no, 1, __ATOMIC_RELEASE);
+    unsigned missing = signal_tasks(r);
+    *found = __atomic_load_n(&reopened, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&round_lock);
     return missing;
 }
+
+/* Rounds of a destroy, while a handler still found the key open. */
+#define CLOSE_PASSES 4
 
 unsigned khi_close_key_everywhere(unsigned ad_bits)
 {
     if (!installed)
         return 0;
-    return run_round(ad_bits, false);
+    close_here(ad_bits);
+    unsigned missing = 0, found = 0;
+    for (unsigned pass = 0; pass < CLOSE_PASSES; pass++) {
+        missing = run_round(ad_bits, false, &found);
+        if (found == 0 || missing != 0)
+            return missing;
+    }
+    /* Still re-opened after every pass: count it as unanswered, so the
+     * key is kept. */
+    return missing + found;
 }
 
 static void *watchdog_main(void *arg)
@@ -204,7 +434,8 @@ static void *watchdog_main(void *arg)
     unsigned complained = 0;
     for (;;) {
         nanosleep(&period, NULL);
-        unsigned missing = run_round(0, true);
+        unsigned found;
+        unsigned missing = run_round(0, true, &found);
         if (missing != 0 && complained++ == 0) {
             char n[24];
             khi_warn("watchdog: ", khi_dec(n, missing),
@@ -228,7 +459,7 @@ static void start_watchdog(void)
 
 void khi_watchdog_install(void)
 {
-    if (installed)
+    if (installed || khi_pkey_test_init())
         return;
     unsigned a, b, c, d;
     if (__get_cpuid_max(0, NULL) >= 0xd) {
@@ -255,6 +486,7 @@ void khi_watchdog_after_fork(void)
 {
     /* The child's round state may be mid-round in a thread that is gone. */
     pthread_mutex_init(&round_lock, NULL);
+    batch_len = 0;
     if (watchdog_wanted)
         start_watchdog();
 }
