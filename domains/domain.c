@@ -110,6 +110,7 @@ KEYHEAP_API keyheap_domain_t *keyheap_domain_create(const char *name, unsigned f
     if (check_mode() || khi_span_reserve())
         goto out;
     khi_threads_init();
+    khi_spawn_prepare();
     khi_heap_init();
     d = free_slot();
     if (d == NULL) {

@@ -29,6 +29,7 @@
 #include "domains/domain.h"
 #include "domains/fatal.h"
 #include "domains/pkey.h"
+#include "domains/thread.h"
 
 /* What the creating thread restores after the real call. */
 struct closed {
@@ -79,6 +80,25 @@ static void *next_symbol(const char *name)
     if (f == NULL)
         khi_fatal("cannot find the C library's ", name, (char *)NULL);
     return f;
+}
+
+/* ------------------------------------------------- threads that end */
+
+/* pthread_exit and cancellation unwind the thread's stack with libgcc_s,
+ * which glibc dlopens at the first one: inside a domain its link map and
+ * the rest of ld.so's bookkeeping would land in the domain's heap, and the
+ * next thread to read them (exit's _dl_fini, for one) faults.  Loaded here,
+ * at the first domain, on the default heap, glibc finds it loaded. */
+void khi_spawn_prepare(void)
+{
+    static bool done;
+    if (done)
+        return;
+    done = true;
+    keyheap_domain_t *target = keyheap_abi_self.target;
+    keyheap_abi_self.target = NULL;
+    dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_NODELETE);
+    keyheap_abi_self.target = target;
 }
 
 /* ------------------------------------------------------ pthread_create */

@@ -77,6 +77,10 @@ KHI_HIDDEN const struct keyheap_domain *khi_domain_of_key(unsigned key);
  * registry's lock. */
 KHI_HIDDEN bool khi_thread_registered(pid_t tid);
 
+/* khi_spawn_prepare - loads what glibc would load lazily inside a domain
+ * when a thread ends there (domains/spawn.c); once.  pre: the domain lock. */
+KHI_HIDDEN void khi_spawn_prepare(void);
+
 /* khi_threads_init - registers the fork handlers and membarrier; once. */
 KHI_HIDDEN void khi_threads_init(void);
 

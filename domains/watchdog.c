@@ -426,8 +426,11 @@ unsigned khi_close_key_everywhere(unsigned ad_bits)
 static void *watchdog_main(void *arg)
 {
     (void)arg;
+    /* Every signal blocked but keyheap's own, so that a destroy's round
+     * reaches this thread at once like any other. */
     sigset_t all;
     sigfillset(&all);
+    sigdelset(&all, KHI_PKRU_SIGNAL);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     unsigned ms = khi_conf_get()->watchdog_ms;
     struct timespec period = {ms / 1000, (long)(ms % 1000) * 1000000L};

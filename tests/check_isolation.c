@@ -1,0 +1,805 @@
+/*
+ * tests/check_isolation.c - no thread reads a domain it has not entered,
+ * whatever moment of its life it is in.
+ *
+ * Each test attacks the guarantee from a thread at one moment: created
+ * before the first domain; created inside a domain; created while a
+ * destroy runs; created by glibc (thrd_create, a SIGEV_THREAD timer) or by
+ * raw clone, without keyheap's pthread_create; with its PKRU opened by
+ * hand; exiting (thread-specific-data destructors, pthread_exit and
+ * cancellation inside a domain); interrupted by a signal whose handler
+ * enters a domain, at every instruction of enter and leave; under the
+ * watchdog at 1 ms with domains made and destroyed all the time.  The
+ * attacker's read goes through kht_read: a must-fault test accepts only
+ * SEGV_PKUERR on the expected key (exit KHT_EXIT_PKU_FAULT), and each has a
+ * twin in which the same thread enters the domain first and reads fine.
+ * Races are forced (barriers, semaphores, CPU pinning, SCHED_IDLE, single
+ * stepping), never left to chance.
+ *
+ * Runs through tools/pku-run: natively on a CPU with PKU, otherwise (and
+ * with KEYHEAP_PKU_RUNNER=qemu) in a QEMU machine that emulates it.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sched.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <threads.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <keyheap.h>
+
+#include "tests/khfault.h"
+#include "tests/khtest.h"
+
+/* The domain an attacker reads, and what it holds. */
+static struct target {
+    keyheap_domain_t *d;
+    unsigned char *p;
+    int key;
+} target;
+static volatile unsigned char seen;
+static int twin; /* 1: the attacker enters the domain before it reads */
+
+static struct target make_target(const char *name, unsigned char value)
+{
+    struct target t;
+    t.d = keyheap_domain_create(name, 0);
+    ck_assert_msg(t.d != NULL, "keyheap_domain_create(\"%s\"): %s", name, strerror(errno));
+    t.key = keyheap_domain_pkey(t.d);
+    ck_assert_msg(t.key > 0, "no hardware key: run this test through tools/pku-run");
+    t.p = keyheap_malloc(t.d, 64);
+    ck_assert_ptr_nonnull(t.p);
+    keyheap_enter(t.d);
+    memset(t.p, value, 64);
+    keyheap_leave(t.d);
+    return t;
+}
+
+/* The attack, from whatever thread calls it: a plain read of the target,
+ * or in the twin a read inside it.  The must-fault case never returns
+ * (the fault handler exits). */
+static void attack(void)
+{
+    if (twin) {
+        keyheap_enter(target.d);
+        seen = kht_read(target.p + 7);
+        keyheap_leave(target.d);
+    } else {
+        seen = kht_read(target.p + 7);
+    }
+}
+
+/* Arms the fault handler for the target's key (the must-fault case). */
+static void arm(void)
+{
+    if (!twin)
+        kht_expect_pku_fault(target.key);
+}
+
+static void raw_wrpkru(unsigned pkru)
+{
+    __asm__ volatile(".byte 0x0f,0x01,0xef" : : "a"(pkru), "c"(0), "d"(0) : "memory");
+}
+
+static pthread_barrier_t step;
+
+/* keyheap's close rounds signal every thread (SIGRTMAX-1): sleeps and
+ * sem_wait return early with EINTR, as with any signal handler. */
+static void sleep_ms(long ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) == EINTR) {
+    }
+}
+
+static void sem_take(sem_t *s)
+{
+    while (sem_wait(s) != 0)
+        ck_assert_int_eq(errno, EINTR);
+}
+
+static void pin_to_cpu0(void)
+{
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(0, &one);
+    ck_assert_int_eq(sched_setaffinity(0, sizeof one, &one), 0);
+}
+
+/* ------------------------------------- threads that exist before domains */
+
+static void *probe_then_attack(void *arg)
+{
+    /* The first call of the process: keyheap probes for PKU in this
+     * thread. */
+    if (arg != NULL)
+        ck_assert_int_eq(keyheap_pku_supported(), 1);
+    pthread_barrier_wait(&step); /* the domain is made */
+    pthread_barrier_wait(&step);
+    attack();
+    return NULL;
+}
+
+static void pool_before_first_domain(int probe_in_worker)
+{
+    pthread_barrier_init(&step, NULL, 2);
+    if (!probe_in_worker)
+        ck_assert_int_eq(keyheap_pku_supported(), 1);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, probe_then_attack, probe_in_worker ? &t : NULL), 0);
+    pthread_barrier_wait(&step);
+    target = make_target("pool", 0x5a);
+    arm();
+    pthread_barrier_wait(&step);
+    pthread_join(t, NULL);
+    ck_assert_uint_eq(seen, 0x5a); /* the twin */
+}
+
+START_TEST(test_worker_that_probed_pku_before_the_first_domain_cannot_read_it)
+{
+    twin = 0;
+    pool_before_first_domain(1);
+}
+END_TEST
+
+START_TEST(test_worker_that_probed_pku_before_the_first_domain_reads_it_inside)
+{
+    twin = 1;
+    pool_before_first_domain(1);
+}
+END_TEST
+
+START_TEST(test_thread_created_after_keyheap_pku_supported_cannot_read_a_later_domain)
+{
+    twin = 0;
+    pool_before_first_domain(0);
+}
+END_TEST
+
+START_TEST(test_thread_created_after_keyheap_pku_supported_reads_a_later_domain_inside)
+{
+    twin = 1;
+    pool_before_first_domain(0);
+}
+END_TEST
+
+/* --------------------------------------- created while a destroy runs */
+
+static sem_t started, go;
+
+static void *started_then_attack(void *arg)
+{
+    (void)arg;
+    sem_post(&started);
+    sem_take(&go);
+    attack();
+    return NULL;
+}
+
+/* enter(d); pthread_create; leave(d); destroy(d); create(e), e getting
+ * d's key.  The child is pinned to the creator's CPU at SCHED_IDLE, so it
+ * cannot start before the creator blocks, after the destroy: a child that
+ * closed keys itself, from the keys live when it starts, would keep d's
+ * key open and read e. */
+static void child_of_destroyed_domain(void)
+{
+    pin_to_cpu0();
+    sem_init(&started, 0, 0);
+    sem_init(&go, 0, 0);
+    struct target d = make_target("destroyed", 0x11);
+    /* The child inherits SCHED_IDLE and the pinning; this thread goes
+     * back to SCHED_OTHER and keeps the CPU until it blocks. */
+    struct sched_param none = {0};
+    ck_assert_int_eq(pthread_setschedparam(pthread_self(), SCHED_IDLE, &none), 0);
+    keyheap_enter(d.d);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, started_then_attack, NULL), 0);
+    ck_assert_int_eq(pthread_setschedparam(pthread_self(), SCHED_OTHER, &none), 0);
+    keyheap_leave(d.d);
+    ck_assert_int_eq(keyheap_domain_destroy(d.d), 0);
+    sem_take(&started);
+    target = make_target("next", 0x22);
+    ck_assert_int_eq(target.key, d.key);
+    arm();
+    sem_post(&go);
+    pthread_join(t, NULL);
+    ck_assert_uint_eq(seen, 0x22);
+}
+
+START_TEST(test_thread_created_inside_a_domain_destroyed_before_it_ran_cannot_read_the_next)
+{
+    twin = 0;
+    child_of_destroyed_domain();
+}
+END_TEST
+
+START_TEST(test_thread_created_inside_a_domain_destroyed_before_it_ran_reads_the_next_inside)
+{
+    twin = 1;
+    child_of_destroyed_domain();
+}
+END_TEST
+
+/* --------------------------------- threads keyheap's wrapper never sees */
+
+static int thrd_attack(void *arg)
+{
+    (void)arg;
+    attack();
+    return 0;
+}
+
+static void thrd_created_inside(void)
+{
+    target = make_target("thrd", 0x33);
+    arm();
+    keyheap_enter(target.d);
+    thrd_t t;
+    ck_assert_int_eq(thrd_create(&t, thrd_attack, NULL), thrd_success);
+    ck_assert_int_eq(thrd_join(t, NULL), thrd_success);
+    keyheap_leave(target.d);
+    ck_assert_uint_eq(seen, 0x33);
+}
+
+START_TEST(test_thrd_create_inside_a_domain_starts_the_thread_closed)
+{
+    twin = 0;
+    thrd_created_inside();
+}
+END_TEST
+
+START_TEST(test_thrd_create_inside_a_domain_thread_reads_after_entering)
+{
+    twin = 1;
+    thrd_created_inside();
+}
+END_TEST
+
+static void timer_attack(union sigval v)
+{
+    (void)v;
+    /* glibc's notification threads start with every signal blocked; a
+     * blocked SIGSEGV would kill without reaching the fault handler. */
+    sigset_t segv;
+    sigemptyset(&segv);
+    sigaddset(&segv, SIGSEGV);
+    pthread_sigmask(SIG_UNBLOCK, &segv, NULL);
+    attack();
+    sem_post(&go);
+}
+
+/* glibc's first SIGEV_THREAD timer makes its helper thread inside
+ * timer_create, with the caller's PKRU; every notification thread is the
+ * helper's child. */
+static void timer_created_inside(void)
+{
+    sem_init(&go, 0, 0);
+    target = make_target("timer", 0x44);
+    arm();
+    keyheap_enter(target.d);
+    struct sigevent ev;
+    memset(&ev, 0, sizeof ev);
+    ev.sigev_notify = SIGEV_THREAD;
+    ev.sigev_notify_function = timer_attack;
+    timer_t timer;
+    ck_assert_int_eq(timer_create(CLOCK_MONOTONIC, &ev, &timer), 0);
+    struct itimerspec when = {{0, 0}, {0, 10 * 1000 * 1000}};
+    ck_assert_int_eq(timer_settime(timer, 0, &when, NULL), 0);
+    /* Inside the domain until the notification has run. */
+    sem_take(&go);
+    keyheap_leave(target.d);
+    ck_assert_uint_eq(seen, 0x44);
+}
+
+START_TEST(test_sigev_thread_timer_made_inside_a_domain_notifies_closed)
+{
+    twin = 0;
+    timer_created_inside();
+}
+END_TEST
+
+START_TEST(test_sigev_thread_timer_made_inside_a_domain_notification_reads_after_entering)
+{
+    twin = 1;
+    timer_created_inside();
+}
+END_TEST
+
+/* A raw clone shares this thread's TLS: the child touches no TLS, calls
+ * nothing but kht_read, and exits with the raw system call. */
+static volatile int clone_phase;
+static unsigned char *volatile clone_reads;
+static volatile unsigned char clone_seen;
+
+static int clone_main(void *arg)
+{
+    (void)arg;
+    while (clone_phase == 0)
+        __asm__ volatile("pause");
+    clone_seen = kht_read(clone_reads);
+    clone_phase = 2;
+    syscall(SYS_exit, 0);
+    return 0;
+}
+
+/* The clone child is made inside d and inherits d's key open; d is
+ * destroyed and e gets the key.  destroy's close round must reach the
+ * child, which keyheap never saw. */
+static void raw_clone_after_destroy(void)
+{
+    struct target d = make_target("cloned", 0x55);
+    size_t size = 256 * 1024;
+    char *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ck_assert_ptr_ne(stack, MAP_FAILED);
+    keyheap_enter(d.d);
+    int tid = clone(clone_main, stack + size,
+                    CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
+                        CLONE_SYSVSEM,
+                    NULL);
+    ck_assert_int_gt(tid, 0);
+    keyheap_leave(d.d);
+    ck_assert_int_eq(keyheap_domain_destroy(d.d), 0);
+    target = make_target("after-clone", 0x66);
+    ck_assert_int_eq(target.key, d.key);
+    static unsigned char plain = 0x67;
+    clone_reads = twin ? &plain : target.p + 7;
+    arm();
+    clone_phase = 1;
+    while (clone_phase != 2)
+        sleep_ms(1);
+    /* The twins: the child ran and read ordinary memory; this thread reads
+     * e inside. */
+    ck_assert_uint_eq(clone_seen, 0x67);
+    attack();
+    ck_assert_uint_eq(seen, 0x66);
+}
+
+START_TEST(test_raw_clone_thread_made_inside_a_destroyed_domain_cannot_read_the_next)
+{
+    twin = 0;
+    raw_clone_after_destroy();
+}
+END_TEST
+
+START_TEST(test_raw_clone_thread_runs_and_the_next_domain_reads_inside)
+{
+    twin = 1;
+    raw_clone_after_destroy();
+}
+END_TEST
+
+static void *open_everything_then_attack(void *arg)
+{
+    (void)arg;
+    raw_wrpkru(0); /* every key read-write, behind keyheap's back */
+    pthread_barrier_wait(&step);
+    pthread_barrier_wait(&step);
+    attack();
+    return NULL;
+}
+
+/* A thread that never used keyheap opened every key by hand, while d
+ * lived; d is destroyed and e gets d's key. */
+static void hand_opened_then_destroy(void)
+{
+    pthread_barrier_init(&step, NULL, 2);
+    struct target d = make_target("opened", 0x77);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, open_everything_then_attack, NULL), 0);
+    pthread_barrier_wait(&step);
+    ck_assert_int_eq(keyheap_domain_destroy(d.d), 0);
+    target = make_target("after-open", 0x78);
+    ck_assert_int_eq(target.key, d.key);
+    arm();
+    pthread_barrier_wait(&step);
+    pthread_join(t, NULL);
+    ck_assert_uint_eq(seen, 0x78);
+}
+
+START_TEST(test_thread_that_opened_pkru_by_hand_cannot_read_the_next_owner_of_a_key)
+{
+    twin = 0;
+    hand_opened_then_destroy();
+}
+END_TEST
+
+START_TEST(test_thread_that_opened_pkru_by_hand_reads_the_next_owner_after_entering)
+{
+    twin = 1;
+    hand_opened_then_destroy();
+}
+END_TEST
+
+/* ------------------------------------------------------------ exiting */
+
+static pthread_key_t late_key;
+
+static void enter_in_destructor(void *arg)
+{
+    (void)arg;
+    keyheap_enter(target.d);
+    pthread_barrier_wait(&step); /* the destroy is tried */
+    pthread_barrier_wait(&step);
+    seen = kht_read(target.p + 7);
+    keyheap_leave(target.d);
+}
+
+static void *set_late_key(void *arg)
+{
+    if (arg != NULL) { /* registered with keyheap: it used a domain */
+        keyheap_enter(target.d);
+        keyheap_leave(target.d);
+    }
+    ck_assert_int_eq(pthread_setspecific(late_key, &late_key), 0);
+    return NULL;
+}
+
+START_TEST(test_destroy_is_busy_while_a_thread_specific_data_destructor_is_inside)
+{
+    pthread_barrier_init(&step, NULL, 2);
+    target = make_target("destructor", 0x81);
+    /* Made after keyheap's own key (the first domain made it): its
+     * destructor runs after keyheap's in every round. */
+    ck_assert_int_eq(pthread_key_create(&late_key, enter_in_destructor), 0);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, set_late_key, NULL), 0);
+    pthread_barrier_wait(&step);
+    errno = 0;
+    ck_assert_int_eq(keyheap_domain_destroy(target.d), -1);
+    ck_assert_int_eq(errno, EBUSY);
+    pthread_barrier_wait(&step);
+    pthread_join(t, NULL);
+    ck_assert_uint_eq(seen, 0x81);
+    ck_assert_int_eq(keyheap_domain_destroy(target.d), 0);
+}
+END_TEST
+
+static struct {
+    keyheap_domain_t *current; /* keyheap_current() in the cleanup handler */
+    unsigned rights;           /* the domain's key there: PKRU bits */
+} at_cleanup;
+
+/* No malloc here (Check's asserts allocate): after a cancellation the
+ * domain may be closed while it stays malloc's target. */
+static void cleanup_waits(void *arg)
+{
+    (void)arg;
+    at_cleanup.current = keyheap_current();
+    at_cleanup.rights = kht_key_rights(target.key);
+    pthread_barrier_wait(&step);
+    pthread_barrier_wait(&step);
+    /* Entering again is what a cleanup handler that needs the domain does
+     * (it nests: this leave restores what the handler had). */
+    keyheap_enter(target.d);
+    seen = kht_read(target.p + 7);
+    keyheap_leave(target.d);
+}
+
+static void *exit_inside(void *arg)
+{
+    keyheap_enter(target.d);
+    pthread_cleanup_push(cleanup_waits, NULL);
+    if (arg != NULL) {
+        pthread_exit(NULL);
+    } else {
+        for (;;)
+            pause(); /* a cancellation point */
+    }
+    pthread_cleanup_pop(0);
+    return NULL;
+}
+
+/* A thread ends inside the domain, by pthread_exit or cancellation: the
+ * domain stays entered through its cleanup handlers (destroy is EBUSY)
+ * and keyheap's exit hook leaves it; afterwards destroy succeeds.
+ * pthread_exit runs the cleanup with the domain open; a cancellation
+ * acted on in a blocking system call runs it from glibc's cancellation
+ * signal handler, with every key closed (the kernel's PKRU for handlers),
+ * and the domain still entered as far as keyheap knows. */
+static void ends_inside(int by_exit)
+{
+    pthread_barrier_init(&step, NULL, 2);
+    target = make_target("ends", 0x82);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, exit_inside, by_exit ? &t : NULL), 0);
+    if (!by_exit) {
+        sleep_ms(10);
+        ck_assert_int_eq(pthread_cancel(t), 0);
+    }
+    pthread_barrier_wait(&step);
+    errno = 0;
+    ck_assert_int_eq(keyheap_domain_destroy(target.d), -1);
+    ck_assert_int_eq(errno, EBUSY);
+    pthread_barrier_wait(&step);
+    void *result;
+    pthread_join(t, &result);
+    ck_assert_ptr_eq(result, by_exit ? NULL : PTHREAD_CANCELED);
+    ck_assert_ptr_eq(at_cleanup.current, target.d);
+    if (by_exit)
+        ck_assert_uint_eq(at_cleanup.rights, 0u);
+    else
+        ck_assert_uint_eq(at_cleanup.rights & 1u, 1u);
+    ck_assert_uint_eq(seen, 0x82);
+    ck_assert_int_eq(keyheap_domain_destroy(target.d), 0);
+}
+
+START_TEST(test_pthread_exit_inside_a_domain_keeps_it_busy_until_the_thread_is_gone)
+{
+    ends_inside(1);
+}
+END_TEST
+
+START_TEST(test_cancellation_inside_a_domain_keeps_it_busy_until_the_thread_is_gone)
+{
+    ends_inside(0);
+}
+END_TEST
+
+static void enter_in_last_round(void *arg)
+{
+    static __thread int calls;
+    if (++calls < PTHREAD_DESTRUCTOR_ITERATIONS) {
+        pthread_setspecific(late_key, arg);
+        return;
+    }
+    keyheap_enter(target.d);
+}
+
+static void late_enter(void *arg)
+{
+    (void)arg;
+    target = make_target("late", 0x83);
+    ck_assert_int_eq(pthread_key_create(&late_key, enter_in_last_round), 0);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, set_late_key, &t), 0);
+    pthread_join(t, NULL);
+}
+
+START_TEST(test_enter_after_keyheaps_last_exit_hook_aborts_with_message)
+{
+    kht_expect_abort(late_enter, NULL,
+                     "keyheap: keyheap_enter(\"late\") in a thread that is exiting, after "
+                     "keyheap's last thread-exit hook (the last round of thread-specific-data "
+                     "destructors): enter domains in earlier destructors or before the thread "
+                     "ends\n");
+}
+END_TEST
+
+/* -------------------------------- a signal at every instruction of enter */
+
+static struct target inner;
+static volatile unsigned steps, inner_reads;
+
+/* SIGTRAP after every instruction (the trap flag): the handler enters
+ * another domain, reads it, and leaves, wherever the interrupted enter or
+ * leave stood. */
+static void on_trap(int sig, siginfo_t *si, void *ctx)
+{
+    (void)sig, (void)si, (void)ctx;
+    steps++;
+    keyheap_enter(inner.d);
+    inner_reads += kht_read(inner.p + 3) == 0x92;
+    keyheap_leave(inner.d);
+}
+
+static void trap_flag(int on)
+{
+    if (on)
+        __asm__ volatile("pushfq; orq $0x100, (%%rsp); popfq" ::: "memory", "cc");
+    else
+        __asm__ volatile("pushfq; andq $~0x100, (%%rsp); popfq" ::: "memory", "cc");
+}
+
+START_TEST(test_signal_handler_entering_at_every_instruction_of_enter_and_leave)
+{
+    target = make_target("stepped", 0x91);
+    inner = make_target("handler", 0x92);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_trap;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    ck_assert_int_eq(sigaction(SIGTRAP, &sa, NULL), 0);
+    for (int ro = 0; ro < 2; ro++) {
+        trap_flag(1);
+        if (ro)
+            keyheap_enter_ro(target.d);
+        else
+            keyheap_enter(target.d);
+        unsigned char v = kht_read(target.p + 7);
+        keyheap_domain_t *now = keyheap_current();
+        keyheap_leave(target.d);
+        trap_flag(0);
+        ck_assert_uint_eq(v, 0x91);
+        ck_assert_ptr_eq(now, ro ? NULL : target.d);
+        ck_assert_ptr_null(keyheap_current());
+        ck_assert_int_eq(keyheap_audit(0), 0);
+    }
+    ck_assert_uint_gt(steps, 20);
+    ck_assert_uint_eq(inner_reads, steps);
+    /* Closed again: the must-fault half. */
+    kht_expect_pku_fault(target.key);
+    kht_read(target.p + 7);
+}
+END_TEST
+
+/* ------------------------------------------------------------ watchdog */
+
+static volatile int churn_stop;
+static volatile unsigned churn_rounds[2];
+
+static void *churn(void *arg)
+{
+    unsigned id = (unsigned)(uintptr_t)arg;
+    while (!churn_stop) {
+        keyheap_domain_t *d = keyheap_domain_create(id ? "churn-b" : "churn-a", 0);
+        if (d == NULL)
+            continue; /* every key in use by the other thread and the rest */
+        unsigned char *p = keyheap_malloc(d, 256);
+        ck_assert_ptr_nonnull(p);
+        keyheap_enter(d);
+        for (int i = 0; i < 256; i++)
+            p[i] = (unsigned char)i;
+        for (int spin = 0; spin < 2000; spin++) {
+            KHT_REQUIRE(kht_read(p + (spin & 255)) == (unsigned char)(spin & 255),
+                        "the watchdog changed what a domain holds");
+        }
+        keyheap_leave(d);
+        keyheap_free(p);
+        ck_assert_int_eq(keyheap_domain_destroy(d), 0);
+        churn_rounds[id]++;
+    }
+    return NULL;
+}
+
+START_TEST(test_watchdog_at_1ms_never_closes_a_domain_a_thread_is_inside)
+{
+    setenv("KEYHEAP_CONF", "watchdog:1", 1);
+    pthread_t a, b;
+    ck_assert_int_eq(pthread_create(&a, NULL, churn, (void *)0), 0);
+    ck_assert_int_eq(pthread_create(&b, NULL, churn, (void *)1), 0);
+    sleep_ms(400);
+    churn_stop = 1;
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    ck_assert_uint_gt(churn_rounds[0], 5);
+    ck_assert_uint_gt(churn_rounds[1], 5);
+}
+END_TEST
+
+/* A handler runs with every domain closed; the watchdog must not "repair"
+ * its PKRU to the interrupted code's open domains. */
+static void on_usr1(int sig)
+{
+    (void)sig;
+    sleep_ms(50); /* some fifty watchdog rounds */
+    attack();
+}
+
+static void handler_under_watchdog(void)
+{
+    setenv("KEYHEAP_CONF", "watchdog:1", 1);
+    target = make_target("interrupted", 0xa1);
+    signal(SIGUSR1, on_usr1);
+    arm();
+    keyheap_enter(target.d);
+    raise(SIGUSR1);
+    keyheap_leave(target.d);
+    ck_assert_uint_eq(seen, 0xa1);
+}
+
+START_TEST(test_watchdog_never_opens_a_signal_handlers_pkru)
+{
+    twin = 0;
+    handler_under_watchdog();
+}
+END_TEST
+
+START_TEST(test_signal_handler_that_enters_reads_under_the_watchdog)
+{
+    twin = 1;
+    handler_under_watchdog();
+}
+END_TEST
+
+/* enter, leave, then the key opened again by hand to exactly the value the
+ * enter had written: the watchdog closes it. */
+START_TEST(test_watchdog_closes_a_key_reopened_by_hand_after_a_leave)
+{
+    setenv("KEYHEAP_CONF", "watchdog:1", 1);
+    target = make_target("reopened", 0xb1);
+    keyheap_enter(target.d);
+    unsigned inside = kht_pkru();
+    keyheap_leave(target.d);
+    raw_wrpkru(inside);
+    ck_assert_uint_eq(kht_key_rights(target.key), 0);
+    for (int i = 0; i < 10000 && kht_key_rights(target.key) == 0; i++)
+        sleep_ms(1);
+    ck_assert_msg(kht_key_rights(target.key) & 1u, "the watchdog left key %d open", target.key);
+    kht_expect_pku_fault(target.key);
+    kht_read(target.p + 7);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("isolation");
+    TCase *born = tcase_create("born");
+    tcase_set_timeout(born, 120);
+    tcase_add_exit_test(born, test_worker_that_probed_pku_before_the_first_domain_cannot_read_it,
+                        KHT_EXIT_PKU_FAULT);
+    tcase_add_test(born, test_worker_that_probed_pku_before_the_first_domain_reads_it_inside);
+    tcase_add_exit_test(born,
+                        test_thread_created_after_keyheap_pku_supported_cannot_read_a_later_domain,
+                        KHT_EXIT_PKU_FAULT);
+    tcase_add_test(born,
+                   test_thread_created_after_keyheap_pku_supported_reads_a_later_domain_inside);
+    tcase_add_exit_test(
+        born, test_thread_created_inside_a_domain_destroyed_before_it_ran_cannot_read_the_next,
+        KHT_EXIT_PKU_FAULT);
+    tcase_add_test(born,
+                   test_thread_created_inside_a_domain_destroyed_before_it_ran_reads_the_next_inside);
+    tcase_add_exit_test(born, test_thrd_create_inside_a_domain_starts_the_thread_closed,
+                        KHT_EXIT_PKU_FAULT);
+    tcase_add_test(born, test_thrd_create_inside_a_domain_thread_reads_after_entering);
+    tcase_add_exit_test(born, test_sigev_thread_timer_made_inside_a_domain_notifies_closed,
+                        KHT_EXIT_PKU_FAULT);
+    tcase_add_test(born,
+                   test_sigev_thread_timer_made_inside_a_domain_notification_reads_after_entering);
+    tcase_add_exit_test(born,
+                        test_raw_clone_thread_made_inside_a_destroyed_domain_cannot_read_the_next,
+                        KHT_EXIT_PKU_FAULT);
+    tcase_add_test(born, test_raw_clone_thread_runs_and_the_next_domain_reads_inside);
+    tcase_add_exit_test(born,
+                        test_thread_that_opened_pkru_by_hand_cannot_read_the_next_owner_of_a_key,
+                        KHT_EXIT_PKU_FAULT);
+    tcase_add_test(born,
+                   test_thread_that_opened_pkru_by_hand_reads_the_next_owner_after_entering);
+    suite_add_tcase(s, born);
+
+    TCase *ending = tcase_create("ending");
+    tcase_set_timeout(ending, 120);
+    tcase_add_test(ending, test_destroy_is_busy_while_a_thread_specific_data_destructor_is_inside);
+    tcase_add_test(ending, test_pthread_exit_inside_a_domain_keeps_it_busy_until_the_thread_is_gone);
+    tcase_add_test(ending,
+                   test_cancellation_inside_a_domain_keeps_it_busy_until_the_thread_is_gone);
+    tcase_add_test(ending, test_enter_after_keyheaps_last_exit_hook_aborts_with_message);
+    suite_add_tcase(s, ending);
+
+    TCase *signals = tcase_create("signals");
+    tcase_set_timeout(signals, 300);
+    tcase_add_exit_test(signals, test_signal_handler_entering_at_every_instruction_of_enter_and_leave,
+                        KHT_EXIT_PKU_FAULT);
+    suite_add_tcase(s, signals);
+
+    TCase *watchdog = tcase_create("watchdog");
+    tcase_set_timeout(watchdog, 300);
+    tcase_add_test(watchdog, test_watchdog_at_1ms_never_closes_a_domain_a_thread_is_inside);
+    tcase_add_exit_test(watchdog, test_watchdog_never_opens_a_signal_handlers_pkru,
+                        KHT_EXIT_PKU_FAULT);
+    tcase_add_test(watchdog, test_signal_handler_that_enters_reads_under_the_watchdog);
+    tcase_add_exit_test(watchdog, test_watchdog_closes_a_key_reopened_by_hand_after_a_leave,
+                        KHT_EXIT_PKU_FAULT);
+    suite_add_tcase(s, watchdog);
+    return kht_main(s);
+}
