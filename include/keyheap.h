@@ -356,7 +356,23 @@ KEYHEAP_API int keyheap_audit(unsigned flags);
  *
  * (one line; "open:" lists the domains the faulting thread has entered,
  * outermost first, or says "none"; bytes of a name that are quotes,
- * backslashes or not printable ASCII are shown as '?').  Every SIGSEGV,
+ * backslashes or not printable ASCII are shown as '?').  The list is
+ * checked against the PKRU of the faulting code, which the kernel saves in
+ * the signal frame.  Where that PKRU gives some domain other rights than
+ * the thread's enters (a fault inside a signal handler, which runs with
+ * every domain closed whatever the interrupted code entered; or code that
+ * changed PKRU behind keyheap's back), "open:" lists what the hardware had
+ * open instead, every live domain whose key that PKRU left readable, in
+ * the domain table's slot order (creation order until destroyed domains'
+ * slots are reused), and the enters follow:
+ *
+ *   ...; open: "<c>" rw; entered: "<a>" rw, "<b>" ro (PKRU differs from
+ *   the domain stack: a signal handler, which runs with every domain
+ *   closed, or PKRU changed outside keyheap)
+ *
+ * ("open: none; entered: ..." for a fault in a handler that entered
+ * nothing; keys keyheap opened for a moment for its own use, to scrub a
+ * block, are not counted as a difference).  Every SIGSEGV,
  * reported or not (a NULL dereference, another library's key), then goes
  * on to the action that was installed before keyheap's: a handler is
  * called with the kernel's siginfo and context and with its own sa_mask
