@@ -9,14 +9,27 @@
  *   domain "tls-keys" (pkey 1) at ip 0x55d1c0a01139; open: "log" rw
  *
  * (one line; "open:" lists the domains this thread has entered, outermost
- * first, or "none").  Every SIGSEGV, reported or not, then goes on to the
+ * first, or "none").  The domain stack says what keyheap_enter opened, but
+ * the hardware may have had something else open: a signal handler runs
+ * with every domain closed whatever the interrupted code entered, and code
+ * may run WRPKRU behind keyheap's back.  So the faulting context's PKRU is
+ * taken from the signal frame (domains/xsave.h), and where it gives some
+ * domain other rights than the stack, "open:" lists the domains that PKRU
+ * left readable, in slot order, and the stack follows:
+ *
+ *   ...; open: none; entered: "app" rw (PKRU differs from the domain stack:
+ *   a signal handler, which runs with every domain closed, or PKRU changed
+ *   outside keyheap)
+ *
+ * Every SIGSEGV, reported or not, then goes on to the
  * action keyheap's handler replaced (pass_on below), so core dumps,
  * debuggers, sanitizers and fuzzers see the crash as before.
  *
  * on_segv and everything it calls run in a signal handler: they call only
  * async-signal-safe functions (write, syscall, sigaction, pthread_sigmask,
- * raise, sigemptyset, sigismember, sigaddset), take no lock and allocate
- * nothing (objdump -d shows no other call).  The
+ * raise, sigemptyset, sigismember, sigaddset; CPUID and plain loads in
+ * domains/xsave.c), take no lock and allocate nothing (objdump -d shows no
+ * other call).  The
  * kernel starts every handler with the default PKRU (all keys but 0
  * access-disabled), so it reads only key-0 memory: the domain table, this
  * thread's keyheap_abi_self and its own stack.
@@ -36,6 +49,7 @@
 #include "domains/fatal.h"
 #include "domains/fault.h"
 #include "domains/pkey.h"
+#include "domains/xsave.h"
 
 /* Bit 1 of the x86 page-fault error code: the access was a write. */
 #define PF_WRITE 0x2
@@ -142,14 +156,66 @@ static const struct keyheap_domain *table_entry(const keyheap_domain_t *h)
     return (const struct keyheap_domain *)h;
 }
 
-/* "; open: " and this thread's domain stack, outermost first. */
-static void put_open(struct line *l)
+/* What a domain stack frame or a PKRU gives a domain. */
+enum rights { CLOSED, READ_ONLY, READ_WRITE };
+
+static const char *rights_name(enum rights r)
+{
+    return r == READ_WRITE ? " rw" : " ro";
+}
+
+/* The rights pkru gives d's key: access-disable closes it whatever
+ * write-disable says. */
+static enum rights pkru_rights(unsigned pkru, const struct keyheap_domain *d)
+{
+    unsigned bits = (pkru >> (2 * d->pkey)) & 3u;
+    return bits & 1u ? CLOSED : bits & 2u ? READ_ONLY : READ_WRITE;
+}
+
+/* This thread's domain stack, its depth cut to what the stack can hold. */
+static unsigned stack_depth(const struct keyheap_abi_thread *t)
+{
+    return t->depth > KEYHEAP_MAX_DEPTH ? KEYHEAP_MAX_DEPTH : t->depth;
+}
+
+/* The rights the domain stack gives d: the most any of its frames of d
+ * gives (a read-only enter inside a read-write one stays writable). */
+static enum rights stack_rights(const struct keyheap_domain *d)
 {
     const struct keyheap_abi_thread *t = &keyheap_abi_self;
-    unsigned depth = t->depth;
-    if (depth > KEYHEAP_MAX_DEPTH)
-        depth = KEYHEAP_MAX_DEPTH;
-    put(l, "; open: ");
+    enum rights r = CLOSED;
+    for (unsigned i = 0, n = stack_depth(t); i < n; i++) {
+        const struct keyheap_abi_frame *f = &t->stack[i];
+        if (table_entry((keyheap_domain_t *)khi_frame_domain(f)) != d)
+            continue;
+        if (f->readonly && r == CLOSED)
+            r = READ_ONLY;
+        else if (!f->readonly)
+            r = READ_WRITE;
+    }
+    return r;
+}
+
+/* Whether pkru gives some live domain other rights than the domain stack.
+ * Keys keyheap opened for a moment for itself (khi_internal_open: a scrub)
+ * are not counted, open or closed. */
+static bool pkru_differs(unsigned pkru)
+{
+    for (unsigned i = 0; i < KHI_SLOTS; i++) {
+        const struct keyheap_domain *d = &khi_domains[i];
+        if (!khi_domain_live(d) || d->pkey <= 0 || (khi_internal_open & d->abi.ad_bit))
+            continue;
+        if (pkru_rights(pkru, d) != stack_rights(d))
+            return true;
+    }
+    return false;
+}
+
+/* This thread's domain stack, outermost first, or "none". */
+static void put_entered(struct line *l)
+{
+    const struct keyheap_abi_thread *t = &keyheap_abi_self;
+    unsigned depth = stack_depth(t);
     if (depth == 0)
         put(l, "none");
     for (unsigned i = 0; i < depth; i++) {
@@ -161,8 +227,44 @@ static void put_open(struct line *l)
             put_name(l, d);
         else
             put(l, "?");
-        put(l, f->readonly ? " ro" : " rw");
+        put(l, rights_name(f->readonly ? READ_ONLY : READ_WRITE));
     }
+}
+
+/* The live domains pkru leaves readable, in slot order, or "none". */
+static void put_readable(struct line *l, unsigned pkru)
+{
+    bool any = false;
+    for (unsigned i = 0; i < KHI_SLOTS; i++) {
+        const struct keyheap_domain *d = &khi_domains[i];
+        if (!khi_domain_live(d) || d->pkey <= 0 || pkru_rights(pkru, d) == CLOSED)
+            continue;
+        if (any)
+            put(l, ", ");
+        put_name(l, d);
+        put(l, rights_name(pkru_rights(pkru, d)));
+        any = true;
+    }
+    if (!any)
+        put(l, "none");
+}
+
+/* "; open: " and what was open: the domain stack when the faulting
+ * context's PKRU agrees with it (or the frame has no PKRU); otherwise what
+ * PKRU had open, then the stack. */
+static void put_open(struct line *l, const ucontext_t *uc)
+{
+    unsigned pkru;
+    put(l, "; open: ");
+    if (khi_xsave_pkru(uc, &pkru) || !pkru_differs(pkru)) {
+        put_entered(l);
+        return;
+    }
+    put_readable(l, pkru);
+    put(l, "; entered: ");
+    put_entered(l);
+    put(l, " (PKRU differs from the domain stack: a signal handler, which runs with every "
+           "domain closed, or PKRU changed outside keyheap)");
 }
 
 static void report(const struct keyheap_domain *d, const siginfo_t *si, const ucontext_t *uc)
@@ -185,7 +287,7 @@ static void report(const struct keyheap_domain *d, const siginfo_t *si, const uc
     put_dec(&l, (unsigned long)d->pkey);
     put(&l, ") at ip ");
     put_hex(&l, uc == NULL ? 0ul : (unsigned long)uc->uc_mcontext.gregs[REG_RIP]);
-    put_open(&l);
+    put_open(&l, uc);
     line_write(&l);
 }
 

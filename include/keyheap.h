@@ -356,7 +356,23 @@ KEYHEAP_API int keyheap_audit(unsigned flags);
  *
  * (one line; "open:" lists the domains the faulting thread has entered,
  * outermost first, or says "none"; bytes of a name that are quotes,
- * backslashes or not printable ASCII are shown as '?').  Every SIGSEGV,
+ * backslashes or not printable ASCII are shown as '?').  The list is
+ * checked against the PKRU of the faulting code, which the kernel saves in
+ * the signal frame.  Where that PKRU gives some domain other rights than
+ * the thread's enters (a fault inside a signal handler, which runs with
+ * every domain closed whatever the interrupted code entered; or code that
+ * changed PKRU behind keyheap's back), "open:" lists what the hardware had
+ * open instead, every live domain whose key that PKRU left readable, in
+ * the domain table's slot order (creation order until destroyed domains'
+ * slots are reused), and the enters follow:
+ *
+ *   ...; open: "<c>" rw; entered: "<a>" rw, "<b>" ro (PKRU differs from
+ *   the domain stack: a signal handler, which runs with every domain
+ *   closed, or PKRU changed outside keyheap)
+ *
+ * ("open: none; entered: ..." for a fault in a handler that entered
+ * nothing; keys keyheap opened for a moment for its own use, to scrub a
+ * block, are not counted as a difference).  Every SIGSEGV,
  * reported or not (a NULL dereference, another library's key), then goes
  * on to the action that was installed before keyheap's: a handler is
  * called with the kernel's siginfo and context and with its own sa_mask
@@ -514,8 +530,151 @@ KEYHEAP_ABI_INLINE void keyheap_leave(keyheap_domain_t *d)
     t->depth = n - 1;
 }
 
+/* ================================================================= scopes
+ *
+ * A scope enters a domain and leaves it when the enclosing block is left,
+ * so the leave cannot be forgotten on an early return.
+ *
+ *   int sign(keyheap_domain_t *d, ...)
+ *   {
+ *       KEYHEAP_SCOPE(d);        // keyheap_enter(d) here
+ *       if (bad)
+ *           return -1;           // keyheap_leave(d) on the way out
+ *       ...
+ *       return 0;                // and here
+ *   }
+ *
+ * KEYHEAP_SCOPE(d) is a declaration: it evaluates d once, calls
+ * keyheap_enter(d) and declares a hidden variable with
+ * __attribute__((cleanup)), whose cleanup calls keyheap_leave(d) when the
+ * block in which it stands is left by any ordinary path: falling off its
+ * end, return, break, continue, or a goto to a label outside the block.
+ * KEYHEAP_SCOPE_RO(d) does the same with keyheap_enter_ro(d).  Each scope's
+ * variable has its own name (__COUNTER__), so several scopes may stand in
+ * one block; they are left in reverse order, as enters nest.  In C++,
+ * keyheap::scope and keyheap::scope_ro below do the same as objects.
+ *
+ * Rules: do not keyheap_leave(d) yourself inside a scope (the scope's own
+ * leave would then not match and abort); do not jump into a block past a
+ * KEYHEAP_SCOPE (clang refuses such a goto; gcc 12 accepts it silently,
+ * and the cleanup then runs on the uninitialised variable: undefined).
+ *
+ * What happens on the ways out that are not ordinary (observed with gcc
+ * 12, glibc 2.36; tests/check_scope.c and tests/check_scope.cc):
+ *  - longjmp (and siglongjmp) out of a scope runs no cleanup and no C++
+ *    destructor: the domain stays entered, and the next leave that does
+ *    not match aborts.  Either longjmp only within a scope, or leave every
+ *    domain the jump skips explicitly at the landing site.
+ *  - A C++ exception that leaves a keyheap::scope or keyheap::scope_ro
+ *    leaves the domain (the destructor runs while the stack unwinds); a
+ *    plain keyheap_enter without a guard stays entered, as with longjmp.
+ *    A KEYHEAP_SCOPE in C++ code is left by an exception too (g++ runs
+ *    cleanup attributes while unwinding), and so is one in C code compiled
+ *    with -fexceptions, which has the same landing pads pthread_exit runs
+ *    (below).
+ *    WARNING: an exception thrown inside a read-write scope is allocated
+ *    in the domain (libstdc++ allocates exception objects with malloc,
+ *    and std::runtime_error its message with new, and the domain is
+ *    malloc's target), so once the scope is left, the rest of the
+ *    unwinding faults on it (SEGV_PKUERR on the domain's key).  Catch inside the
+ *    read-write scope, or throw only inside keyheap::scope_ro (which
+ *    leaves malloc's target alone: the exception lands on the default
+ *    heap).
+ *  - pthread_exit, and pthread_cancel acted upon at a cancellation point,
+ *    unwind the thread's stack (glibc's forced unwinding): C++ destructors
+ *    run, so a keyheap::scope is left before the thread's pthread key
+ *    destructors run.  A C KEYHEAP_SCOPE is left then only in code
+ *    compiled with -fexceptions; without it (gcc's default for C) its
+ *    cleanup does not run and the thread ends still inside the domain,
+ *    which harms nothing else (PKRU is per thread).  Build C code that
+ *    may exit or be cancelled inside a scope with -fexceptions.
+ *    A cancellation acted upon in a blocking call (glibc 2.36 makes
+ *    cancellation asynchronous around them) unwinds from glibc's
+ *    SIGCANCEL handler, which runs with every domain closed: until the
+ *    innermost guard is left, destructors, cleanups and pthread cleanup
+ *    handlers see every domain closed whatever the domain stack says;
+ *    each leave then restores what its enter found.
+ *    WARNING: the first pthread_exit, cancellation or backtrace() of a
+ *    process makes glibc load its unwinder (libgcc_s, with dlopen); inside
+ *    a domain the loader's allocations land there, and exit() later
+ *    faults in the dynamic loader.  Do one of them outside every domain
+ *    first (a thread that calls pthread_exit, or one call of backtrace),
+ *    as for any library that initialises lazily.
+ */
+#define KEYHEAP_SCOPE_CAT2(a, b) a##b
+#define KEYHEAP_SCOPE_CAT(a, b) KEYHEAP_SCOPE_CAT2(a, b)
+#define KEYHEAP_SCOPE_DECLARE(d, ro, n)                                                            \
+    keyheap_domain_t *const KEYHEAP_SCOPE_CAT(keyheap_scope_, n)                                   \
+        __attribute__((cleanup(keyheap_scope_leave), unused)) = keyheap_scope_enter((d), (ro))
+
+/* KEYHEAP_SCOPE - keyheap_enter(d) until the enclosing block is left. */
+#define KEYHEAP_SCOPE(d) KEYHEAP_SCOPE_DECLARE(d, 0, __COUNTER__)
+
+/* KEYHEAP_SCOPE_RO - keyheap_enter_ro(d) until the enclosing block is left. */
+#define KEYHEAP_SCOPE_RO(d) KEYHEAP_SCOPE_DECLARE(d, 1, __COUNTER__)
+
+/* The two halves of a scope; not for direct use. */
+KEYHEAP_ABI_INLINE keyheap_domain_t *keyheap_scope_enter(keyheap_domain_t *d, int readonly)
+{
+    keyheap_abi_enter(d, readonly ? 1u : 0u);
+    return d;
+}
+
+KEYHEAP_ABI_INLINE void keyheap_scope_leave(keyheap_domain_t *const *d)
+{
+    keyheap_leave(*d);
+}
+
 #ifdef __cplusplus
 }
+#endif
+
+#ifdef __cplusplus
+namespace keyheap
+{
+
+/*
+ * keyheap::scope - keyheap_enter(d) for the lifetime of the object: the
+ * constructor enters, the destructor leaves, also when an exception, or
+ * pthread_exit or cancellation, unwinds through it (see "scopes" above;
+ * longjmp runs no destructor).  Neither copyable nor movable: the leave
+ * belongs to this one object.
+ *
+ *   {
+ *       keyheap::scope in(d);
+ *       use(secret);   // may throw: d is left either way
+ *   }
+ */
+class scope
+{
+  public:
+    explicit scope(keyheap_domain_t *d) noexcept : d_(d) { keyheap_enter(d); }
+    ~scope() noexcept { keyheap_leave(d_); }
+    scope(const scope &) = delete;
+    scope(scope &&) = delete;
+    scope &operator=(const scope &) = delete;
+    scope &operator=(scope &&) = delete;
+
+  private:
+    keyheap_domain_t *const d_;
+};
+
+/* keyheap::scope_ro - the same with keyheap_enter_ro(d). */
+class scope_ro
+{
+  public:
+    explicit scope_ro(keyheap_domain_t *d) noexcept : d_(d) { keyheap_enter_ro(d); }
+    ~scope_ro() noexcept { keyheap_leave(d_); }
+    scope_ro(const scope_ro &) = delete;
+    scope_ro(scope_ro &&) = delete;
+    scope_ro &operator=(const scope_ro &) = delete;
+    scope_ro &operator=(scope_ro &&) = delete;
+
+  private:
+    keyheap_domain_t *const d_;
+};
+
+} /* namespace keyheap */
 #endif
 
 #endif /* KEYHEAP_H */

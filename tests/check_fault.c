@@ -408,6 +408,202 @@ START_TEST(test_report_lists_every_open_domain_outermost_first_with_its_rights)
 }
 END_TEST
 
+/* --------------------------------- the open list is what the hardware had */
+
+/* The tail of a report whose PKRU differs from the domain stack. */
+#define DIFFERS                                                                                    \
+    " (PKRU differs from the domain stack: a signal handler, which runs with every domain "        \
+    "closed, or PKRU changed outside keyheap)"
+
+/* What the SIGUSR1 handler below reads, and whether it enters the block's
+ * domain first. */
+static keyheap_domain_t *handler_domain;
+static unsigned char *handler_block;
+static bool handler_enters;
+
+static void on_usr1_read(int sig)
+{
+    (void)sig;
+    if (handler_enters)
+        keyheap_enter(handler_domain);
+    tell(handler_block, keyheap_domain_pkey(handler_domain));
+    if (kht_read(handler_block) != 0x5a)
+        child_fail("child: the handler read the wrong byte");
+    if (handler_enters)
+        keyheap_leave(handler_domain);
+}
+
+/* Enters "app", and raises SIGUSR1 there; the handler reads block, of
+ * "app" itself (own) or of "other", and enters its domain first (enters). */
+static void signal_in_app(bool own, bool enters)
+{
+    keyheap_domain_t *app = domain("app");
+    keyheap_domain_t *other = domain("other");
+    unsigned char *a = secret(app), *o = secret(other);
+    handler_domain = own ? app : other;
+    handler_block = (own ? a : o) + 4;
+    handler_enters = enters;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1_read;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGUSR1, &sa, NULL) != 0)
+        child_fail("child: cannot install the SIGUSR1 handler");
+    witness_install();
+    keyheap_enter(app);
+    raise(SIGUSR1);
+    if (kht_read(a) != 0x5a)
+        child_fail("child: \"app\" is not open again after the handler");
+    keyheap_leave(app);
+    if (!enters)
+        child_fail("child: the read in the handler did not fault");
+}
+
+static void child_signal_handler_reads_other_domain(void)
+{
+    signal_in_app(false, false);
+}
+
+START_TEST(test_fault_in_signal_handler_reports_none_open_and_the_entered_domains)
+{
+    struct outcome o;
+    run_child(child_signal_handler_reads_other_domain, "fault_report:true", &o);
+    expect_sigsegv_death(&o);
+    expect_witness_then_report(&o, "read", "other", (const void *)kht_read,
+                               "none; entered: \"app\" rw" DIFFERS);
+}
+END_TEST
+
+static void child_signal_handler_enters_other_domain_and_reads(void)
+{
+    signal_in_app(false, true);
+}
+
+START_TEST(test_signal_handler_that_enters_the_other_domain_reads_it_and_reports_nothing)
+{
+    struct outcome o;
+    run_child(child_signal_handler_enters_other_domain_and_reads, "fault_report:true", &o);
+    expect_clean_exit(&o);
+}
+END_TEST
+
+static void child_signal_handler_reads_entered_domain(void)
+{
+    signal_in_app(true, false);
+}
+
+START_TEST(test_fault_in_signal_handler_on_the_interrupted_codes_domain_reports_none_open)
+{
+    struct outcome o;
+    run_child(child_signal_handler_reads_entered_domain, "fault_report:true", &o);
+    expect_sigsegv_death(&o);
+    expect_witness_then_report(&o, "read", "app", (const void *)kht_read,
+                               "none; entered: \"app\" rw" DIFFERS);
+}
+END_TEST
+
+static void child_signal_handler_enters_entered_domain_and_reads(void)
+{
+    signal_in_app(true, true);
+}
+
+START_TEST(test_signal_handler_that_enters_the_interrupted_codes_domain_reads_it)
+{
+    struct outcome o;
+    run_child(child_signal_handler_enters_entered_domain_and_reads, "fault_report:true", &o);
+    expect_clean_exit(&o);
+}
+END_TEST
+
+static void wrpkru(unsigned pkru)
+{
+    __asm__ volatile(".byte 0x0f,0x01,0xef" : : "a"(pkru), "c"(0), "d"(0) : "memory");
+}
+
+/*
+ * Opens "by-hand" with a WRPKRU of its own (read-only when ro), behind
+ * keyheap's back, optionally from inside "app" (inside), and reads a block
+ * of "target" (or, when twin, of "by-hand"). The domains are made in the
+ * order app, by-hand, target, so the hardware's list (slot order) is
+ * "app", "by-hand".
+ */
+static void read_after_opening_by_hand(bool ro, bool inside, bool twin)
+{
+    keyheap_domain_t *app = domain("app");
+    keyheap_domain_t *by_hand = domain("by-hand");
+    keyheap_domain_t *target = domain("target");
+    unsigned char *h = secret(by_hand), *t = secret(target);
+    (void)secret(app);
+    witness_install();
+    if (inside)
+        keyheap_enter(app);
+    int key = keyheap_domain_pkey(by_hand);
+    unsigned bits = 3u << (2 * key);
+    wrpkru((kht_pkru() & ~bits) | (ro ? 2u << (2 * key) : 0u));
+    unsigned char *p = twin ? h + 2 : t + 2;
+    tell(p, keyheap_domain_pkey(twin ? by_hand : target));
+    if (kht_read(p) != 0x5a)
+        child_fail("child: the read gave the wrong byte");
+    if (!twin)
+        child_fail("child: the read of \"target\" did not fault");
+}
+
+static void child_opens_by_hand_and_reads_target(void)
+{
+    read_after_opening_by_hand(false, false, false);
+}
+
+START_TEST(test_fault_after_pkru_opened_by_hand_lists_the_domain_the_hardware_had_open)
+{
+    struct outcome o;
+    run_child(child_opens_by_hand_and_reads_target, "fault_report:true", &o);
+    expect_sigsegv_death(&o);
+    expect_witness_then_report(&o, "read", "target", (const void *)kht_read,
+                               "\"by-hand\" rw; entered: none" DIFFERS);
+}
+END_TEST
+
+static void child_opens_by_hand_and_reads_it(void)
+{
+    read_after_opening_by_hand(false, false, true);
+}
+
+START_TEST(test_read_of_domain_opened_by_hand_works_and_reports_nothing)
+{
+    struct outcome o;
+    run_child(child_opens_by_hand_and_reads_it, "fault_report:true", &o);
+    expect_clean_exit(&o);
+}
+END_TEST
+
+static void child_inside_app_opens_by_hand_read_only_and_reads_target(void)
+{
+    read_after_opening_by_hand(true, true, false);
+}
+
+START_TEST(test_fault_after_pkru_opened_by_hand_inside_a_domain_lists_both_in_slot_order)
+{
+    struct outcome o;
+    run_child(child_inside_app_opens_by_hand_read_only_and_reads_target, "fault_report:true", &o);
+    expect_sigsegv_death(&o);
+    expect_witness_then_report(&o, "read", "target", (const void *)kht_read,
+                               "\"app\" rw, \"by-hand\" ro; entered: \"app\" rw" DIFFERS);
+}
+END_TEST
+
+static void child_inside_app_opens_by_hand_read_only_and_reads_it(void)
+{
+    read_after_opening_by_hand(true, true, true);
+}
+
+START_TEST(test_read_of_domain_opened_read_only_by_hand_inside_a_domain_works)
+{
+    struct outcome o;
+    run_child(child_inside_app_opens_by_hand_read_only_and_reads_it, "fault_report:true", &o);
+    expect_clean_exit(&o);
+}
+END_TEST
+
 /* -------------------------------------------------- fault_report:false */
 
 START_TEST(test_fault_report_false_still_dies_by_sigsegv_and_prints_no_report)
@@ -705,6 +901,23 @@ int main(void)
                    test_fault_report_false_still_dies_by_sigsegv_and_prints_no_report);
     tcase_add_test(domain_faults, test_fault_report_false_read_from_inside_works);
     suite_add_tcase(s, domain_faults);
+
+    TCase *hardware = tcase_create("hardware");
+    tcase_set_timeout(hardware, 120);
+    tcase_add_test(hardware,
+                   test_fault_in_signal_handler_reports_none_open_and_the_entered_domains);
+    tcase_add_test(hardware,
+                   test_signal_handler_that_enters_the_other_domain_reads_it_and_reports_nothing);
+    tcase_add_test(hardware,
+                   test_fault_in_signal_handler_on_the_interrupted_codes_domain_reports_none_open);
+    tcase_add_test(hardware, test_signal_handler_that_enters_the_interrupted_codes_domain_reads_it);
+    tcase_add_test(hardware,
+                   test_fault_after_pkru_opened_by_hand_lists_the_domain_the_hardware_had_open);
+    tcase_add_test(hardware, test_read_of_domain_opened_by_hand_works_and_reports_nothing);
+    tcase_add_test(hardware,
+                   test_fault_after_pkru_opened_by_hand_inside_a_domain_lists_both_in_slot_order);
+    tcase_add_test(hardware, test_read_of_domain_opened_read_only_by_hand_inside_a_domain_works);
+    suite_add_tcase(s, hardware);
 
     TCase *others = tcase_create("not-ours");
     tcase_set_timeout(others, 120);
