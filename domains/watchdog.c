@@ -36,7 +36,6 @@
  */
 #include "config.h"
 
-#include <cpuid.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -57,16 +56,7 @@
 #include "domains/pkey.h"
 #include "domains/thread.h"
 #include "domains/watchdog.h"
-
-/* The fxsave image's software bytes (the kernel's struct _fpx_sw_bytes):
- * magic, then the XSAVE features present, then the frame's XSAVE size; the
- * XSAVE header's XSTATE_BV follows the 512-byte legacy area. */
-#define SW_BYTES 464
-#ifndef FP_XSTATE_MAGIC1
-#define FP_XSTATE_MAGIC1 0x46505853u
-#endif
-#define XSTATE_BV 512
-#define XFEATURE_PKRU 9
+#include "domains/xsave.h"
 
 /* One round: what every signalled thread does.  The runner writes the
  * parameters, then the round number (release); a handler reads the number,
@@ -89,27 +79,8 @@ static struct task {
 static unsigned batch_len;
 static pthread_mutex_t round_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static unsigned pkru_offset; /* of PKRU in the standard XSAVE layout; 0: unknown */
 static bool installed;       /* the handler; guarded by the domain lock */
 static bool watchdog_wanted; /* KEYHEAP_CONF has watchdog:<ms> */
-
-/* The saved PKRU in the signal frame, or NULL where the frame has none. */
-static uint32_t *frame_pkru(ucontext_t *uc, uint64_t **bv)
-{
-    unsigned char *fx = (unsigned char *)uc->uc_mcontext.fpregs;
-    if (fx == NULL || pkru_offset == 0)
-        return NULL;
-    uint32_t magic, size;
-    uint64_t features;
-    memcpy(&magic, fx + SW_BYTES, sizeof magic);
-    memcpy(&features, fx + SW_BYTES + 8, sizeof features);
-    memcpy(&size, fx + SW_BYTES + 16, sizeof size);
-    if (magic != FP_XSTATE_MAGIC1 || !(features & (1u << XFEATURE_PKRU)) ||
-        size < pkru_offset + sizeof(uint32_t))
-        return NULL;
-    *bv = (uint64_t *)(void *)(fx + XSTATE_BV);
-    return (uint32_t *)(void *)(fx + pkru_offset);
-}
 
 /* Whether the interrupted thread stopped at a WRPKRU (0F 01 EF).  The
  * bytes are read with process_vm_readv, which fails cleanly where code is
@@ -239,16 +210,16 @@ static void on_signal(int sig, siginfo_t *info, void *ctx)
     unsigned asked = 0, unalloc = 0;
     bool changed = false;
     uint64_t *bv;
-    uint32_t *slot = frame_pkru(uc, &bv);
+    uint32_t *slot = khi_xsave_pkru_slot(uc, &bv);
     if (slot != NULL) {
         /* A PKRU in its initial state is 0 and not stored. */
-        unsigned hw = (*bv & (1u << XFEATURE_PKRU)) ? *slot : 0;
+        unsigned hw = (*bv & (1u << KHI_XFEATURE_PKRU)) ? *slot : 0;
         unsigned want = apply(hw, close, audit, depth, &asked, &unalloc);
         if (want != hw) {
             if (audit)
                 report(hw, want);
             *slot = want;
-            *bv |= 1u << XFEATURE_PKRU;
+            *bv |= 1u << KHI_XFEATURE_PKRU;
             changed = true;
         }
     }
@@ -464,13 +435,6 @@ void khi_watchdog_install(void)
 {
     if (installed || khi_pkey_test_init())
         return;
-    unsigned a, b, c, d;
-    if (__get_cpuid_max(0, NULL) >= 0xd) {
-        __cpuid_count(0xd, XFEATURE_PKRU, a, b, c, d);
-        (void)c, (void)d;
-        if (a >= sizeof(uint32_t))
-            pkru_offset = b;
-    }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_signal;
