@@ -221,13 +221,18 @@ void khi_dead_domain(const void *p, const char *what)
 }
 
 /* Whether p lies inside a live block of d (not at its start): the nearest
- * block start below p in the map, if live, must reach past p.  A scan of
- * the map, on the way to a fatal error only. */
+ * block start below p in the map, if live, must reach past p.  That start
+ * is in p's own granule when p is not granule-aligned (1..15 bytes into a
+ * block), else in an earlier one.  A scan of the map, on the way to a
+ * fatal error only. */
 static bool interior(const struct keyheap_domain *d, const void *p)
 {
-    const unsigned char *first = khi_map_of((const void *)d->start), *m = khi_map_of(p);
-    while (m > first && *--m == KHI_MAP_NONE) {
-    }
+    if ((uintptr_t)p <= d->start)
+        return false;
+    const unsigned char *first = khi_map_of((const void *)d->start);
+    const unsigned char *m = khi_map_of((const char *)p - 1);
+    while (m > first && *m == KHI_MAP_NONE)
+        m--;
     if (!is_live(*m))
         return false;
     uintptr_t start = khi_span.base + ((uintptr_t)(m - khi_span.map) << KHI_GRANULE_SHIFT);
@@ -243,7 +248,8 @@ static __attribute__((noreturn, cold, noinline)) void misuse(const void *p, cons
     if (!khi_domain_live(d))
         khi_dead_domain(p, op);
     const char *kind;
-    if (*khi_map_of(p) == KHI_MAP_FREED)
+    bool aligned = ((uintptr_t)p & (KHI_GRANULE - 1)) == 0; /* could be a block's start */
+    if (aligned && *khi_map_of(p) == KHI_MAP_FREED)
         kind = op[0] == 'f' ? "double " : "use-after-free ";
     else if (interior(d, p))
         kind = "interior-pointer ";
@@ -255,13 +261,20 @@ static __attribute__((noreturn, cold, noinline)) void misuse(const void *p, cons
 }
 
 /* The domain of p, a live block, and p's map byte; anything else is fatal
- * (misuse).  The map byte alone decides: a destroyed domain's part of the
- * map is all zeroes (khi_region_discard), so its blocks are not live. */
+ * (misuse).  The map byte and p's alignment decide: a destroyed domain's
+ * part of the map is all zeroes (khi_region_discard), so its blocks are not
+ * live; and a byte stands for a whole granule, so p 1..15 bytes past a
+ * block's start has that block's byte, but blocks start granule-aligned.
+ * One comparison tests both: a live byte (1..0xfe) less one is at most
+ * 0xfd, and p's offset in its granule, shifted to the top bits, makes any
+ * misaligned p more. */
+_Static_assert(KHI_MAP_NONE == 0 && KHI_MAP_FREED == 0xff, "live map bytes are 1..0xfe");
 static inline struct keyheap_domain *live_block(const void *p, const char *op, unsigned char **map)
 {
     uintptr_t off = (uintptr_t)p - khi_span.base;
     unsigned char *m = khi_span.map + (off >> KHI_GRANULE_SHIFT);
-    if (__builtin_expect(!is_live(*m), 0))
+    uintptr_t misaligned = (uintptr_t)p << (sizeof(uintptr_t) * 8 - KHI_GRANULE_SHIFT);
+    if (__builtin_expect((misaligned | (*m - 1u)) > KHI_MAP_FREED - 2u, 0))
         misuse(p, op);
     *map = m;
     return &khi_domains[off >> khi_span.shift];

@@ -400,6 +400,17 @@ KEYHEAP_API int keyheap_audit(unsigned flags);
  * they return; a handler that needs a domain enters it itself.  A fork
  * child keeps its domains, and the calling thread's open ones.
  *
+ * Signal stacks: a handler on an alternate signal stack in domain memory
+ * would fault on its first push (and kill the process).  keyheap exports
+ * sigaltstack (also with --disable-malloc-replacement): a stack that
+ * overlaps any domain's memory is never given to the kernel; this thread
+ * gets a substitute of the same size in ordinary memory (key 0, a PROT_NONE
+ * guard page below it) instead, with one "keyheap: sigaltstack: ..."
+ * warning per process, and later calls report the stack the program gave
+ * (ss_sp, ss_size) in its place.  Replacing or disabling the stack, or the
+ * thread's exit, unmaps the substitute; every other call goes straight to
+ * the C library's sigaltstack.
+ *
  * WARNING: memory handed to system calls (read, write, ...) must be
  * accessible: enter the domain first, or the kernel returns EFAULT.
  * WARNING: initialise libraries (stdio buffers, lazily built tables) before

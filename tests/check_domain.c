@@ -1000,6 +1000,63 @@ START_TEST(test_free_of_interior_pointer_in_domain_aborts_with_message)
 }
 END_TEST
 
+/* Pointers past a block's start that are no block's start: 1..15 bytes in,
+ * inside the block's first 16-byte granule (so they share its byte in the
+ * block map), and some further in. */
+static const size_t interior_offsets[] = {1,  2,  3,  4,  5,  6,  7,  8,   9,    10,
+                                          11, 12, 13, 14, 15, 16, 17, 100, 4095, 4096 + 1};
+
+/* Blocks small (the smallest class, a magazine class, a bigger slab class)
+ * and large (guarded). */
+static const size_t interior_sizes[] = {16, 48, 8192, 64 * 1024};
+
+/* Runs op on every interior offset of a block of each size in domain name,
+ * expecting "keyheap: interior-pointer <what> of <p> ..."; the twin: the
+ * block's own start works with malloc_usable_size, realloc and free. */
+static void expect_interior_aborts(void (*op)(void *), const char *what, const char *name)
+{
+    keyheap_domain_t *d = domain(name);
+    char line[64];
+    snprintf(line, sizeof line, "interior-pointer %s", what);
+    for (size_t i = 0; i < sizeof interior_sizes / sizeof interior_sizes[0]; i++) {
+        size_t size = interior_sizes[i];
+        unsigned char *p = secret(d, size, (unsigned char)(i + 1));
+        for (size_t k = 0; k < sizeof interior_offsets / sizeof interior_offsets[0]; k++) {
+            size_t off = interior_offsets[k];
+            if (off < size)
+                kht_expect_abort(op, p + off, misuse_line(line, p + off, name));
+        }
+        ck_assert_uint_ge(malloc_usable_size(p), size);
+        p = v_realloc(p, size);
+        ck_assert_ptr_eq(keyheap_domain_of(p), d);
+        ck_assert_uint_eq((uintptr_t)p % 16, 0);
+        keyheap_enter(d);
+        ck_assert_uint_eq(p[0], i + 1);
+        ck_assert_uint_eq(p[size - 1], i + 1);
+        keyheap_leave(d);
+        v_free(p);
+    }
+    ck_assert_int_eq(keyheap_domain_destroy(d), 0);
+}
+
+START_TEST(test_free_of_pointer_1_to_15_bytes_or_more_into_block_aborts_as_interior)
+{
+    expect_interior_aborts(do_free, "free", "in-free");
+}
+END_TEST
+
+START_TEST(test_realloc_of_pointer_1_to_15_bytes_or_more_into_block_aborts_as_interior)
+{
+    expect_interior_aborts(do_realloc, "realloc", "in-realloc");
+}
+END_TEST
+
+START_TEST(test_usable_size_of_pointer_1_to_15_bytes_or_more_into_block_aborts_as_interior)
+{
+    expect_interior_aborts(do_usable_size, "malloc_usable_size", "in-usable");
+}
+END_TEST
+
 START_TEST(test_free_of_never_allocated_domain_address_aborts_with_message)
 {
     keyheap_domain_t *d = domain("wild");
@@ -2242,6 +2299,12 @@ int main(void)
     tcase_set_timeout(misuse, 120);
     tcase_add_test(misuse, test_double_free_in_domain_aborts_with_message);
     tcase_add_test(misuse, test_free_of_interior_pointer_in_domain_aborts_with_message);
+    tcase_add_test(misuse,
+                   test_free_of_pointer_1_to_15_bytes_or_more_into_block_aborts_as_interior);
+    tcase_add_test(misuse,
+                   test_realloc_of_pointer_1_to_15_bytes_or_more_into_block_aborts_as_interior);
+    tcase_add_test(misuse,
+                   test_usable_size_of_pointer_1_to_15_bytes_or_more_into_block_aborts_as_interior);
     tcase_add_test(misuse, test_free_of_never_allocated_domain_address_aborts_with_message);
     tcase_add_test(misuse, test_free_or_realloc_of_destroyed_domains_block_aborts_with_message);
     tcase_add_test(misuse, test_strict_domain_aborts_when_a_block_is_freed_from_outside);
