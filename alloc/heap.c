@@ -157,15 +157,20 @@ static inline void *je_alloc(const struct keyheap_domain *d, size_t size, size_t
  * (and past the thread cache: large blocks are never taken from it). */
 static __attribute__((noinline)) void give_back(void *p, int flags)
 {
+    const struct keyheap_domain *d = khi_slot_of(p);
+    unsigned busy = khi_busy_begin(d, p, "free");
     if (((uintptr_t)p & (guard_page - 1)) == 0) {
         size_t n = kh_je_malloc_usable_size(p);
         if (n >= large_min) {
-            if (unguard(khi_slot_of(p), p, n - guard_extra))
+            if (unguard(d, p, n - guard_extra)) {
+                khi_busy_end(busy);
                 return; /* (not seen) the block's address space stays out of use */
+            }
             flags = KHI_JE_TCACHE_NONE;
         }
     }
     kh_je_dallocx(p, flags);
+    khi_busy_end(busy);
 }
 
 /* The magazine classes: map code (KHI_MAP_CLASS + class) of a request of
@@ -301,12 +306,13 @@ static __attribute__((noreturn, cold, noinline)) void strict_outside(const struc
 /* A new block of code's class from jemalloc, through this thread's cache. */
 static __attribute__((noinline)) void *malloc_slow(struct keyheap_domain *d, size_t size)
 {
+    unsigned busy = khi_busy_begin(d, NULL, "malloc");
     void *p = je_alloc(d, size, 1, khi_thread_flags(d));
-    if (__builtin_expect(p == NULL, 0)) {
+    if (__builtin_expect(p != NULL, 1))
+        *khi_map_of(p) = map_code(size);
+    khi_busy_end(busy);
+    if (p == NULL)
         errno = ENOMEM;
-        return NULL;
-    }
-    *khi_map_of(p) = map_code(size);
     return p;
 }
 
@@ -327,7 +333,7 @@ void *khi_domain_malloc(struct keyheap_domain *d, size_t size)
     return malloc_slow(d, size);
 }
 
-void *khi_domain_alloc(struct keyheap_domain *d, size_t size, size_t align, bool zero)
+static void *domain_alloc(struct keyheap_domain *d, size_t size, size_t align, bool zero)
 {
     if (align <= 1 && !zero)
         return khi_domain_malloc(d, size);
@@ -349,6 +355,17 @@ void *khi_domain_alloc(struct keyheap_domain *d, size_t size, size_t align, bool
     }
     /* Over-aligned blocks stay out of the magazines. */
     *khi_map_of(p) = align <= KHI_GRANULE ? map_code(size) : KHI_MAP_LIVE;
+    return p;
+}
+
+/* The explicit API's way in, and calloc's and the aligned family's: not
+ * the path of plain malloc inside a domain (khi_domain_malloc), so it can
+ * afford the busy mark around even a magazine pop. */
+void *khi_domain_alloc(struct keyheap_domain *d, size_t size, size_t align, bool zero)
+{
+    unsigned busy = khi_busy_begin(d, NULL, zero ? "calloc" : "malloc");
+    void *p = domain_alloc(d, size, align, zero);
+    khi_busy_end(busy);
     return p;
 }
 
@@ -378,6 +395,7 @@ static __attribute__((noinline)) void free_slow(struct keyheap_domain *d, void *
         *khi_map_of(p) = (unsigned char)code; /* the block stays as it was */
         strict_outside(d, p);
     }
+    unsigned busy = khi_busy_begin(d, p, "free");
     if (!(d->flags & KEYHEAP_NOSCRUB)) {
         size_t n = code >= KHI_MAP_CLASS ? mag_size[code - KHI_MAP_CLASS] : block_usable(p);
         struct khi_open pkru = khi_domain_open(d);
@@ -390,6 +408,7 @@ static __attribute__((noinline)) void free_slow(struct keyheap_domain *d, void *
         release(tc, p, code);
     else
         give_back(p, flags); /* no cache: the thread is exiting */
+    khi_busy_end(busy);
 }
 
 /* The common case (a NOSCRUB domain, not STRICT, this thread's cache made:
@@ -408,10 +427,8 @@ void khi_domain_free(void *p)
     release(tc, p, code);
 }
 
-void *khi_domain_realloc(void *p, size_t size)
+static void *domain_realloc(struct keyheap_domain *d, unsigned char *map, void *p, size_t size)
 {
-    unsigned char *map;
-    struct keyheap_domain *d = live_block(p, "realloc", &map);
     int flags = khi_thread_flags(d);
     size = at_least_granule(size);
     size_t old = kh_je_malloc_usable_size(p);
@@ -449,6 +466,16 @@ void *khi_domain_realloc(void *p, size_t size)
     khi_domain_close(d, pkru);
     if (q == NULL)
         errno = ENOMEM;
+    return q;
+}
+
+void *khi_domain_realloc(void *p, size_t size)
+{
+    unsigned char *map;
+    struct keyheap_domain *d = live_block(p, "realloc", &map);
+    unsigned busy = khi_busy_begin(d, p, "realloc");
+    void *q = domain_realloc(d, map, p, size);
+    khi_busy_end(busy);
     return q;
 }
 

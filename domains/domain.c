@@ -211,9 +211,14 @@ KEYHEAP_API int keyheap_domain_destroy(keyheap_domain_t *handle)
         errno = EBUSY;
         return -1;
     }
-    /* Order matters: caches hold objects of the arena; emptying the arena
-     * decommits all its extents through the hooks; the region is discarded
-     * (pages, data and tags gone) before the key can be handed out again. */
+    /* Order matters: the domain is dead first, so that a heap call that
+     * starts in another thread (a contract violation) aborts with a
+     * message, and the calls already running end before their caches go;
+     * caches hold objects of the arena; emptying the arena decommits all
+     * its extents through the hooks; the region is discarded (pages, data
+     * and tags gone) before the key can be handed out again. */
+    __atomic_store_n(&d->abi.live, 0u, __ATOMIC_RELEASE);
+    khi_threads_wait_idle(d);
     khi_threads_drop_tcaches(d);
     if (khi_je_arena_empty(d->arena))
         khi_fatal("keyheap_domain_destroy(\"", d->name,
@@ -232,7 +237,6 @@ KEYHEAP_API int keyheap_domain_destroy(keyheap_domain_t *handle)
                   "\"): cannot unmap the domain's "
                   "memory; its key is kept",
                   (char *)NULL);
-    __atomic_store_n(&d->abi.live, 0u, __ATOMIC_RELEASE);
     if (d->pkey > 0)
         release_key(d);
     d->gen++;

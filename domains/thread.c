@@ -26,6 +26,8 @@
 KEYHEAP_API __thread struct keyheap_abi_thread keyheap_abi_self;
 __thread struct khi_thread_tc khi_thread_tcs[KHI_SLOTS];
 __thread unsigned khi_internal_open;
+__thread unsigned khi_heap_busy;
+__thread bool khi_thread_known;
 
 /* A registered thread: one that entered a domain or made a cache for one.
  * The node is ordinary memory of the default heap, not the thread's TLS:
@@ -36,12 +38,13 @@ struct khi_thread {
     struct khi_thread *next, *prev;
     struct keyheap_abi_thread *abi;
     struct khi_thread_tc *tcs;
+    const unsigned *busy; /* its khi_heap_busy */
     pid_t tid;
 };
 
 static __thread struct khi_thread *me; /* this thread's node, or NULL */
 static __thread bool exiting;          /* the exit hook's last round ran */
-static struct khi_thread registry = {&registry, &registry, NULL, NULL, 0};
+static struct khi_thread registry = {&registry, &registry, NULL, NULL, NULL, 0};
 static pthread_mutex_t threads_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_key_t exit_key;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -132,6 +135,7 @@ static void thread_exit(void *arg)
     }
     /* Frees after this point (later destructors) use no cache. */
     exiting = true;
+    khi_thread_known = true;
     leave_all_at_exit();
     pthread_mutex_unlock(&threads_lock);
 }
@@ -151,6 +155,7 @@ static void register_self(void)
 {
     if (me != NULL || exiting)
         return;
+    khi_thread_known = true;
     khi_threads_init();
     struct khi_thread *t = kh_je_calloc(1, sizeof *t);
     if (t == NULL)
@@ -159,6 +164,7 @@ static void register_self(void)
                   (char *)NULL);
     t->abi = &keyheap_abi_self;
     t->tcs = khi_thread_tcs;
+    t->busy = &khi_heap_busy;
     t->tid = (pid_t)syscall(SYS_gettid);
     pthread_mutex_lock(&threads_lock);
     t->next = registry.next;
@@ -168,6 +174,12 @@ static void register_self(void)
     me = t;
     pthread_mutex_unlock(&threads_lock);
     pthread_setspecific(exit_key, t);
+}
+
+void khi_thread_register(void)
+{
+    register_self();
+    khi_thread_known = true;
 }
 
 int khi_thread_flags_slow(struct keyheap_domain *d)
@@ -230,6 +242,37 @@ bool khi_threads_inside(const struct keyheap_domain *d)
     }
     pthread_mutex_unlock(&threads_lock);
     return inside;
+}
+
+void khi_threads_wait_idle(const struct keyheap_domain *d)
+{
+    struct timespec step = {0, 100000};
+    for (;;) {
+        bool busy = false;
+        pthread_mutex_lock(&threads_lock);
+        sweep_dead();
+        barrier_all_threads();
+        for (struct khi_thread *t = registry.next; t != &registry && !busy; t = t->next)
+            busy = __atomic_load_n(t->busy, __ATOMIC_RELAXED) == d->slot + 1;
+        pthread_mutex_unlock(&threads_lock);
+        if (!busy)
+            return;
+        nanosleep(&step, NULL);
+    }
+}
+
+void khi_heap_racing_destroy(const struct keyheap_domain *d, const void *p, const char *op)
+{
+    char buf[24];
+    if (p != NULL)
+        khi_fatal(op, " of ", khi_hex(buf, (unsigned long)p), " in domain \"", d->name,
+                  "\" while keyheap_domain_destroy destroys it (no thread may use a domain "
+                  "that is being destroyed)",
+                  (char *)NULL);
+    khi_fatal(op, " in domain \"", d->name,
+              "\" while keyheap_domain_destroy destroys it (no thread may use a domain that is "
+              "being destroyed)",
+              (char *)NULL);
 }
 
 void khi_threads_drop_tcaches(const struct keyheap_domain *d)

@@ -36,6 +36,51 @@ struct khi_thread_tc {
 };
 KHI_HIDDEN extern __thread struct khi_thread_tc khi_thread_tcs[KHI_SLOTS];
 
+/* The slot + 1 of the domain whose heap this thread is working in through
+ * jemalloc (the slow paths of malloc and free, realloc, the explicit API),
+ * or 0.  keyheap_domain_destroy marks the domain dead first, then waits
+ * until no thread has it here (khi_threads_wait_idle); a heap call that
+ * starts after the mark finds the domain dead and aborts. */
+KHI_HIDDEN extern __thread unsigned khi_heap_busy;
+
+/* Whether this thread is in the registry (or can no longer be: it is
+ * exiting); khi_thread_register puts it there. */
+KHI_HIDDEN extern __thread bool khi_thread_known;
+KHI_HIDDEN void khi_thread_register(void);
+
+/* khi_heap_racing_destroy - the fatal error for op on p (NULL: an
+ * allocation) in d, which a keyheap_domain_destroy is destroying. */
+KHI_HIDDEN __attribute__((noreturn, cold)) void
+khi_heap_racing_destroy(const struct keyheap_domain *d, const void *p, const char *op);
+
+/* khi_busy_begin - marks this thread busy in d's heap for op on p; aborts
+ * when d is being destroyed.  Returns what khi_busy_end restores (the
+ * marks nest).  The compiler barrier orders the mark before the check; the
+ * destroying thread's membarrier orders them across CPUs, so neither side
+ * needs an atomic instruction. */
+static inline unsigned khi_busy_begin(const struct keyheap_domain *d, const void *p,
+                                      const char *op)
+{
+    if (__builtin_expect(!khi_thread_known, 0))
+        khi_thread_register();
+    unsigned prev = khi_heap_busy;
+    khi_heap_busy = d->slot + 1;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    if (__builtin_expect(!khi_domain_live(d), 0))
+        khi_heap_racing_destroy(d, p, op);
+    return prev;
+}
+
+static inline void khi_busy_end(unsigned prev)
+{
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    khi_heap_busy = prev;
+}
+
+/* khi_threads_wait_idle - waits until no registered thread is busy in d's
+ * heap.  pre: d is marked dead, the domain lock is held. */
+KHI_HIDDEN void khi_threads_wait_idle(const struct keyheap_domain *d);
+
 /* khi_thread_flags_slow - creates this thread's cache for d and returns
  * its flags; without a cache (the thread is exiting, or jemalloc has none
  * left) the flags ask for no cache. */

@@ -34,6 +34,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <threads.h>
 #include <time.h>
 #include <ucontext.h>
@@ -146,7 +147,7 @@ static void pool_before_first_domain(int probe_in_worker)
     if (!probe_in_worker)
         ck_assert_int_eq(keyheap_pku_supported(), 1);
     pthread_t t;
-    ck_assert_int_eq(pthread_create(&t, NULL, probe_then_attack, probe_in_worker ? &t : NULL), 0);
+    ck_assert_int_eq(pthread_create(&t, NULL, probe_then_attack, probe_in_worker ? (void *)1 : NULL), 0);
     pthread_barrier_wait(&step);
     target = make_target("pool", 0x5a);
     arm();
@@ -463,7 +464,7 @@ START_TEST(test_destroy_is_busy_while_a_thread_specific_data_destructor_is_insid
     ck_assert_int_eq(pthread_key_create(&late_key, enter_in_destructor), 0);
     pthread_t t;
     /* The thread used the domain before, so keyheap's exit hook runs. */
-    ck_assert_int_eq(pthread_create(&t, NULL, set_late_key, &t), 0);
+    ck_assert_int_eq(pthread_create(&t, NULL, set_late_key, (void *)1), 0);
     pthread_barrier_wait(&step);
     errno = 0;
     ck_assert_int_eq(keyheap_domain_destroy(target.d), -1);
@@ -522,7 +523,7 @@ static void ends_inside(int by_exit)
     pthread_barrier_init(&step, NULL, 2);
     target = make_target("ends", 0x82);
     pthread_t t;
-    ck_assert_int_eq(pthread_create(&t, NULL, exit_inside, by_exit ? &t : NULL), 0);
+    ck_assert_int_eq(pthread_create(&t, NULL, exit_inside, by_exit ? (void *)1 : NULL), 0);
     if (!by_exit) {
         sleep_ms(10);
         ck_assert_int_eq(pthread_cancel(t), 0);
@@ -572,7 +573,7 @@ static void late_enter(void *arg)
     target = make_target("late", 0x83);
     ck_assert_int_eq(pthread_key_create(&late_key, enter_in_last_round), 0);
     pthread_t t;
-    ck_assert_int_eq(pthread_create(&t, NULL, set_late_key, &t), 0);
+    ck_assert_int_eq(pthread_create(&t, NULL, set_late_key, (void *)1), 0);
     pthread_join(t, NULL);
 }
 
@@ -742,6 +743,86 @@ START_TEST(test_watchdog_closes_a_key_reopened_by_hand_after_a_leave)
 }
 END_TEST
 
+/* ------------------------------------------- a free racing a destroy */
+
+#define RACE_BLOCKS 64
+static unsigned char *race_blocks[RACE_BLOCKS];
+static sem_t race_started;
+
+static void *free_them_all(void *arg)
+{
+    (void)arg;
+    sem_post(&race_started);
+    for (int i = 0; i < RACE_BLOCKS; i++)
+        keyheap_free(race_blocks[i]);
+    return NULL;
+}
+
+/* In a child: another thread frees 64 scrubbed blocks of 1 MiB from
+ * outside the domain (each free zeroes its block with the key opened)
+ * while this one destroys the domain, or (racing == 0) after it. */
+static void free_while_destroying(int racing)
+{
+    sem_init(&race_started, 0, 0);
+    struct target d = make_target("racy", 0xc1);
+    for (int i = 0; i < RACE_BLOCKS; i++) {
+        race_blocks[i] = keyheap_malloc(d.d, 1 << 20);
+        ck_assert_ptr_nonnull(race_blocks[i]);
+    }
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, free_them_all, NULL), 0);
+    if (!racing)
+        pthread_join(t, NULL);
+    sem_take(&race_started);
+    ck_assert_int_eq(keyheap_domain_destroy(d.d), 0);
+    if (racing)
+        pthread_join(t, NULL);
+}
+
+/* The outcomes a racing free may have: none (it was done first), or an
+ * abort with one of keyheap's two messages; never a crash elsewhere. */
+START_TEST(test_free_racing_destroy_waits_or_aborts_with_a_keyheap_message)
+{
+    unsigned aborted = 0;
+    for (int round = 0; round < 10; round++) {
+        char path[] = "/tmp/keyheap-race-XXXXXX";
+        int fd = mkstemp(path);
+        ck_assert_int_ge(fd, 0);
+        unlink(path);
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            dup2(fd, STDERR_FILENO);
+            free_while_destroying(1);
+            _exit(0);
+        }
+        int status;
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        char text[1024] = {0};
+        ck_assert_int_ge(pread(fd, text, sizeof text - 1, 0), 0);
+        close(fd);
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+            continue;
+        ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+                      "round %d: status %#x, stderr: %s", round, status, text);
+        ck_assert_msg(strncmp(text, "keyheap: free of 0x", 19) == 0 ||
+                          strncmp(text, "keyheap: use-after-destroy free of 0x", 37) == 0,
+                      "round %d: %s", round, text);
+        ck_assert_msg(strstr(text, "in domain \"racy\"") != NULL, "round %d: %s", round, text);
+        ck_assert_msg(strstr(text, "jemalloc") == NULL, "round %d: %s", round, text);
+        aborted++;
+    }
+    /* The race happened, or the test proves nothing. */
+    ck_assert_uint_gt(aborted, 0);
+}
+END_TEST
+
+START_TEST(test_free_before_destroy_twin_finishes_cleanly)
+{
+    free_while_destroying(0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("isolation");
@@ -802,5 +883,10 @@ int main(void)
     tcase_add_exit_test(watchdog, test_watchdog_closes_a_key_reopened_by_hand_after_a_leave,
                         KHT_EXIT_PKU_FAULT);
     suite_add_tcase(s, watchdog);
+    TCase *racing = tcase_create("racing");
+    tcase_set_timeout(racing, 300);
+    tcase_add_test(racing, test_free_racing_destroy_waits_or_aborts_with_a_keyheap_message);
+    tcase_add_test(racing, test_free_before_destroy_twin_finishes_cleanly);
+    suite_add_tcase(s, racing);
     return kht_main(s);
 }
