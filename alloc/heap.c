@@ -18,6 +18,7 @@
 #include "alloc/heap.h"
 #include "alloc/malloc.h"
 #include "alloc/stats.h"
+#include "domains/conf.h"
 #include "domains/fatal.h"
 #include "domains/thread.h"
 
@@ -175,9 +176,9 @@ static __attribute__((noinline)) void give_back(void *p, int flags)
 
 /* The magazine classes: map code (KHI_MAP_CLASS + class) of a request of
  * 0..KHI_MAG_MAX bytes, by (size + 15) / 16, and each class's size.  Made
- * from jemalloc's own size classes at the first domain creation; until
- * then (and if jemalloc's classes were not the expected ones) every code is
- * KHI_MAP_LIVE, which no magazine serves. */
+ * from jemalloc's own size classes at the first domain creation; if
+ * jemalloc's classes are not the expected ones, every code is
+ * KHI_MAP_LIVE, which no magazine serves (khi_heap_init). */
 static unsigned char mag_code[KHI_MAG_MAX / KHI_GRANULE + 1];
 static size_t mag_size[KHI_MAG_CLASSES];
 
@@ -188,6 +189,12 @@ void khi_heap_init(void)
         return;
     done = true;
     guard_init();
+    /* Until the classes are known to be jemalloc's, and for good if they
+     * are not (or KEYHEAP_CONF says magazines:false), every live block's
+     * code is KHI_MAP_LIVE: no magazine, but live. */
+    memset(mag_code, KHI_MAP_LIVE, sizeof mag_code);
+    if (!khi_conf_get()->magazines)
+        return;
     unsigned char code[sizeof mag_code];
     size_t size[KHI_MAG_CLASSES];
     unsigned classes = 0;

@@ -12,6 +12,9 @@
  *                             thread audit and repair its PKRU; 0: off
  *   stats_print:true|false    true: print every live domain's statistics
  *                             (keyheap_domain_stats) on stderr at exit
+ *   magazines:true|false      false: no per-thread magazines in front of
+ *                             domain heaps (every domain malloc and free
+ *                             goes to jemalloc; for debugging)
  * Booleans also take on/off, yes/no and 1/0.  An unknown key or a bad value
  * is reported on stderr, quoting the text, and the default stays.
  */
@@ -29,6 +32,7 @@ static const struct khi_conf defaults = {
     .pku = true,
     .unprotected = false,
     .fault_report = true,
+    .magazines = true,
 };
 
 enum kind { BOOL, MILLIS };
@@ -44,6 +48,7 @@ static const struct option {
     {"verify", BOOL, offsetof(struct khi_conf, verify)},
     {"watchdog", MILLIS, offsetof(struct khi_conf, watchdog_ms)},
     {"stats_print", BOOL, offsetof(struct khi_conf, stats_print)},
+    {"magazines", BOOL, offsetof(struct khi_conf, magazines)},
 };
 
 static struct khi_conf conf;

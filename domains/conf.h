@@ -13,6 +13,7 @@ struct khi_conf {
     bool verify;          /* verify:true|false - check PKRU at every enter/leave */
     unsigned watchdog_ms; /* watchdog:<ms> - audit every thread this often; 0: off */
     bool stats_print;     /* stats_print:true|false - per-domain stats at exit */
+    bool magazines;       /* magazines:true|false - per-thread magazines */
 };
 
 /* The largest watchdog:<ms> (one hour). */

@@ -872,6 +872,50 @@ START_TEST(test_free_of_domain_block_from_outside_and_from_another_thread)
 }
 END_TEST
 
+/* KEYHEAP_CONF=magazines:false: the path every domain block takes when
+ * the magazines cannot be used (jemalloc's size classes are not the ones
+ * keyheap expects): the blocks are live, not wild. */
+START_TEST(test_without_magazines_every_domain_call_works)
+{
+#ifdef KHT_UNPROTECTED
+    setenv("KEYHEAP_CONF", "pku:off,unprotected:true,magazines:false", 1);
+#else
+    setenv("KEYHEAP_CONF", "magazines:false", 1);
+#endif
+    keyheap_domain_t *d = domain("no-magazines");
+    static const size_t sizes[] = {1, 16, 17, 100, 1024, 1025, 14336, 20000};
+    void *p[8];
+    keyheap_enter(d);
+    for (int i = 0; i < 8; i++) {
+        p[i] = v_malloc(sizes[i]);
+        ck_assert_ptr_nonnull(p[i]);
+        ck_assert_ptr_eq(keyheap_domain_of(p[i]), d);
+        ck_assert_uint_ge(malloc_usable_size(p[i]), sizes[i]);
+        memset(p[i], 0x3c, sizes[i]);
+    }
+    p[2] = v_realloc(p[2], 3000);
+    ck_assert_ptr_nonnull(p[2]);
+    ck_assert_uint_eq(((unsigned char *)p[2])[16], 0x3c);
+    keyheap_leave(d);
+    struct keyheap_stats st;
+    ck_assert_int_eq(keyheap_domain_stats(d, &st), 0);
+    ck_assert_uint_eq(st.objects, 8);
+    for (int i = 0; i < 4; i++)
+        v_free(p[i]); /* from outside */
+    keyheap_enter(d);
+    for (int i = 4; i < 8; i++)
+        v_free(p[i]);
+    void *z = calloc(3, 40);
+    ck_assert_ptr_nonnull(z);
+    ck_assert_uint_eq(((unsigned char *)z)[119], 0);
+    v_free(z);
+    keyheap_leave(d);
+    ck_assert_int_eq(keyheap_domain_stats(d, &st), 0);
+    ck_assert_uint_eq(st.objects, 0);
+    ck_assert_int_eq(keyheap_domain_destroy(d), 0);
+}
+END_TEST
+
 START_TEST(test_realloc_across_size_classes_stays_in_domain_with_data)
 {
     keyheap_domain_t *d = domain("realloc");
@@ -2286,6 +2330,7 @@ int main(void)
     tcase_set_timeout(heap, 120);
 #ifndef KHT_NO_REPLACEMENT
     tcase_add_test(heap, test_every_malloc_family_call_inside_domain_lands_in_it);
+    tcase_add_test(heap, test_without_magazines_every_domain_call_works);
 #else
     (void)test_every_malloc_family_call_inside_domain_lands_in_it; /* needs keyheap's plain malloc */
 #endif

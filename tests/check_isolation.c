@@ -32,7 +32,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <threads.h>
@@ -743,6 +747,166 @@ START_TEST(test_watchdog_closes_a_key_reopened_by_hand_after_a_leave)
 }
 END_TEST
 
+/* ----------------------------------------------- keys keyheap keeps */
+
+static void *blocked_thread(void *arg)
+{
+    (void)arg;
+    /* Registered: it used a domain. */
+    keyheap_enter(target.d);
+    keyheap_leave(target.d);
+    sigset_t pkru_signal;
+    sigemptyset(&pkru_signal);
+    sigaddset(&pkru_signal, SIGRTMAX - 1);
+    pthread_sigmask(SIG_BLOCK, &pkru_signal, NULL);
+    /* The key opened by hand: stale, as code behind keyheap's back could. */
+    raw_wrpkru(kht_pkru() & ~(3u << (2 * target.key)));
+    pthread_barrier_wait(&step); /* blocked and open */
+    pthread_barrier_wait(&step); /* d destroyed, e made */
+    at_cleanup.rights = (unsigned)keyheap_audit(KEYHEAP_AUDIT_REPORT | KEYHEAP_AUDIT_REPAIR);
+    pthread_sigmask(SIG_UNBLOCK, &pkru_signal, NULL);
+    pthread_barrier_wait(&step);
+    pthread_barrier_wait(&step); /* the kept key may be freed now */
+    return NULL;
+}
+
+static char kept_text[2048];
+
+static void destroy_under_blocked_thread(void)
+{
+    pthread_barrier_init(&step, NULL, 2);
+    target = make_target("kept", 0xd1);
+    struct target d = target;
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, blocked_thread, NULL), 0);
+    pthread_barrier_wait(&step);
+    ck_assert_int_eq(keyheap_domain_destroy(d.d), 0);
+    /* The key was kept: the next domain gets another one. */
+    struct target e = make_target("after-kept", 0xd2);
+    ck_assert_int_ne(e.key, d.key);
+    pthread_barrier_wait(&step);
+    pthread_barrier_wait(&step);
+    /* Every thread answers now: the next destroy frees the kept key too. */
+    ck_assert_int_eq(keyheap_domain_destroy(e.d), 0);
+    struct target f = make_target("reused", 0xd3);
+    ck_assert_int_eq(f.key, d.key < e.key ? d.key : e.key);
+    pthread_barrier_wait(&step);
+    pthread_join(t, NULL);
+}
+
+/* A registered thread that blocks keyheap's signal cannot be reached by
+ * destroy's close round: the key is kept (never handed to a new domain,
+ * so the thread's stale rights reach nothing), the audit in that thread
+ * counts it as keyheap's (not foreign) and closes it, and a later destroy
+ * that every thread answers frees it. */
+START_TEST(test_key_of_an_unanswered_close_round_is_kept_audited_and_freed_later)
+{
+    int saved = dup(STDERR_FILENO);
+    char path[] = "/tmp/keyheap-kept-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    unlink(path);
+    dup2(fd, STDERR_FILENO);
+    destroy_under_blocked_thread();
+    dup2(saved, STDERR_FILENO);
+    ck_assert_int_ge(pread(fd, kept_text, sizeof kept_text - 1, 0), 0);
+    close(fd);
+    ck_assert_msg(strstr(kept_text, "keyheap: keyheap_domain_destroy(\"kept\"): 1 thread(s) did "
+                                    "not answer keyheap's PKRU signal (blocked?), so key ") !=
+                      NULL,
+                  "%s", kept_text);
+    char line[200];
+    snprintf(line, sizeof line,
+             "keyheap: audit: key %d, kept by keyheap after a destroy, is open (now closed): "
+             "read-write\n",
+             target.key);
+    ck_assert_msg(strstr(kept_text, line) != NULL, "no \"%s\" in: %s", line, kept_text);
+    ck_assert_uint_eq(at_cleanup.rights, 1u);
+}
+END_TEST
+
+/* A page the program tagged itself with keyheap_domain_pkey's answer
+ * keeps that key out of use after destroy, with a warning; the twin:
+ * without such a page the key is reused at once. */
+static void own_tagged_page(int tag)
+{
+    struct target d = make_target("told", 0xe1);
+    char *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ck_assert_ptr_ne(page, MAP_FAILED);
+    page[0] = 0x5e;
+    if (tag)
+        ck_assert_int_eq(pkey_mprotect(page, 4096, PROT_READ | PROT_WRITE, d.key), 0);
+    ck_assert_int_eq(keyheap_domain_destroy(d.d), 0);
+    target = make_target("next-told", 0xe2);
+    if (!tag) {
+        ck_assert_int_eq(target.key, d.key);
+        return;
+    }
+    ck_assert_int_ne(target.key, d.key);
+    kht_expect_pku_fault(d.key);
+    kht_read(page); /* still the old key's, closed here: never another domain's */
+}
+
+static void tag_and_destroy(void)
+{
+    own_tagged_page(1);
+}
+
+START_TEST(test_destroy_keeps_a_key_that_pages_outside_keyheap_still_carry)
+{
+    const char *text;
+    {
+        static char buf[1024];
+        char path[] = "/tmp/keyheap-told-XXXXXX";
+        int fd = mkstemp(path);
+        ck_assert_int_ge(fd, 0);
+        unlink(path);
+        pid_t pid = fork();
+        if (pid == 0) {
+            dup2(fd, STDERR_FILENO);
+            tag_and_destroy();
+            _exit(0);
+        }
+        int status;
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_int_ge(pread(fd, buf, sizeof buf - 1, 0), 0);
+        close(fd);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == KHT_EXIT_PKU_FAULT,
+                      "status %#x: %s", status, buf);
+        text = buf;
+    }
+    ck_assert_msg(strstr(text, "keyheap: keyheap_domain_destroy(\"told\"): 1 mapping(s) outside "
+                               "the domain still carry its key ") != NULL,
+                  "%s", text);
+}
+END_TEST
+
+START_TEST(test_destroy_reuses_a_key_no_page_carries)
+{
+    own_tagged_page(0);
+}
+END_TEST
+
+/* pkey_alloc's own errors reach the caller: a seccomp filter that makes
+ * it fail with EPERM gives EPERM, not ENOSPC. */
+START_TEST(test_domain_create_passes_on_pkey_allocs_errno)
+{
+    ck_assert_int_eq(keyheap_pku_supported(), 1);
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_pkey_alloc, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {sizeof code / sizeof code[0], code};
+    ck_assert_int_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+    ck_assert_int_eq(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+    errno = 0;
+    ck_assert_ptr_null(keyheap_domain_create("refused", 0));
+    ck_assert_int_eq(errno, EPERM);
+}
+END_TEST
+
 /* ------------------------------------------- a free racing a destroy */
 
 #define RACE_BLOCKS 64
@@ -883,6 +1047,14 @@ int main(void)
     tcase_add_exit_test(watchdog, test_watchdog_closes_a_key_reopened_by_hand_after_a_leave,
                         KHT_EXIT_PKU_FAULT);
     suite_add_tcase(s, watchdog);
+    TCase *keys = tcase_create("keys");
+    tcase_set_timeout(keys, 120);
+    tcase_add_test(keys, test_key_of_an_unanswered_close_round_is_kept_audited_and_freed_later);
+    tcase_add_test(keys, test_destroy_keeps_a_key_that_pages_outside_keyheap_still_carry);
+    tcase_add_test(keys, test_destroy_reuses_a_key_no_page_carries);
+    tcase_add_test(keys, test_domain_create_passes_on_pkey_allocs_errno);
+    suite_add_tcase(s, keys);
+
     TCase *racing = tcase_create("racing");
     tcase_set_timeout(racing, 300);
     tcase_add_test(racing, test_free_racing_destroy_waits_or_aborts_with_a_keyheap_message);
