@@ -44,22 +44,43 @@
  *                           enter and leave, abort on a mismatch (default
  *                           false; see keyheap_audit)
  *   watchdog:<ms>           every <ms> milliseconds (1 to 3600000) have every
- *                           thread that ever used a domain audit its PKRU,
- *                           report and repair mismatches, and close keys that
- *                           no code allocated (default 0: off)
+ *                           thread of the process close the keys it has open
+ *                           and must not (keyheap's keys of domains it is not
+ *                           inside, keys no code allocated), reporting each;
+ *                           it never opens a key (default 0: off)
  *   stats_print:true|false  print every live domain's statistics at exit
  *                           (default false; see keyheap_domain_stats)
+ *   magazines:true|false    per-thread magazines in front of domain heaps
+ *                           (default true; false sends every domain malloc
+ *                           and free to jemalloc, for debugging)
  *
  * Signals: with protection keys in use, keyheap installs a handler for
- * SIGRTMAX-1 (at the first domain creation) and sends it to its own threads
- * to set their PKRU: keyheap_domain_destroy closes the destroyed domain's
- * key in every thread that ever used a domain before it frees the key, and
- * the watchdog audits them.  A program that uses domains must leave that
- * signal alone and not block it in threads that use domains for long (a
- * thread that does not answer within a second keeps a destroyed domain's
- * key out of use for good, with a "keyheap: ..." warning).
+ * SIGRTMAX-1 (at the first domain creation, SA_RESTART) and sends it to
+ * every thread of the process (every task in /proc/self/task, also threads
+ * keyheap never saw: raw clone, glibc's helpers) to close keys in them:
+ * keyheap_domain_destroy closes the destroyed domain's key everywhere
+ * before it frees the key, and the watchdog closes stray keys.  The
+ * handler edits the thread's saved PKRU, the PKRUs its domain stack will
+ * restore, and the value a WRPKRU it stopped at is about to write; it never
+ * opens a key.  A program that uses domains must leave that signal alone.
+ * Like any signal with a handler, it makes sleeps (nanosleep, usleep,
+ * clock_nanosleep, sleep) and sem_wait return early (EINTR or the time
+ * left); other system calls restart.  A thread that blocks the signal and
+ * never used a domain is not waited for (glibc's timer helper thread blocks
+ * every signal); one that used a domain is waited for up to a second, and
+ * if it does not answer the key is kept: never freed, never given to
+ * another domain, with a "keyheap: ..." warning, until a later destroy
+ * that every thread answers frees it.
+ *
+ * Threads are born closed: pthread_create, thrd_create and timer_create
+ * (SIGEV_THREAD: its helper thread and every notification thread) are
+ * wrapped so that a new thread starts with every domain closed, even when
+ * its creator is inside one.  A raw clone(2) child starts with its
+ * creator's PKRU (open domains included) and is closed by the next destroy
+ * of those domains.
  *
  * Thread-safety: every function declared here may be called from any thread.
+ */ * Thread-safety: every function declared here may be called from any thread.
  */
 #ifndef KEYHEAP_H
 #define KEYHEAP_H
@@ -174,8 +195,11 @@ typedef struct keyheap_domain keyheap_domain_t;
  *   EINVAL        name is NULL or empty, or flags has an unknown bit;
  *   ENAMETOOLONG  name is longer than KEYHEAP_NAME_MAX;
  *   ENOSPC        no protection key (the CPU has 15, other code in the
- *                 process may hold some) or no domain slot is left
- *                 (64 live and recently destroyed domains);
+ *                 process may hold some; keys kept after a destroy count)
+ *                 or no domain slot is left (64 live and recently
+ *                 destroyed domains);
+ *   other         what pkey_alloc(2) itself failed with (EPERM from a
+ *                 seccomp filter, for one);
  *   ENOTSUP       the CPU or kernel has no usable protection keys (or
  *                 KEYHEAP_CONF says pku:off) and KEYHEAP_CONF does not say
  *                 unprotected:true; a "keyheap: ..." hint is printed once;
@@ -202,6 +226,11 @@ KEYHEAP_API KEYHEAP_NODISCARD keyheap_domain_t *keyheap_domain_create(const char
  * then nothing changed.  On success every page d ever had is discarded and
  * mapped PROT_NONE before the key is freed, so a stale pointer into d faults
  * and a later domain that receives the same key can never see d's data.
+ * The key is freed only once every thread has it closed (see "Signals"
+ * above) and, when keyheap_domain_pkey gave it out, once no mapping of the
+ * process carries it any more (/proc/self/smaps): memory the program
+ * tagged itself with d's key keeps the key out of use, with a
+ * "keyheap: ..." warning, so no later domain shares those pages.
  * Destroying a destroyed domain, or using its handle afterwards, aborts with a
  * "keyheap: ..." message wherever keyheap can tell (until the handle's slot
  * is reused by a later domain).
@@ -209,6 +238,14 @@ KEYHEAP_API KEYHEAP_NODISCARD keyheap_domain_t *keyheap_domain_create(const char
  * WARNING: pointers into d are dangling afterwards, exactly as after free().
  *
  * Thread-safe, but no thread may use d (allocate, free, enter) concurrently.
+ * If one does all the same, the outcome is defined: destroy first marks d
+ * dead and waits for the heap calls already running in d (free, realloc,
+ * the explicit API, a malloc that reaches jemalloc); a call that starts
+ * after that aborts with "keyheap: <op> of <address> in domain "<name>"
+ * while keyheap_domain_destroy destroys it ..." or, once the destroy is
+ * done, "keyheap: use-after-destroy <op> of ...".  (A free or malloc that
+ * only touches the calling thread's magazine does not wait: its block is
+ * gone with the domain.)
  */
 KEYHEAP_API int keyheap_domain_destroy(keyheap_domain_t *d);
 
@@ -216,7 +253,10 @@ KEYHEAP_API int keyheap_domain_destroy(keyheap_domain_t *d);
 KEYHEAP_API KEYHEAP_NODISCARD const char *keyheap_domain_name(const keyheap_domain_t *d);
 
 /* keyheap_domain_pkey - d's protection key (1..15), or -1 when d is an
- * unprotected domain. */
+ * unprotected domain.
+ * WARNING: a page the program tags with this key (pkey_mprotect) is
+ * readable only inside d; after d's destroy such a page keeps the key out
+ * of use for good (keyheap_domain_destroy). */
 KEYHEAP_API KEYHEAP_NODISCARD int keyheap_domain_pkey(const keyheap_domain_t *d);
 
 /*
@@ -322,7 +362,7 @@ KEYHEAP_API int keyheap_domain_stats(const keyheap_domain_t *d, struct keyheap_s
  * keyheap_audit - compares this thread's PKRU register with what it must
  * be.  Each thread's domain stack is the shadow of its PKRU for keyheap's
  * own keys: closed, except the domains it has entered (read-write or
- * read-only).  Keys that no code in the process has allocated (the kernel
+ * read-only); keys keyheap keeps after a destroy are closed too.  Keys that no code in the process has allocated (the kernel
  * says which: pkey_mprotect with such a key fails with EINVAL) must be
  * closed too.  Keys that other code allocated (a JIT, another library) are
  * foreign: never counted, never touched.
@@ -394,11 +434,29 @@ KEYHEAP_API int keyheap_audit(unsigned flags);
  * match the innermost enter aborts with a message naming both domains.
  *
  * Per thread: other threads are unaffected.  A thread created with
- * pthread_create starts with every domain closed, even when its creator is
- * inside one.  Signal handlers run with every domain closed (the kernel
- * gives them the default PKRU) and the interrupted state is restored when
- * they return; a handler that needs a domain enters it itself.  A fork
- * child keeps its domains, and the calling thread's open ones.
+ * pthread_create (or thrd_create, or for a SIGEV_THREAD timer) starts with
+ * every domain closed, even when its creator is inside one.  Signal
+ * handlers run with every domain closed (the kernel gives them the default
+ * PKRU) and the interrupted state is restored when they return; a handler
+ * that needs a domain enters it itself (enter and leave may be interrupted
+ * by such a handler at any instruction).  A fork child keeps its domains,
+ * and the calling thread's open ones.
+ *
+ * Threads that end inside a domain: a thread that calls pthread_exit, is
+ * cancelled, or returns while inside a domain stays inside it, as far as
+ * keyheap_domain_destroy is concerned (EBUSY), through its cleanup
+ * handlers and thread-specific-data destructors, which may also enter and
+ * leave domains; keyheap's exit hook runs in the last round of those
+ * destructors and leaves every domain the thread is still in.  An enter
+ * after that (a destructor of a later key in that last round) aborts with a
+ * "keyheap: ..." message.  pthread_exit keeps PKRU as it was; a
+ * cancellation acted on in a blocking system call runs its cleanup from
+ * glibc's signal handler, so cleanup handlers then see every domain closed
+ * although keyheap_current() still names the innermost one: a cleanup that
+ * needs the domain enters it itself, and should not malloc before it does.
+ * longjmp out of an enter leaves the domain entered (leave it before, or
+ * use a scope below only within the jump's range); C++ exceptions leave
+ * keyheap::scope guards but not plain enters.
  *
  * Signal stacks: a handler on an alternate signal stack in domain memory
  * would fault on its first push (and kill the process).  keyheap exports
