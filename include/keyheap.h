@@ -80,7 +80,6 @@
  * of those domains.
  *
  * Thread-safety: every function declared here may be called from any thread.
- */ * Thread-safety: every function declared here may be called from any thread.
  */
 #ifndef KEYHEAP_H
 #define KEYHEAP_H
