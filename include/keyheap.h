@@ -538,8 +538,8 @@ KEYHEAP_ABI_INLINE void keyheap_abi_enter(keyheap_domain_t *d, unsigned readonly
 {
     struct keyheap_abi_thread *t = &keyheap_abi_self;
     const struct keyheap_abi_domain *a = (const struct keyheap_abi_domain *)(const void *)d;
-    unsigned n = t->depth;
-    if (KEYHEAP_ABI_UNLIKELY(t->mode < KEYHEAP_ABI_SOFT || n >= KEYHEAP_MAX_DEPTH ||
+    unsigned n = t->depth, mode = t->mode;
+    if (KEYHEAP_ABI_UNLIKELY(mode < KEYHEAP_ABI_SOFT || n >= KEYHEAP_MAX_DEPTH ||
                              a->live != KEYHEAP_ABI_LIVE)) {
         keyheap_abi_enter_slow(d, readonly);
         return;
@@ -550,11 +550,14 @@ KEYHEAP_ABI_INLINE void keyheap_abi_enter(keyheap_domain_t *d, unsigned readonly
      * written before the key opens, so a thread never has a key open that
      * its stack does not show (keyheap's PKRU signal reads the stack). */
     t->depth = n + 1;
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    /* A compiler barrier for these two alone: the frame is written after
+     * depth (as a handler on this thread sees them), and nothing else has
+     * to be loaded again. */
+    __asm__ volatile("" : "=m"(*f) : "m"(t->depth));
     f->domain = d;
     f->target = t->target;
     f->readonly = readonly;
-    if (t->mode == KEYHEAP_ABI_PKU) {
+    if (mode == KEYHEAP_ABI_PKU) {
         unsigned pkru = keyheap_abi_rdpkru();
         f->pkru = pkru;
         /* Read-write clears both bits of the key; read-only clears
