@@ -13,9 +13,7 @@
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
-#include <unistd.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
@@ -25,6 +23,7 @@
 #include "alloc/stats.h"
 #include "domains/fatal.h"
 #include "domains/pkey.h"
+#include "domains/procfs.h"
 
 #define SPAN_UNRESERVED (UINTPTR_MAX - ((uintptr_t)KHI_SLOTS << KHI_REGION_SHIFT_MAX) + 1)
 
@@ -312,31 +311,21 @@ static bool line_rw_in(const char *line, uintptr_t start, uintptr_t end)
     return rest[1] == 'r' || rest[2] == 'w';
 }
 
+struct committed_query {
+    uintptr_t start, end;
+    bool found;
+};
+
+static bool committed_line(const char *line, void *ctx)
+{
+    struct committed_query *q = ctx;
+    q->found = line_rw_in(line, q->start, q->end);
+    return q->found;
+}
+
 bool khi_region_has_committed(const struct keyheap_domain *d)
 {
-    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    bool found = false;
-    char buf[4096];
-    size_t have = 0;
-    for (;;) {
-        ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
-        if (n <= 0)
-            break;
-        have += (size_t)n;
-        buf[have] = '\0';
-        char *line = buf, *nl;
-        while ((nl = strchr(line, '\n')) != NULL) {
-            *nl = '\0';
-            found = found || line_rw_in(line, d->start, d->next);
-            line = nl + 1;
-        }
-        have = (size_t)(buf + have - line);
-        memmove(buf, line, have);
-        if (have == sizeof buf - 1)
-            have = 0;
-    }
-    close(fd);
-    return found;
+    struct committed_query q = {d->start, d->next, false};
+    khi_proc_lines("/proc/self/maps", committed_line, &q);
+    return q.found;
 }

@@ -6,10 +6,8 @@
 
 #include <cpuid.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <stdbool.h>
 #include <pthread.h>
 #include <sys/mman.h>
@@ -17,6 +15,7 @@
 #include "domains/conf.h"
 #include "domains/fatal.h"
 #include "domains/pkey.h"
+#include "domains/procfs.h"
 #include "include/keyheap.h"
 
 /* CPUID leaf 7, subleaf 0, ECX: PKU (the CPU has protection keys) and
@@ -153,32 +152,22 @@ static long smaps_field(const char *line, const char *name)
     return strtol(line + n, NULL, 10);
 }
 
+struct key_query {
+    long key;
+    unsigned found;
+};
+
+static bool key_line(const char *line, void *ctx)
+{
+    struct key_query *q = ctx;
+    if (smaps_field(line, "ProtectionKey:") == q->key)
+        q->found++;
+    return false;
+}
+
 unsigned khi_pkey_mappings(int key)
 {
-    int fd = open("/proc/self/smaps", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    unsigned found = 0;
-    char buf[8192];
-    size_t have = 0;
-    for (;;) {
-        ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
-        if (n <= 0)
-            break;
-        have += (size_t)n;
-        buf[have] = '\0';
-        char *line = buf, *nl;
-        while ((nl = strchr(line, '\n')) != NULL) {
-            *nl = '\0';
-            if (smaps_field(line, "ProtectionKey:") == key)
-                found++;
-            line = nl + 1;
-        }
-        have = (size_t)(buf + have - line);
-        memmove(buf, line, have);
-        if (have == sizeof buf - 1)
-            have = 0; /* a line this long is no field of ours */
-    }
-    close(fd);
-    return found;
+    struct key_query q = {key, 0};
+    khi_proc_lines("/proc/self/smaps", key_line, &q);
+    return q.found;
 }

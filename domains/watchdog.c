@@ -54,6 +54,7 @@
 #include "domains/domain.h"
 #include "domains/fatal.h"
 #include "domains/pkey.h"
+#include "domains/procfs.h"
 #include "domains/thread.h"
 #include "domains/watchdog.h"
 #include "domains/xsave.h"
@@ -249,25 +250,23 @@ static void on_signal(int sig, siginfo_t *info, void *ctx)
 
 /* ------------------------------------------------------------- rounds */
 
+static bool sigblk_line(const char *line, void *ctx)
+{
+    if (strncmp(line, "SigBlk:", 7) != 0)
+        return false;
+    *(unsigned long long *)ctx = strtoull(line + 7, NULL, 16);
+    return true;
+}
+
 /* Whether task tid blocks sig, from /proc/self/task/<tid>/status. */
 static bool task_blocks(pid_t tid, int sig)
 {
-    char path[64], buf[2048], num[24];
+    char path[64], num[24];
     strcpy(path, "/proc/self/task/");
     strcat(path, khi_dec(num, (unsigned long)tid));
     strcat(path, "/status");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return false;
-    buf[n] = '\0';
-    const char *p = strstr(buf, "SigBlk:");
-    if (p == NULL)
-        return false;
-    unsigned long long mask = strtoull(p + 7, NULL, 16);
+    unsigned long long mask = 0;
+    khi_proc_lines(path, sigblk_line, &mask);
     return (mask >> (sig - 1)) & 1u;
 }
 
