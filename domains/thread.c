@@ -140,6 +140,17 @@ static void thread_exit(void *arg)
     pthread_mutex_unlock(&threads_lock);
 }
 
+unsigned khi_thread_tids(pid_t *out, unsigned max)
+{
+    unsigned n = 0;
+    pthread_mutex_lock(&threads_lock);
+    sweep_dead();
+    for (struct khi_thread *t = registry.next; t != &registry && n < max; t = t->next)
+        out[n++] = t->tid;
+    pthread_mutex_unlock(&threads_lock);
+    return n;
+}
+
 bool khi_thread_registered(pid_t tid)
 {
     bool found = false;

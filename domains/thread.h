@@ -117,6 +117,10 @@ KHI_HIDDEN const char *khi_key_rights(unsigned pkru, unsigned key);
  * Async-signal-safe (it reads the domain table, takes no lock). */
 KHI_HIDDEN const struct keyheap_domain *khi_domain_of_key(unsigned key);
 
+/* khi_thread_tids - the tids of up to max registered threads, in out;
+ * returns how many.  Takes the registry's lock. */
+KHI_HIDDEN unsigned khi_thread_tids(pid_t *out, unsigned max);
+
 /* khi_thread_registered - whether the thread with this tid entered a
  * domain or made a cache for one (and has not exited).  Takes the
  * registry's lock. */

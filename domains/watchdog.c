@@ -304,16 +304,33 @@ static unsigned run_batch(unsigned r, pid_t pid)
     return left;
 }
 
+/* Where /proc is not mounted: the round goes to the threads that used a
+ * domain (the first BATCH of them), and nothing reaches threads keyheap
+ * never saw. */
+static unsigned signal_registered(unsigned r, pid_t pid, pid_t me)
+{
+    pid_t tids[BATCH];
+    unsigned n = khi_thread_tids(tids, BATCH), len = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (tids[i] == me)
+            continue;
+        batch[len].answered = 0;
+        __atomic_store_n(&batch[len].tid, tids[i], __ATOMIC_RELAXED);
+        __atomic_store_n(&batch_len, ++len, __ATOMIC_RELEASE);
+    }
+    unsigned missing = run_batch(r, pid);
+    __atomic_store_n(&batch_len, 0, __ATOMIC_RELEASE);
+    return missing;
+}
+
 /* Sends the round to every task but the caller, in batches read from
- * /proc/self/task (or, where /proc is missing, to the registered threads'
- * answers alone: then nothing reaches threads keyheap never saw).
- * Returns how many tasks did not answer. */
+ * /proc/self/task.  Returns how many tasks did not answer. */
 static unsigned signal_tasks(unsigned r)
 {
     pid_t pid = getpid(), me = (pid_t)syscall(SYS_gettid);
     int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
-        return 0;
+        return signal_registered(r, pid, me);
     unsigned missing = 0;
     char buf[4096];
     __atomic_store_n(&batch_len, 0, __ATOMIC_RELEASE);
