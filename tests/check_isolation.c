@@ -23,6 +23,7 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
@@ -849,6 +850,90 @@ START_TEST(test_key_of_an_unanswered_close_round_is_kept_audited_and_freed_later
 }
 END_TEST
 
+/* Late answers: X answers round R (which it missed) and round R+1 at once,
+ * while Y answers neither; counting answers, two would pass for X and Y. */
+static struct target late_a, late_d;
+static volatile int late_phase;
+
+static volatile pid_t late_main;
+static void *late_thread(void *arg)
+{
+    int is_y = arg != NULL;
+    keyheap_enter(late_a.d); /* registered */
+    keyheap_leave(late_a.d);
+    sigset_t pkru_signal;
+    sigemptyset(&pkru_signal);
+    sigaddset(&pkru_signal, SIGRTMAX - 1);
+    pthread_sigmask(SIG_BLOCK, &pkru_signal, NULL);
+    if (is_y)
+        raw_wrpkru(kht_pkru() & ~(3u << (2 * late_d.key))); /* stale */
+    pthread_barrier_wait(&step); /* both blocked */
+    if (!is_y) {
+        /* Round R's signal is still queued here.  Once the main thread
+         * sleeps inside the second destroy, round R+1 has been sent (a
+         * round signals every task, then waits): X answers both at once. */
+        while (late_phase == 0)
+            sleep_ms(1);
+        while (!sleeping(late_main))
+            sleep_ms(1);
+        pthread_sigmask(SIG_UNBLOCK, &pkru_signal, NULL);
+    }
+    pthread_barrier_wait(&step); /* e is made */
+    if (is_y)
+        attack();
+    pthread_barrier_wait(&step);
+    return NULL;
+}
+
+static void late_answers(void)
+{
+    pthread_barrier_init(&step, NULL, 3);
+    late_main = (pid_t)syscall(SYS_gettid);
+    late_phase = 0;
+    late_a = make_target("late-a", 0xf1);
+    late_d = make_target("late-d", 0xf2);
+    pthread_t x, y;
+    ck_assert_int_eq(pthread_create(&x, NULL, late_thread, NULL), 0);
+    ck_assert_int_eq(pthread_create(&y, NULL, late_thread, (void *)1), 0);
+    pthread_barrier_wait(&step);
+    ck_assert_int_eq(keyheap_domain_destroy(late_a.d), 0); /* round R: neither answers */
+    late_phase = 1;
+    ck_assert_int_eq(keyheap_domain_destroy(late_d.d), 0); /* R+1: X twice, Y never */
+    target = make_target("late-e", 0xf3);
+    ck_assert_int_ne(target.key, late_d.key); /* Y may have late_d's key open */
+    ck_assert_int_ne(target.key, late_a.key);
+    arm();
+    pthread_barrier_wait(&step);
+    pthread_barrier_wait(&step);
+    pthread_join(x, NULL);
+    pthread_join(y, NULL);
+    ck_assert_uint_eq(seen, 0xf3);
+}
+
+static void late_answers_quiet(void)
+{
+    int saved = dup(STDERR_FILENO), null = open("/dev/null", O_WRONLY);
+    dup2(null, STDERR_FILENO);
+    late_answers();
+    dup2(saved, STDERR_FILENO);
+    close(null);
+    close(saved);
+}
+
+START_TEST(test_late_answers_of_a_missed_round_never_count_for_the_next)
+{
+    twin = 0;
+    late_answers_quiet();
+}
+END_TEST
+
+START_TEST(test_late_answers_twin_thread_reads_the_next_domain_after_entering)
+{
+    twin = 1;
+    late_answers_quiet();
+}
+END_TEST
+
 /* A page the program tagged itself with keyheap_domain_pkey's answer
  * keeps that key out of use after destroy, with a warning; the twin:
  * without such a page the key is reused at once. */
@@ -1077,6 +1162,9 @@ int main(void)
     tcase_add_test(keys, test_destroy_keeps_a_key_that_pages_outside_keyheap_still_carry);
     tcase_add_test(keys, test_destroy_reuses_a_key_no_page_carries);
     tcase_add_test(keys, test_domain_create_passes_on_pkey_allocs_errno);
+    tcase_add_exit_test(keys, test_late_answers_of_a_missed_round_never_count_for_the_next,
+                        KHT_EXIT_PKU_FAULT);
+    tcase_add_test(keys, test_late_answers_twin_thread_reads_the_next_domain_after_entering);
     suite_add_tcase(s, keys);
 
     TCase *racing = tcase_create("racing");
