@@ -53,6 +53,10 @@ struct __attribute__((aligned(256))) keyheap_domain {
 };
 
 KHI_HIDDEN extern struct keyheap_domain khi_domains[KHI_SLOTS];
+#ifndef __cplusplus
+_Static_assert(sizeof(khi_domains[0].gen) == 8 && sizeof(khi_domains[0]) == 256,
+               "64-bit generations (never KHI_GEN_NEVER) in 256-byte domains");
+#endif
 
 /* The span: its start, length and region size, in one cache line.  Until
  * it is reserved, size is 0 (so the test below is false for every pointer),
