@@ -62,6 +62,7 @@ static bool model_option(const char *opt, struct khi_conf *c)
                   : strcmp(key, "fault_report") == 0 ? &c->fault_report
                   : strcmp(key, "verify") == 0       ? &c->verify
                   : strcmp(key, "stats_print") == 0  ? &c->stats_print
+                  : strcmp(key, "magazines") == 0    ? &c->magazines
                                                      : NULL;
     if (field == NULL)
         return false;
@@ -82,7 +83,8 @@ static unsigned model_parse(char *text, struct khi_conf *c)
                            .fault_report = true,
                            .verify = false,
                            .watchdog_ms = 0,
-                           .stats_print = false};
+                           .stats_print = false,
+                           .magazines = true};
     unsigned problems = 0;
     char *opt = text;
     for (;;) {
@@ -101,7 +103,8 @@ static bool same(const struct khi_conf *a, const struct khi_conf *b)
 {
     return a->pku == b->pku && a->unprotected == b->unprotected &&
            a->fault_report == b->fault_report && a->verify == b->verify &&
-           a->watchdog_ms == b->watchdog_ms && a->stats_print == b->stats_print;
+           a->watchdog_ms == b->watchdog_ms && a->stats_print == b->stats_print &&
+           a->magazines == b->magazines;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
