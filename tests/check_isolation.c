@@ -730,12 +730,17 @@ static void on_usr1(int sig)
 static void handler_under_watchdog(void)
 {
     setenv("KEYHEAP_CONF", "watchdog:1", 1);
+    /* Two domains deep, so that no PKRU saved in the stack equals the
+     * handler's (every key closed). */
+    struct target outer = make_target("outer", 0xa0);
     target = make_target("interrupted", 0xa1);
     signal(SIGUSR1, on_usr1);
     arm();
+    keyheap_enter(outer.d);
     keyheap_enter(target.d);
     raise(SIGUSR1);
     keyheap_leave(target.d);
+    keyheap_leave(outer.d);
     ck_assert_uint_eq(seen, 0xa1);
 }
 
@@ -750,6 +755,44 @@ START_TEST(test_signal_handler_that_enters_reads_under_the_watchdog)
 {
     twin = 1;
     handler_under_watchdog();
+}
+END_TEST
+
+/* A watchdog round's signal sent before a domain exists and delivered
+ * after the thread made and entered it (the signal was blocked meanwhile):
+ * the round must judge the thread as it is at delivery, not close the new
+ * domain's key under it. */
+static void *enter_under_pending_round(void *arg)
+{
+    (void)arg;
+    struct target first = make_target("first", 0xb8); /* registered */
+    keyheap_enter(first.d);
+    keyheap_leave(first.d);
+    sigset_t pkru_signal, pending;
+    sigemptyset(&pkru_signal);
+    sigaddset(&pkru_signal, SIGRTMAX - 1);
+    pthread_sigmask(SIG_BLOCK, &pkru_signal, NULL);
+    do {
+        sleep_ms(1);
+        sigpending(&pending);
+    } while (!sigismember(&pending, SIGRTMAX - 1));
+    target = make_target("made-late", 0xb9);
+    keyheap_enter(target.d);
+    pthread_sigmask(SIG_UNBLOCK, &pkru_signal, NULL); /* the round runs here */
+    sleep_ms(20);                                     /* and a few more */
+    seen = kht_read(target.p + 7);
+    keyheap_leave(target.d);
+    return NULL;
+}
+
+START_TEST(test_watchdog_round_sent_before_a_domain_was_made_never_closes_it)
+{
+    setenv("KEYHEAP_CONF", "watchdog:1", 1);
+    ck_assert_int_eq(keyheap_pku_supported(), 1);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, enter_under_pending_round, NULL), 0);
+    pthread_join(t, NULL);
+    ck_assert_uint_eq(seen, 0xb9);
 }
 END_TEST
 
@@ -1150,6 +1193,7 @@ int main(void)
     TCase *watchdog = tcase_create("watchdog");
     tcase_set_timeout(watchdog, 300);
     tcase_add_test(watchdog, test_watchdog_at_1ms_never_closes_a_domain_a_thread_is_inside);
+    tcase_add_test(watchdog, test_watchdog_round_sent_before_a_domain_was_made_never_closes_it);
     tcase_add_exit_test(watchdog, test_watchdog_never_opens_a_signal_handlers_pkru,
                         KHT_EXIT_PKU_FAULT);
     tcase_add_test(watchdog, test_signal_handler_that_enters_reads_under_the_watchdog);
