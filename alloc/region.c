@@ -266,6 +266,9 @@ void khi_region_init(struct keyheap_domain *d)
         .split = hook_split,
         .merge = hook_merge,
     };
+    if (d->end != 0)
+        return; /* a new arena for a slot whose old one was left alone
+                   (domain.c): it carves on from where the old one stopped */
     pthread_mutex_init(&d->carve_lock, NULL);
     d->start = khi_span.base + ((uintptr_t)d->slot << khi_span.shift);
     /* The region's first page stays unused: a guard below the heap. */

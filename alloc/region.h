@@ -11,7 +11,9 @@
 KHI_HIDDEN bool khi_span_reserve(void);
 
 /* khi_region_init - prepares the region and extent hooks of d's slot, on
- * the slot's first use (its arena is made after and kept). */
+ * the slot's first use (its arena is made after and kept); for a slot
+ * that needs a new arena later, the hooks only: carving goes on where the
+ * old arena stopped, so the two never share an address. */
 KHI_HIDDEN void khi_region_init(struct keyheap_domain *d);
 
 /* khi_region_discard - drops every page d's region ever had, with its data
