@@ -105,12 +105,12 @@ KEYHEAP_API keyheap_domain_t *keyheap_domain_create(const char *name, unsigned f
 {
     if (check_args(name, flags))
         return NULL;
+    khi_spawn_prepare(); /* before the lock: it takes the loader's */
     pthread_mutex_lock(&khi_domains_lock);
     struct keyheap_domain *d = NULL;
     if (check_mode() || khi_span_reserve())
         goto out;
     khi_threads_init();
-    khi_spawn_prepare();
     khi_heap_init();
     d = free_slot();
     if (d == NULL) {

@@ -173,8 +173,11 @@ static inline struct khi_open khi_domain_open(const struct keyheap_domain *d)
 
 static inline void khi_domain_close(const struct keyheap_domain *d, struct khi_open o)
 {
-    if (d->abi.ad_bit != 0)
-        keyheap_abi_wrpkru(o.pkru);
+    /* d's key back as it was; every other key as it is now: a close round
+     * may have closed one meanwhile, and o.pkru must not reopen it. */
+    unsigned bits = d->abi.ad_bit * 3u;
+    if (bits != 0)
+        keyheap_abi_wrpkru((keyheap_abi_rdpkru() & ~bits) | (o.pkru & bits));
     __asm__ volatile("" ::: "memory"); /* closed before it is unmarked */
     khi_internal_open = o.prev;
 }

@@ -23,6 +23,10 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <threads.h>
 #include <time.h>
 
@@ -30,6 +34,7 @@
 #include "domains/fatal.h"
 #include "domains/pkey.h"
 #include "domains/thread.h"
+#include "domains/watchdog.h"
 
 /* What the creating thread restores after the real call. */
 struct closed {
@@ -55,11 +60,61 @@ static struct closed close_for_child(void)
     return c;
 }
 
+/* The PKRU bits (both of each key) of the keys this thread may have open
+ * for a reason keyheap knows: the live domains of its domain stack, and
+ * the keys it opened for itself. */
+static unsigned keys_of_stack(void)
+{
+    const struct keyheap_abi_thread *t = &keyheap_abi_self;
+    uintptr_t base = (uintptr_t)khi_domains;
+    unsigned bits = khi_internal_open;
+    for (unsigned i = 0; i < t->depth && i < KEYHEAP_MAX_DEPTH; i++) {
+        uintptr_t p = (uintptr_t)khi_frame_domain(&t->stack[i]);
+        if (p < base || p >= base + sizeof khi_domains || (p - base) % sizeof khi_domains[0])
+            continue;
+        const struct keyheap_domain *d = (const struct keyheap_domain *)p;
+        if (khi_domain_live(d))
+            bits |= d->abi.ad_bit * 3u;
+    }
+    return bits;
+}
+
+/* Opens again what close_for_child closed, but only keys of domains the
+ * thread is inside: a close round (a destroy) may have closed others
+ * while the real call ran, and the saved value must not reopen them; the
+ * key may even belong to a new domain by now. */
 static void reopen_after(struct closed c)
 {
-    if (c.reopen)
-        keyheap_abi_wrpkru(c.pkru);
+    if (c.reopen) {
+        unsigned keep = keys_of_stack();
+        unsigned now = keyheap_abi_rdpkru();
+        unsigned want = (now & ~keep) | (c.pkru & keep);
+        if (want != now)
+            keyheap_abi_wrpkru(want);
+    }
     keyheap_abi_self.target = c.target;
+}
+
+/* keyheap's close rounds must reach every thread: a thread that blocks
+ * KHI_PKRU_SIGNAL cannot be closed, so a destroy keeps its key.  The
+ * C library's calls that set a signal mask never block it (as glibc's
+ * never block its own SIGCANCEL), and a new thread unblocks it before
+ * user code (a mask given with pthread_attr_setsigmask_np, or inherited). */
+static const sigset_t *without_ours(int how, const sigset_t *set, sigset_t *copy)
+{
+    if (set == NULL || how == SIG_UNBLOCK || sigismember(set, KHI_PKRU_SIGNAL) != 1)
+        return set;
+    *copy = *set;
+    sigdelset(copy, KHI_PKRU_SIGNAL);
+    return copy;
+}
+
+static void unblock_ours(void)
+{
+    sigset_t ours;
+    sigemptyset(&ours);
+    sigaddset(&ours, KHI_PKRU_SIGNAL);
+    syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &ours, NULL, _NSIG / 8);
 }
 
 /* In the child, before user code: the keys of domains created while the
@@ -89,16 +144,20 @@ static void *next_symbol(const char *name)
  * the rest of ld.so's bookkeeping would land in the domain's heap, and the
  * next thread to read them (exit's _dl_fini, for one) faults.  Loaded here,
  * at the first domain, on the default heap, glibc finds it loaded. */
-void khi_spawn_prepare(void)
+static void load_libgcc_s(void)
 {
-    static bool done;
-    if (done)
-        return;
-    done = true;
     keyheap_domain_t *target = keyheap_abi_self.target;
     keyheap_abi_self.target = NULL;
     dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_NODELETE);
     keyheap_abi_self.target = target;
+}
+
+/* Called before the domain lock is taken: dlopen takes the dynamic
+ * loader's lock and runs constructors, which may create domains. */
+void khi_spawn_prepare(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, load_libgcc_s);
 }
 
 /* ------------------------------------------------------ pthread_create */
@@ -113,6 +172,7 @@ static void *start_closed(void *p)
     struct start s = *(struct start *)p;
     kh_je_free(p);
     close_new_keys();
+    unblock_ours();
     return s.fn(s.arg);
 }
 
@@ -149,6 +209,7 @@ static int thrd_start_closed(void *p)
     struct thrd_start s = *(struct thrd_start *)p;
     kh_je_free(p);
     close_new_keys();
+    unblock_ours();
     return s.fn(s.arg);
 }
 
@@ -185,10 +246,54 @@ KEYHEAP_API int timer_create(clockid_t clock, struct sigevent *restrict ev,
     static timer_create_fn real;
     if (real == NULL)
         real = (timer_create_fn)next_symbol("timer_create");
+    /* The helper is made at the first SIGEV_THREAD timer: the tasks that
+     * appear during that call are recorded as helpers (a round waits for
+     * none of them that blocks keyheap's signal and never used a domain). */
+    static bool helper_known;
+    pid_t before[256];
+    unsigned nbefore = 0;
+    bool first = !__atomic_load_n(&helper_known, __ATOMIC_ACQUIRE) && ev != NULL &&
+                 ev->sigev_notify == SIGEV_THREAD;
+    if (first)
+        nbefore = khi_task_snapshot(before, 256);
     struct closed c = close_for_child();
     int rc = real(clock, ev, timer);
     int e = errno;
     reopen_after(c);
+    if (first && rc == 0) {
+        pid_t after[256];
+        unsigned nafter = khi_task_snapshot(after, 256);
+        for (unsigned i = 0; i < nafter; i++) {
+            bool old = false;
+            for (unsigned j = 0; j < nbefore && !old; j++)
+                old = before[j] == after[i];
+            if (!old)
+                khi_watchdog_exempt(after[i]);
+        }
+        __atomic_store_n(&helper_known, true, __ATOMIC_RELEASE);
+    }
     errno = e;
     return rc;
+}
+
+/* ------------------------------------------------------- signal masks */
+
+typedef int (*sigmask_fn)(int, const sigset_t *, sigset_t *);
+
+KEYHEAP_API int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
+{
+    static sigmask_fn real;
+    if (real == NULL)
+        real = (sigmask_fn)next_symbol("pthread_sigmask");
+    sigset_t copy;
+    return real(how, without_ours(how, set, &copy), old);
+}
+
+KEYHEAP_API int sigprocmask(int how, const sigset_t *set, sigset_t *old)
+{
+    static sigmask_fn real;
+    if (real == NULL)
+        real = (sigmask_fn)next_symbol("sigprocmask");
+    sigset_t copy;
+    return real(how, without_ours(how, set, &copy), old);
 }

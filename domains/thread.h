@@ -127,7 +127,8 @@ KHI_HIDDEN unsigned khi_thread_tids(pid_t *out, unsigned max);
 KHI_HIDDEN bool khi_thread_registered(pid_t tid);
 
 /* khi_spawn_prepare - loads what glibc would load lazily inside a domain
- * when a thread ends there (domains/spawn.c); once.  pre: the domain lock. */
+ * when a thread ends there (domains/spawn.c); once.  pre: the domain lock is
+ * not held (dlopen takes the loader lock). */
 KHI_HIDDEN void khi_spawn_prepare(void);
 
 /* khi_threads_init - registers the fork handlers and membarrier; once. */

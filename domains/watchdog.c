@@ -80,6 +80,12 @@ static struct task {
 static unsigned batch_len;
 static pthread_mutex_t round_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* Tasks that block every signal for good and never run user code (glibc's
+ * timer helper thread, recorded by the timer_create wrapper): the only
+ * ones a round does not wait for. */
+#define EXEMPT_MAX 8u
+static pid_t exempt[EXEMPT_MAX];
+
 static bool installed;       /* the handler; guarded by the domain lock */
 static bool watchdog_wanted; /* KEYHEAP_CONF has watchdog:<ms> */
 
@@ -205,6 +211,10 @@ static void on_signal(int sig, siginfo_t *info, void *ctx)
         audit = __atomic_load_n(&rq.audit, __ATOMIC_RELAXED);
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
     } while (r != __atomic_load_n(&round_no, __ATOMIC_RELAXED));
+    /* A destroy closes only keys it keeps: a late signal (queued while
+     * the thread blocked it) never closes a key that went to a new domain
+     * meanwhile (rq.close is cleared at each round's end as well). */
+    close &= __atomic_load_n(&khi_keys_kept, __ATOMIC_RELAXED);
 
     struct keyheap_abi_thread *t = &keyheap_abi_self;
     unsigned depth = t->depth < KEYHEAP_MAX_DEPTH ? t->depth : KEYHEAP_MAX_DEPTH;
@@ -212,7 +222,13 @@ static void on_signal(int sig, siginfo_t *info, void *ctx)
     bool changed = false;
     uint64_t *bv;
     uint32_t *slot = khi_xsave_pkru_slot(uc, &bv);
-    if (slot != NULL) {
+    if (slot == NULL) {
+        /* The live PKRU is out of reach: no answer, so that a destroy
+         * keeps its key rather than trust a thread it could not close. */
+        errno = saved_errno;
+        return;
+    }
+    {
         /* A PKRU in its initial state is 0 and not stored. */
         unsigned hw = (*bv & (1u << KHI_XFEATURE_PKRU)) ? *slot : 0;
         unsigned want = apply(hw, close, audit, depth, &asked, &unalloc);
@@ -270,11 +286,35 @@ static bool task_blocks(pid_t tid, int sig)
     return (mask >> (sig - 1)) & 1u;
 }
 
+static bool is_exempt(pid_t tid)
+{
+    for (unsigned i = 0; i < EXEMPT_MAX; i++)
+        if (__atomic_load_n(&exempt[i], __ATOMIC_RELAXED) == tid)
+            return true;
+    return false;
+}
+
+void khi_watchdog_exempt(pid_t tid)
+{
+    for (unsigned i = 0; i < EXEMPT_MAX; i++) {
+        pid_t old = __atomic_load_n(&exempt[i], __ATOMIC_RELAXED);
+        if (old == tid)
+            return;
+        if (old == 0 || syscall(SYS_tgkill, getpid(), old, 0) != 0) {
+            __atomic_store_n(&exempt[i], tid, __ATOMIC_RELAXED);
+            return;
+        }
+    }
+}
+
 /* Signals the tasks of the batch and waits for their answers to round r:
- * a task that is gone (ESRCH) needs none; after a moment, a task that
- * blocks the signal and never used a domain is not waited for (glibc's
- * timer helper thread blocks every signal, for one); the others get up to
- * a second.  Returns how many did not answer. */
+ * a task that is gone (ESRCH) needs none; after a moment, glibc's timer
+ * helper (which blocks every signal and runs no user code) is not waited
+ * for, and nor is a task that blocks the signal and never used a domain
+ * when it was recorded as such a helper; every other task gets up to a
+ * second.  A task that blocks the signal otherwise (a raw rt_sigprocmask:
+ * keyheap's sigprocmask and pthread_sigmask never block it) counts as
+ * not answering, so the key is kept.  Returns how many did not answer. */
 static unsigned run_batch(unsigned r, pid_t pid)
 {
     bool done[BATCH];
@@ -294,7 +334,8 @@ static unsigned run_batch(unsigned r, pid_t pid)
             break;
         if (waited == 40) /* 2 ms */
             for (unsigned i = 0; i < batch_len; i++)
-                if (!done[i] && task_blocks(batch[i].tid, KHI_PKRU_SIGNAL) &&
+                if (!done[i] && is_exempt(batch[i].tid) &&
+                    task_blocks(batch[i].tid, KHI_PKRU_SIGNAL) &&
                     !khi_thread_registered(batch[i].tid)) {
                     done[i] = true;
                     left--;
@@ -323,22 +364,25 @@ static unsigned signal_registered(unsigned r, pid_t pid, pid_t me)
     return missing;
 }
 
-/* Sends the round to every task but the caller, in batches read from
- * /proc/self/task.  Returns how many tasks did not answer. */
-static unsigned signal_tasks(unsigned r)
+/* Every task of /proc/self/task but me, into *list (grown as needed).
+ * Returns how many, or -1 without /proc (or memory).  *stable is false
+ * when a listed task is gone by the end of the listing: the kernel resumes
+ * a listing at the last task it returned, and when that task has exited
+ * it counts its way in by position instead, which skips a task for every
+ * one that exited before it.  A listing whose tasks all outlived it
+ * missed none that lived through it. */
+static long list_tasks(pid_t **list, size_t *cap, pid_t pid, pid_t me, bool *stable)
 {
-    pid_t pid = getpid(), me = (pid_t)syscall(SYS_gettid);
     int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
-        return signal_registered(r, pid, me);
-    unsigned missing = 0;
+        return -1;
+    size_t n = 0;
     char buf[4096];
-    __atomic_store_n(&batch_len, 0, __ATOMIC_RELEASE);
     for (;;) {
-        long n = syscall(SYS_getdents64, fd, buf, sizeof buf);
-        if (n <= 0)
+        long got = syscall(SYS_getdents64, fd, buf, sizeof buf);
+        if (got <= 0)
             break;
-        for (long off = 0; off < n;) {
+        for (long off = 0; off < got;) {
             const struct dirent64 *e = (const struct dirent64 *)(void *)(buf + off);
             off += e->d_reclen;
             if (e->d_name[0] < '0' || e->d_name[0] > '9')
@@ -346,6 +390,87 @@ static unsigned signal_tasks(unsigned r)
             pid_t tid = (pid_t)strtol(e->d_name, NULL, 10);
             if (tid == me)
                 continue;
+            if (n == *cap) {
+                size_t want = *cap != 0 ? *cap * 2 : 256;
+                pid_t *grown = kh_je_realloc(*list, want * sizeof **list);
+                if (grown == NULL) {
+                    close(fd);
+                    return -1;
+                }
+                *list = grown;
+                *cap = want;
+            }
+            (*list)[n++] = tid;
+        }
+    }
+    close(fd);
+    *stable = true;
+    for (size_t i = 0; i < n && *stable; i++)
+        if (syscall(SYS_tgkill, pid, (*list)[i], 0) != 0 && errno == ESRCH)
+            *stable = false;
+    return (long)n;
+}
+
+unsigned khi_task_snapshot(pid_t *out, unsigned max)
+{
+    pid_t *list = NULL;
+    size_t cap = 0;
+    bool stable;
+    long n = list_tasks(&list, &cap, getpid(), (pid_t)syscall(SYS_gettid), &stable);
+    unsigned k = 0;
+    for (long i = 0; i < n && k < max; i++)
+        out[k++] = list[i];
+    kh_je_free(list);
+    return k;
+}
+
+/* Listings of a round before it gives up on finding every task. */
+#define LISTINGS 64
+
+/* Sends the round to every task but the caller, in batches, and lists the
+ * tasks again until a listing that is stable finds no task the round has
+ * not reached (threads made meanwhile by raw clone have their creator's
+ * PKRU).  Returns how many tasks did not answer; a round that never got a
+ * stable listing counts one more, so its key is kept. */
+static unsigned signal_tasks(unsigned r)
+{
+    pid_t pid = getpid(), me = (pid_t)syscall(SYS_gettid);
+    pid_t *list = NULL, *sent = NULL;
+    size_t cap = 0, nsent = 0, sent_cap = 0;
+    unsigned missing = 0;
+    bool settled = false;
+    __atomic_store_n(&batch_len, 0, __ATOMIC_RELEASE);
+    for (unsigned pass = 0; pass < LISTINGS && !settled; pass++) {
+        bool stable;
+        long n = list_tasks(&list, &cap, pid, me, &stable);
+        if (n < 0) {
+            kh_je_free(list);
+            kh_je_free(sent);
+            if (pass == 0)
+                return signal_registered(r, pid, me);
+            return missing + 1;
+        }
+        bool fresh = false;
+        for (long i = 0; i < n; i++) {
+            pid_t tid = list[i];
+            bool known = false;
+            for (size_t j = 0; j < nsent && !known; j++)
+                known = sent[j] == tid;
+            if (known)
+                continue;
+            if (nsent == sent_cap) {
+                size_t want = sent_cap != 0 ? sent_cap * 2 : 256;
+                pid_t *grown = kh_je_realloc(sent, want * sizeof *sent);
+                if (grown == NULL) {
+                    kh_je_free(list);
+                    kh_je_free(sent);
+                    return missing + 1;
+                }
+                sent = grown;
+                sent_cap = want;
+            }
+            sent[nsent++] = tid;
+            fresh = true;
             if (batch_len == BATCH) {
                 missing += run_batch(r, pid);
                 __atomic_store_n(&batch_len, 0, __ATOMIC_RELEASE);
@@ -354,12 +479,14 @@ static unsigned signal_tasks(unsigned r)
             __atomic_store_n(&batch[batch_len].tid, tid, __ATOMIC_RELAXED);
             __atomic_store_n(&batch_len, batch_len + 1, __ATOMIC_RELEASE);
         }
+        if (batch_len != 0)
+            missing += run_batch(r, pid);
+        __atomic_store_n(&batch_len, 0, __ATOMIC_RELEASE);
+        settled = stable && !fresh;
     }
-    close(fd);
-    if (batch_len != 0)
-        missing += run_batch(r, pid);
-    __atomic_store_n(&batch_len, 0, __ATOMIC_RELEASE);
-    return missing;
+    kh_je_free(list);
+    kh_je_free(sent);
+    return missing + !settled;
 }
 
 /* The caller's own part of a destroy's round: it is not inside the
@@ -387,6 +514,9 @@ static unsigned run_round(unsigned close, bool audit, unsigned *found)
         r = __atomic_add_fetch(&round_no, 1, __ATOMIC_RELEASE);
     unsigned missing = signal_tasks(r);
     *found = __atomic_load_n(&reopened, __ATOMIC_RELAXED);
+    /* A signal delivered after the round (it was queued) closes nothing. */
+    __atomic_store_n(&rq.close, 0u, __ATOMIC_RELAXED);
+    __atomic_store_n(&rq.audit, false, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&round_lock);
     return missing;
 }

@@ -100,6 +100,14 @@ static void raw_wrpkru(unsigned pkru)
     __asm__ volatile(".byte 0x0f,0x01,0xef" : : "a"(pkru), "c"(0), "d"(0) : "memory");
 }
 
+/* keyheap's pthread_sigmask and sigprocmask never block its PKRU signal:
+ * only the system call itself can, which is how these tests hold a round's
+ * signal back. */
+static void raw_sigmask(int how, const sigset_t *set)
+{
+    ck_assert_int_eq(syscall(SYS_rt_sigprocmask, how, set, NULL, _NSIG / 8), 0);
+}
+
 static pthread_barrier_t step;
 
 /* keyheap's close rounds signal every thread (SIGRTMAX-1): sleeps and
@@ -771,14 +779,14 @@ static void *enter_under_pending_round(void *arg)
     sigset_t pkru_signal, pending;
     sigemptyset(&pkru_signal);
     sigaddset(&pkru_signal, SIGRTMAX - 1);
-    pthread_sigmask(SIG_BLOCK, &pkru_signal, NULL);
+    raw_sigmask(SIG_BLOCK, &pkru_signal);
     do {
         sleep_ms(1);
         sigpending(&pending);
     } while (!sigismember(&pending, SIGRTMAX - 1));
     target = make_target("made-late", 0xb9);
     keyheap_enter(target.d);
-    pthread_sigmask(SIG_UNBLOCK, &pkru_signal, NULL); /* the round runs here */
+    raw_sigmask(SIG_UNBLOCK, &pkru_signal); /* the round runs here */
     sleep_ms(20);                                     /* and a few more */
     seen = kht_read(target.p + 7);
     keyheap_leave(target.d);
@@ -826,13 +834,13 @@ static void *blocked_thread(void *arg)
     sigset_t pkru_signal;
     sigemptyset(&pkru_signal);
     sigaddset(&pkru_signal, SIGRTMAX - 1);
-    pthread_sigmask(SIG_BLOCK, &pkru_signal, NULL);
+    raw_sigmask(SIG_BLOCK, &pkru_signal);
     /* The key opened by hand: stale, as code behind keyheap's back could. */
     raw_wrpkru(kht_pkru() & ~(3u << (2 * target.key)));
     pthread_barrier_wait(&step); /* blocked and open */
     pthread_barrier_wait(&step); /* d destroyed, e made */
     at_cleanup.rights = (unsigned)keyheap_audit(KEYHEAP_AUDIT_REPORT | KEYHEAP_AUDIT_REPAIR);
-    pthread_sigmask(SIG_UNBLOCK, &pkru_signal, NULL);
+    raw_sigmask(SIG_UNBLOCK, &pkru_signal);
     pthread_barrier_wait(&step);
     pthread_barrier_wait(&step); /* the kept key may be freed now */
     return NULL;
@@ -907,7 +915,7 @@ static void *late_thread(void *arg)
     sigset_t pkru_signal;
     sigemptyset(&pkru_signal);
     sigaddset(&pkru_signal, SIGRTMAX - 1);
-    pthread_sigmask(SIG_BLOCK, &pkru_signal, NULL);
+    raw_sigmask(SIG_BLOCK, &pkru_signal);
     if (is_y)
         raw_wrpkru(kht_pkru() & ~(3u << (2 * late_d.key))); /* stale */
     pthread_barrier_wait(&step); /* both blocked */
@@ -919,7 +927,7 @@ static void *late_thread(void *arg)
             sleep_ms(1);
         while (!sleeping(late_main))
             sleep_ms(1);
-        pthread_sigmask(SIG_UNBLOCK, &pkru_signal, NULL);
+        raw_sigmask(SIG_UNBLOCK, &pkru_signal);
     }
     pthread_barrier_wait(&step); /* e is made */
     if (is_y)
@@ -1139,6 +1147,131 @@ START_TEST(test_free_before_destroy_twin_finishes_cleanly)
 }
 END_TEST
 
+/* ------------------------------------- threads that block the signal */
+
+/* A thread that never used a domain blocks keyheap's signal and has a
+ * domain's key open (by hand, as code behind keyheap's back could).  With
+ * pthread_sigmask the block does not take (keyheap's wrapper leaves its
+ * signal out): destroy's round closes the key in the thread, the key is
+ * reused, and the thread cannot read the next domain.  With the system
+ * call the thread cannot be reached: destroy must keep the key (the next
+ * domain gets another one), never free it and hand it on. */
+static struct target first;
+
+static void *blocker(void *arg)
+{
+    int raw = arg != NULL;
+    sigset_t pkru_signal;
+    sigemptyset(&pkru_signal);
+    sigaddset(&pkru_signal, SIGRTMAX - 1);
+    if (raw)
+        raw_sigmask(SIG_BLOCK, &pkru_signal);
+    else
+        ck_assert_int_eq(pthread_sigmask(SIG_BLOCK, &pkru_signal, NULL), 0);
+    raw_wrpkru(kht_pkru() & ~(3u << (2 * first.key)));
+    pthread_barrier_wait(&step); /* blocked, and first's key open */
+    pthread_barrier_wait(&step); /* first destroyed, target made */
+    attack();
+    pthread_barrier_wait(&step);
+    return NULL;
+}
+
+static void destroy_under_blocker(int raw)
+{
+    pthread_barrier_init(&step, NULL, 2);
+    first = make_target("blocked-first", 0xc1);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, blocker, raw ? (void *)1 : NULL), 0);
+    pthread_barrier_wait(&step);
+    int saved = dup(STDERR_FILENO), null = open("/dev/null", O_WRONLY);
+    if (raw)
+        dup2(null, STDERR_FILENO); /* "did not answer" */
+    ck_assert_int_eq(keyheap_domain_destroy(first.d), 0);
+    dup2(saved, STDERR_FILENO);
+    close(null);
+    close(saved);
+    target = make_target("blocked-next", 0xc2);
+    if (raw)
+        ck_assert_int_ne(target.key, first.key); /* kept */
+    else
+        ck_assert_int_eq(target.key, first.key); /* closed everywhere, reused */
+    arm();
+    pthread_barrier_wait(&step);
+    pthread_barrier_wait(&step);
+    pthread_join(t, NULL);
+    ck_assert_uint_eq(seen, 0xc2);
+}
+
+START_TEST(test_thread_blocking_the_signal_with_pthread_sigmask_is_still_closed_by_destroy)
+{
+    twin = 0;
+    destroy_under_blocker(0);
+}
+END_TEST
+
+START_TEST(test_thread_blocking_the_signal_with_pthread_sigmask_twin_reads_inside)
+{
+    twin = 1;
+    destroy_under_blocker(0);
+}
+END_TEST
+
+START_TEST(test_thread_blocking_the_signal_with_the_system_call_never_gets_a_freed_key)
+{
+    twin = 0;
+    destroy_under_blocker(1);
+}
+END_TEST
+
+START_TEST(test_thread_blocking_the_signal_with_the_system_call_twin_reads_inside)
+{
+    twin = 1;
+    destroy_under_blocker(1);
+}
+END_TEST
+
+/* The same thread unblocks late, inside the next domain: the queued
+ * signal of the destroy's round is delivered there, and must not close
+ * the key of the domain the thread is inside (the old round's key may be
+ * that domain's by now). */
+static void *late_unblocker(void *arg)
+{
+    (void)arg;
+    sigset_t pkru_signal;
+    sigemptyset(&pkru_signal);
+    sigaddset(&pkru_signal, SIGRTMAX - 1);
+    raw_sigmask(SIG_BLOCK, &pkru_signal);
+    pthread_barrier_wait(&step); /* blocked */
+    pthread_barrier_wait(&step); /* first destroyed, target made */
+    keyheap_enter(target.d);
+    kht_write(target.p + 3, 0xc4);
+    raw_sigmask(SIG_UNBLOCK, &pkru_signal); /* the old round's signal runs here */
+    kht_write(target.p + 4, 0xc5);
+    seen = kht_read(target.p + 3);
+    keyheap_leave(target.d);
+    return NULL;
+}
+
+START_TEST(test_late_pkru_signal_never_closes_the_domain_its_thread_is_inside)
+{
+    pthread_barrier_init(&step, NULL, 2);
+    first = make_target("late-first", 0xc3);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, late_unblocker, NULL), 0);
+    pthread_barrier_wait(&step);
+    int saved = dup(STDERR_FILENO), null = open("/dev/null", O_WRONLY);
+    dup2(null, STDERR_FILENO);
+    ck_assert_int_eq(keyheap_domain_destroy(first.d), 0);
+    dup2(saved, STDERR_FILENO);
+    close(null);
+    close(saved);
+    target = make_target("late-next", 0xc6);
+    pthread_barrier_wait(&step);
+    pthread_join(t, NULL);
+    ck_assert_uint_eq(seen, 0xc4);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("isolation");
@@ -1210,6 +1343,19 @@ int main(void)
                         KHT_EXIT_PKU_FAULT);
     tcase_add_test(keys, test_late_answers_twin_thread_reads_the_next_domain_after_entering);
     suite_add_tcase(s, keys);
+
+    TCase *blocking = tcase_create("blocking");
+    tcase_set_timeout(blocking, 120);
+    tcase_add_exit_test(blocking,
+                        test_thread_blocking_the_signal_with_pthread_sigmask_is_still_closed_by_destroy,
+                        KHT_EXIT_PKU_FAULT);
+    tcase_add_test(blocking, test_thread_blocking_the_signal_with_pthread_sigmask_twin_reads_inside);
+    tcase_add_exit_test(blocking,
+                        test_thread_blocking_the_signal_with_the_system_call_never_gets_a_freed_key,
+                        KHT_EXIT_PKU_FAULT);
+    tcase_add_test(blocking, test_thread_blocking_the_signal_with_the_system_call_twin_reads_inside);
+    tcase_add_test(blocking, test_late_pkru_signal_never_closes_the_domain_its_thread_is_inside);
+    suite_add_tcase(s, blocking);
 
     TCase *racing = tcase_create("racing");
     tcase_set_timeout(racing, 300);
