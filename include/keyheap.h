@@ -65,19 +65,27 @@
  * opens a key.  A program that uses domains must leave that signal alone.
  * Like any signal with a handler, it makes sleeps (nanosleep, usleep,
  * clock_nanosleep, sleep) and sem_wait return early (EINTR or the time
- * left); other system calls restart.  A thread that blocks the signal and
- * never used a domain is not waited for (glibc's timer helper thread blocks
- * every signal); one that used a domain is waited for up to a second, and
- * if it does not answer the key is kept: never freed, never given to
- * another domain, with a "keyheap: ..." warning, until a later destroy
- * that every thread answers frees it.
+ * left); other system calls restart.  keyheap's pthread_sigmask and
+ * sigprocmask never block it (as glibc's never block its own SIGCANCEL),
+ * and threads made by the wrapped calls below unblock it before user code.
+ * A round lists /proc/self/task again until a listing finds no task it
+ * has not reached and none that exited while it was listed.  Only glibc's
+ * timer helper (it blocks every signal, runs no user code and is born
+ * closed) is not waited for; every other task gets up to a second, and one
+ * that does not answer (it blocked the signal with the raw system call,
+ * or runs a handler that blocks it) makes the destroy keep the key: never
+ * freed, never given to another domain, with a "keyheap: ..." warning,
+ * until a later destroy that every thread answers frees it.  A signal
+ * delivered late (after its round) closes only keys keyheap still keeps,
+ * never a key that went to a new domain meanwhile.
  *
  * Threads are born closed: pthread_create, thrd_create and timer_create
  * (SIGEV_THREAD: its helper thread and every notification thread) are
  * wrapped so that a new thread starts with every domain closed, even when
- * its creator is inside one.  A raw clone(2) child starts with its
- * creator's PKRU (open domains included) and is closed by the next destroy
- * of those domains.
+ * its creator is inside one; afterwards the creator reopens only the keys
+ * of domains it is inside (a key a destroy closed meanwhile stays closed).
+ * A raw clone(2) child starts with its creator's PKRU (open domains
+ * included); a destroy's round reaches it like every task.
  *
  * Thread-safety: every function declared here may be called from any thread.
  */

@@ -1147,6 +1147,107 @@ START_TEST(test_free_before_destroy_twin_finishes_cleanly)
 }
 END_TEST
 
+/* A round lists /proc/self/task while other threads exit: the kernel
+ * resumes a listing at the last task it returned, and when that one has
+ * exited it counts its way in by position, skipping a task for each that
+ * exited before.  Here 700 threads exit while the round waits for a slow
+ * registered thread (one that blocks the signal for 300 ms, by the system
+ * call), and the thread with the stale key comes last in the list. */
+#define EXITERS 700
+static struct target first;
+static struct timespec exit_at;
+static volatile int exiters_ready, slow_go;
+
+static void *exiter(void *arg)
+{
+    (void)arg;
+    __atomic_add_fetch(&exiters_ready, 1, __ATOMIC_SEQ_CST);
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &exit_at, NULL) != 0) {
+    }
+    return NULL;
+}
+
+static void *slow_answerer(void *arg)
+{
+    keyheap_enter((keyheap_domain_t *)arg); /* registered: waited for */
+    keyheap_leave((keyheap_domain_t *)arg);
+    sigset_t pkru_signal;
+    sigemptyset(&pkru_signal);
+    sigaddset(&pkru_signal, SIGRTMAX - 1);
+    raw_sigmask(SIG_BLOCK, &pkru_signal);
+    __atomic_add_fetch(&exiters_ready, 1, __ATOMIC_SEQ_CST);
+    while (!slow_go)
+        sleep_ms(1);
+    sleep_ms(300);
+    raw_sigmask(SIG_UNBLOCK, &pkru_signal);
+    return NULL;
+}
+
+static void *last_listed(void *arg)
+{
+    (void)arg;
+    raw_wrpkru(kht_pkru() & ~(3u << (2 * first.key)));
+    __atomic_add_fetch(&exiters_ready, 1, __ATOMIC_SEQ_CST);
+    pthread_barrier_wait(&step); /* first destroyed, target made */
+    attack();
+    pthread_barrier_wait(&step);
+    return NULL;
+}
+
+static void round_while_threads_exit(void)
+{
+    pthread_barrier_init(&step, NULL, 2);
+    first = make_target("exits-first", 0xe1);
+    keyheap_domain_t *reg = keyheap_domain_create("exits-registered", 0);
+    ck_assert_ptr_nonnull(reg);
+    pthread_attr_t small;
+    pthread_attr_init(&small);
+    pthread_attr_setstacksize(&small, 65536);
+    clock_gettime(CLOCK_MONOTONIC, &exit_at);
+    exit_at.tv_sec += 10; /* time enough to make them, even emulated */
+    pthread_t t, w, slow;
+    ck_assert_int_eq(pthread_create(&slow, &small, slow_answerer, reg), 0);
+    for (int i = 0; i < EXITERS; i++) {
+        ck_assert_int_eq(pthread_create(&t, &small, exiter, NULL), 0);
+        pthread_detach(t);
+    }
+    ck_assert_int_eq(pthread_create(&w, &small, last_listed, NULL), 0);
+    while (exiters_ready != EXITERS + 2)
+        sleep_ms(1);
+    /* The destroy starts 100 ms before the exiters end. */
+    struct timespec start = exit_at;
+    start.tv_nsec -= 100000000L;
+    if (start.tv_nsec < 0) {
+        start.tv_sec--;
+        start.tv_nsec += 1000000000L;
+    }
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &start, NULL) != 0) {
+    }
+    slow_go = 1;
+    ck_assert_int_eq(keyheap_domain_destroy(first.d), 0);
+    target = make_target("exits-next", 0xe2);
+    arm();
+    pthread_barrier_wait(&step);
+    pthread_barrier_wait(&step);
+    pthread_join(w, NULL);
+    pthread_join(slow, NULL);
+    ck_assert_uint_eq(seen, 0xe2);
+}
+
+START_TEST(test_close_round_reaches_a_thread_listed_after_700_that_exit_mid_round)
+{
+    twin = 0;
+    round_while_threads_exit();
+}
+END_TEST
+
+START_TEST(test_close_round_with_700_exiting_twin_reads_inside)
+{
+    twin = 1;
+    round_while_threads_exit();
+}
+END_TEST
+
 /* ------------------------------------- threads that block the signal */
 
 /* A thread that never used a domain blocks keyheap's signal and has a
@@ -1156,8 +1257,6 @@ END_TEST
  * reused, and the thread cannot read the next domain.  With the system
  * call the thread cannot be reached: destroy must keep the key (the next
  * domain gets another one), never free it and hand it on. */
-static struct target first;
-
 static void *blocker(void *arg)
 {
     int raw = arg != NULL;
@@ -1355,6 +1454,9 @@ int main(void)
                         KHT_EXIT_PKU_FAULT);
     tcase_add_test(blocking, test_thread_blocking_the_signal_with_the_system_call_twin_reads_inside);
     tcase_add_test(blocking, test_late_pkru_signal_never_closes_the_domain_its_thread_is_inside);
+    tcase_add_exit_test(blocking, test_close_round_reaches_a_thread_listed_after_700_that_exit_mid_round,
+                        KHT_EXIT_PKU_FAULT);
+    tcase_add_test(blocking, test_close_round_with_700_exiting_twin_reads_inside);
     suite_add_tcase(s, blocking);
 
     TCase *racing = tcase_create("racing");
