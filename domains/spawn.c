@@ -152,12 +152,17 @@ static void load_libgcc_s(void)
     keyheap_abi_self.target = target;
 }
 
-/* Called before the domain lock is taken: dlopen takes the dynamic
- * loader's lock and runs constructors, which may create domains. */
+/* Called before the domain lock is taken, and never waits for another
+ * thread: dlopen takes the dynamic loader's lock, and the thread holding
+ * it may be running a constructor that creates a domain.  A creation that
+ * finds the load started elsewhere goes on without it. */
 void khi_spawn_prepare(void)
 {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, load_libgcc_s);
+    static bool started;
+    if (__atomic_load_n(&started, __ATOMIC_RELAXED) ||
+        __atomic_exchange_n(&started, true, __ATOMIC_ACQ_REL))
+        return;
+    load_libgcc_s();
 }
 
 /* ------------------------------------------------------ pthread_create */
