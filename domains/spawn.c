@@ -178,6 +178,7 @@ static void *start_closed(void *p)
     kh_je_free(p);
     close_new_keys();
     unblock_ours();
+    khi_thread_arm_exit();
     return s.fn(s.arg);
 }
 
@@ -215,6 +216,7 @@ static int thrd_start_closed(void *p)
     kh_je_free(p);
     close_new_keys();
     unblock_ours();
+    khi_thread_arm_exit();
     return s.fn(s.arg);
 }
 

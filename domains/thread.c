@@ -127,17 +127,34 @@ static void thread_exit(void *arg)
         pthread_setspecific(exit_key, arg);
         return;
     }
-    pthread_mutex_lock(&threads_lock);
-    if (me != NULL) {
-        drop_all_tcaches(me);
-        unlink_thread(me);
-        me = NULL;
+    if (me == NULL) { /* never registered: nothing of it is shared */
+        exiting = true;
+        khi_thread_known = true;
+        leave_all_at_exit();
+        return;
     }
+    pthread_mutex_lock(&threads_lock);
+    drop_all_tcaches(me);
+    unlink_thread(me);
+    me = NULL;
     /* Frees after this point (later destructors) use no cache. */
     exiting = true;
     khi_thread_known = true;
     leave_all_at_exit();
     pthread_mutex_unlock(&threads_lock);
+}
+
+/* The hook counts glibc's destructor rounds by being called in each, so
+ * it must be armed from the first: a thread that first used a domain in a
+ * later round would otherwise never reach its last round, and its node
+ * would outlive its TLS.  The value only needs to be non-NULL. */
+static char armed;
+
+void khi_thread_arm_exit(void)
+{
+    khi_threads_init();
+    if (pthread_getspecific(exit_key) == NULL)
+        pthread_setspecific(exit_key, &armed);
 }
 
 unsigned khi_thread_tids(pid_t *out, unsigned max)

@@ -131,6 +131,11 @@ KHI_HIDDEN bool khi_thread_registered(pid_t tid);
  * not held (dlopen takes the loader lock). */
 KHI_HIDDEN void khi_spawn_prepare(void);
 
+/* khi_thread_arm_exit - arms the thread-exit hook in a new thread before
+ * its user code (domains/spawn.c), so that it runs in every round of
+ * thread-specific-data destructors. */
+KHI_HIDDEN void khi_thread_arm_exit(void);
+
 /* khi_threads_init - registers the fork handlers and membarrier; once. */
 KHI_HIDDEN void khi_threads_init(void);
 

@@ -621,6 +621,44 @@ START_TEST(test_enter_after_keyheaps_last_exit_hook_aborts_with_message)
 }
 END_TEST
 
+/* The thread first uses a domain in the second round of destructors (its
+ * first enter registers it), and enters in the last, after keyheap's
+ * hook: keyheap's hook must still know that round is the last. */
+static void register_in_round_two(void *arg)
+{
+    static __thread int calls;
+    ++calls;
+    if (calls == 2) {
+        keyheap_enter(target.d);
+        keyheap_leave(target.d);
+    }
+    if (calls < PTHREAD_DESTRUCTOR_ITERATIONS) {
+        pthread_setspecific(late_key, arg);
+        return;
+    }
+    keyheap_enter(target.d);
+}
+
+static void late_registration(void *arg)
+{
+    (void)arg;
+    target = make_target("late-registered", 0x84);
+    ck_assert_int_eq(pthread_key_create(&late_key, register_in_round_two), 0);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, set_late_key, NULL), 0);
+    pthread_join(t, NULL);
+}
+
+START_TEST(test_thread_first_using_a_domain_in_a_late_destructor_round_still_ends_registered_last)
+{
+    kht_expect_abort(late_registration, NULL,
+                     "keyheap: keyheap_enter(\"late-registered\") in a thread that is exiting, "
+                     "after keyheap's last thread-exit hook (the last round of "
+                     "thread-specific-data destructors): enter domains in earlier destructors "
+                     "or before the thread ends\n");
+}
+END_TEST
+
 /* -------------------------------- a signal at every instruction of enter */
 
 static struct target inner;
@@ -1414,6 +1452,8 @@ int main(void)
     tcase_add_test(ending,
                    test_cancellation_inside_a_domain_keeps_it_busy_until_the_thread_is_gone);
     tcase_add_test(ending, test_enter_after_keyheaps_last_exit_hook_aborts_with_message);
+    tcase_add_test(ending,
+                   test_thread_first_using_a_domain_in_a_late_destructor_round_still_ends_registered_last);
     suite_add_tcase(s, ending);
 
     TCase *signals = tcase_create("signals");
