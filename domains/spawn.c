@@ -287,20 +287,25 @@ KEYHEAP_API int timer_create(clockid_t clock, struct sigevent *restrict ev,
 
 typedef int (*sigmask_fn)(int, const sigset_t *, sigset_t *);
 
+/* The C library's call name (pthread_sigmask or sigprocmask), with keyheap's
+ * signal left out of what it blocks. */
+static int set_mask(sigmask_fn *real, const char *name, int how, const sigset_t *set,
+                    sigset_t *old)
+{
+    if (*real == NULL)
+        *real = (sigmask_fn)next_symbol(name);
+    sigset_t copy;
+    return (*real)(how, without_ours(how, set, &copy), old);
+}
+
 KEYHEAP_API int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
 {
     static sigmask_fn real;
-    if (real == NULL)
-        real = (sigmask_fn)next_symbol("pthread_sigmask");
-    sigset_t copy;
-    return real(how, without_ours(how, set, &copy), old);
+    return set_mask(&real, "pthread_sigmask", how, set, old);
 }
 
 KEYHEAP_API int sigprocmask(int how, const sigset_t *set, sigset_t *old)
 {
     static sigmask_fn real;
-    if (real == NULL)
-        real = (sigmask_fn)next_symbol("sigprocmask");
-    sigset_t copy;
-    return real(how, without_ours(how, set, &copy), old);
+    return set_mask(&real, "sigprocmask", how, set, old);
 }

@@ -127,21 +127,20 @@ static void thread_exit(void *arg)
         pthread_setspecific(exit_key, arg);
         return;
     }
-    if (me == NULL) { /* never registered: nothing of it is shared */
-        exiting = true;
-        khi_thread_known = true;
-        leave_all_at_exit();
-        return;
+    /* A thread that never registered shares nothing: no lock. */
+    bool registered = me != NULL;
+    if (registered) {
+        pthread_mutex_lock(&threads_lock);
+        drop_all_tcaches(me);
+        unlink_thread(me);
+        me = NULL;
     }
-    pthread_mutex_lock(&threads_lock);
-    drop_all_tcaches(me);
-    unlink_thread(me);
-    me = NULL;
     /* Frees after this point (later destructors) use no cache. */
     exiting = true;
     khi_thread_known = true;
     leave_all_at_exit();
-    pthread_mutex_unlock(&threads_lock);
+    if (registered)
+        pthread_mutex_unlock(&threads_lock);
 }
 
 /* The hook counts glibc's destructor rounds by being called in each, so

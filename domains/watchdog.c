@@ -228,17 +228,15 @@ static void on_signal(int sig, siginfo_t *info, void *ctx)
         errno = saved_errno;
         return;
     }
-    {
-        /* A PKRU in its initial state is 0 and not stored. */
-        unsigned hw = (*bv & (1u << KHI_XFEATURE_PKRU)) ? *slot : 0;
-        unsigned want = apply(hw, close, audit, depth, &asked, &unalloc);
-        if (want != hw) {
-            if (audit)
-                report(hw, want);
-            *slot = want;
-            *bv |= 1u << KHI_XFEATURE_PKRU;
-            changed = true;
-        }
+    /* A PKRU in its initial state is 0 and not stored. */
+    unsigned live = (*bv & (1u << KHI_XFEATURE_PKRU)) ? *slot : 0;
+    unsigned live_want = apply(live, close, audit, depth, &asked, &unalloc);
+    if (live_want != live) {
+        if (audit)
+            report(live, live_want);
+        *slot = live_want;
+        *bv |= 1u << KHI_XFEATURE_PKRU;
+        changed = true;
     }
     /* Each leave restores a saved PKRU: frame i's, with frames [0, i)
      * still entered. */
@@ -286,6 +284,12 @@ static bool task_blocks(pid_t tid, int sig)
     return (mask >> (sig - 1)) & 1u;
 }
 
+/* Whether task tid of process pid has exited (it can answer no round). */
+static bool task_gone(pid_t pid, pid_t tid)
+{
+    return syscall(SYS_tgkill, pid, tid, 0) != 0 && errno == ESRCH;
+}
+
 static bool is_exempt(pid_t tid)
 {
     for (unsigned i = 0; i < EXEMPT_MAX; i++)
@@ -300,7 +304,7 @@ void khi_watchdog_exempt(pid_t tid)
         pid_t old = __atomic_load_n(&exempt[i], __ATOMIC_RELAXED);
         if (old == tid)
             return;
-        if (old == 0 || syscall(SYS_tgkill, getpid(), old, 0) != 0) {
+        if (old == 0 || task_gone(getpid(), old)) {
             __atomic_store_n(&exempt[i], tid, __ATOMIC_RELAXED);
             return;
         }
@@ -336,7 +340,7 @@ static unsigned run_batch(unsigned r, pid_t pid)
             break;
         if (waited % 20 == 19) /* each ms: a task that exited since never answers */
             for (unsigned i = 0; i < batch_len; i++)
-                if (!done[i] && syscall(SYS_tgkill, pid, batch[i].tid, 0) != 0 && errno == ESRCH) {
+                if (!done[i] && task_gone(pid, batch[i].tid)) {
                     done[i] = true;
                     left--;
                 }
@@ -414,7 +418,7 @@ static long list_tasks(pid_t **list, size_t *cap, pid_t pid, pid_t me, bool *sta
     close(fd);
     *stable = true;
     for (size_t i = 0; i < n && *stable; i++)
-        if (syscall(SYS_tgkill, pid, (*list)[i], 0) != 0 && errno == ESRCH)
+        if (task_gone(pid, (*list)[i]))
             *stable = false;
     return (long)n;
 }
