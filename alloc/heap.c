@@ -119,6 +119,34 @@ static void guard_live(const struct keyheap_domain *d, void *p, size_t n)
         khi_stats_decommit(d, guard_page);
 }
 
+/* p, jemalloc's answer to a request for d's arena, if it lies in d's
+ * region.  jemalloc serves a thread whose own thread data it has already
+ * cleaned up (a thread-specific-data destructor that runs after
+ * jemalloc's: its key is the process's first, so in every round) from its
+ * default arena whatever arena it was asked for (tsd "reincarnated", taken
+ * as reentrant).  That block is ordinary memory: it goes back, and the
+ * allocation fails, since a domain never hands out untagged memory. */
+static __attribute__((cold, noinline)) void *not_in_region(const struct keyheap_domain *d, void *p)
+{
+    kh_je_dallocx(p, KHI_JE_TCACHE_NONE);
+    static bool hinted;
+    if (!__atomic_exchange_n(&hinted, true, __ATOMIC_RELAXED))
+        khi_warn("domain \"", d->name,
+                 "\": an allocation after jemalloc's own thread-exit cleanup (in a "
+                 "thread-specific-data destructor) fails with ENOMEM: jemalloc then serves only "
+                 "its default arena, which is not the domain's memory",
+                 (char *)NULL);
+    return NULL;
+}
+
+static inline void *in_region(const struct keyheap_domain *d, void *p)
+{
+    if (__builtin_expect(((uintptr_t)p - khi_span.base) >> khi_span.shift != d->slot, 0) &&
+        p != NULL)
+        return not_in_region(d, p);
+    return p;
+}
+
 /* A new large block of d of at least size bytes with jemalloc flags
  * flags, guarded; NULL when memory is short. */
 static __attribute__((noinline)) void *large_alloc(const struct keyheap_domain *d, size_t size,
@@ -129,7 +157,7 @@ static __attribute__((noinline)) void *large_alloc(const struct keyheap_domain *
         return NULL;
     if ((flags & LG_ALIGN_MASK) < lg_page)
         flags = (flags & ~LG_ALIGN_MASK) | KHI_JE_LG_ALIGN(lg_page);
-    void *p = kh_je_mallocx(size + guard_extra, flags);
+    void *p = in_region(d, kh_je_mallocx(size + guard_extra, flags));
     if (p != NULL && guard(d, p, block_usable(p))) {
         kh_je_dallocx(p, KHI_JE_TCACHE_NONE);
         static bool hinted;
@@ -151,7 +179,7 @@ static inline void *je_alloc(const struct keyheap_domain *d, size_t size, size_t
 {
     if (size > small_max || align > guard_page)
         return large_alloc(d, size, flags);
-    return kh_je_mallocx(at_least_granule(size), flags);
+    return in_region(d, kh_je_mallocx(at_least_granule(size), flags));
 }
 
 /* Gives p back to jemalloc with flags, a large block without its guard

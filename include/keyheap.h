@@ -456,7 +456,15 @@ KEYHEAP_API int keyheap_audit(unsigned flags);
  * leave domains; keyheap's exit hook runs in the last round of those
  * destructors and leaves every domain the thread is still in.  An enter
  * after that (a destructor of a later key in that last round) aborts with a
- * "keyheap: ..." message.  pthread_exit keeps PKRU as it was; a
+ * "keyheap: ..." message.  Allocating in a domain in a thread-specific-data
+ * destructor fails with ENOMEM (and one "keyheap: domain ...: an allocation
+ * after jemalloc's own thread-exit cleanup ..." warning), unless the
+ * thread's cache of the domain holds a free block of that size: jemalloc's
+ * destructor runs first in every round, and after it jemalloc serves only
+ * its default arena, which is never handed out for a domain.  Frees (and
+ * reallocs that stay in place) work there and scrub.  Cleanup handlers and
+ * C++ thread_local destructors run earlier and may allocate.
+ * pthread_exit keeps PKRU as it was; a
  * cancellation acted on in a blocking system call runs its cleanup from
  * glibc's signal handler, so cleanup handlers then see every domain closed
  * although keyheap_current() still names the innermost one: a cleanup that

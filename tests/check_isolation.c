@@ -659,6 +659,132 @@ START_TEST(test_thread_first_using_a_domain_in_a_late_destructor_round_still_end
 }
 END_TEST
 
+/* A domain allocation in a thread-specific-data destructor: jemalloc has
+ * cleaned up its own thread data by then (its key is the process's first,
+ * so its destructor runs first in every round) and serves any request from
+ * its default arena.  keyheap must fail the allocation (ENOMEM, one
+ * warning), never hand out that ordinary memory, and still free and scrub
+ * a domain block there.  late_results[0] is what the thread's body got,
+ * [1] and [2] what the first two rounds of destructors got. */
+enum { LATE_CALLS = 6 };
+static struct late_result {
+    void *p[LATE_CALLS];
+    int err[LATE_CALLS];
+} late_results[3];
+static unsigned char *late_block; /* the body's, grown and freed late */
+static void *late_grown;
+static int late_grown_err;
+
+static void late_allocate(struct late_result *r)
+{
+    keyheap_domain_t *d = target.d;
+    for (int i = 0; i < LATE_CALLS; i++) {
+        errno = 0;
+        switch (i) {
+        case 0:
+            r->p[i] = keyheap_malloc(d, 32);
+            break;
+        case 1:
+            r->p[i] = keyheap_malloc(d, 3000);
+            break;
+        case 2:
+            r->p[i] = keyheap_malloc(d, 1 << 20);
+            break;
+        case 3:
+            r->p[i] = keyheap_calloc(d, 4, 8);
+            break;
+        case 4:
+            r->p[i] = keyheap_aligned_alloc(d, 256, 256);
+            break;
+        default:
+            r->p[i] = keyheap_aligned_alloc(d, 1 << 16, 1 << 16);
+            break;
+        }
+        r->err[i] = errno;
+    }
+}
+
+static void allocate_late(void *arg)
+{
+    static __thread int calls;
+    ++calls;
+    late_allocate(&late_results[calls]);
+    if (calls == 1) {
+        errno = 0;
+        late_grown = keyheap_realloc(late_block, 4096);
+        late_grown_err = errno;
+        pthread_setspecific(late_key, arg);
+    } else {
+        keyheap_free(late_block);
+    }
+}
+
+static void *allocate_then_set_late_key(void *arg)
+{
+    late_allocate(&late_results[0]); /* freed by the test, so no magazine holds them */
+    late_block = keyheap_malloc(target.d, 32);
+    keyheap_enter(target.d);
+    memset(late_block, 0x6b, 32);
+    keyheap_leave(target.d);
+    pthread_setspecific(late_key, arg);
+    return NULL;
+}
+
+START_TEST(test_domain_allocation_in_a_destructor_after_jemallocs_cleanup_fails_never_untagged)
+{
+    target = make_target("late-alloc", 0x85);
+    ck_assert_int_eq(pthread_key_create(&late_key, allocate_late), 0);
+    /* The warning, caught in a file. */
+    char path[] = "/tmp/keyheap-late-XXXXXX";
+    int log = mkstemp(path);
+    ck_assert_int_ge(log, 0);
+    unlink(path);
+    int saved = dup(2);
+    dup2(log, 2);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, allocate_then_set_late_key, (void *)1), 0);
+    pthread_join(t, NULL);
+    dup2(saved, 2);
+    close(saved);
+    /* The twin: the same calls from the thread's body gave domain memory. */
+    for (int i = 0; i < LATE_CALLS; i++) {
+        ck_assert_msg(late_results[0].p[i] != NULL, "call %d in the body: %s", i,
+                      strerror(late_results[0].err[i]));
+        ck_assert_ptr_eq(keyheap_domain_of(late_results[0].p[i]), target.d);
+        keyheap_free(late_results[0].p[i]);
+    }
+    ck_assert_ptr_eq(keyheap_domain_of(late_block), target.d);
+    /* In both rounds, every call failed with ENOMEM. */
+    for (int r = 1; r <= 2; r++)
+        for (int i = 0; i < LATE_CALLS; i++) {
+            ck_assert_msg(late_results[r].p[i] == NULL, "round %d call %d gave %p (domain %p)", r,
+                          i, late_results[r].p[i], (void *)keyheap_domain_of(late_results[r].p[i]));
+            ck_assert_int_eq(late_results[r].err[i], ENOMEM);
+        }
+    ck_assert_ptr_null(late_grown);
+    ck_assert_int_eq(late_grown_err, ENOMEM);
+    /* The failed realloc left the block alone; the free of round 2
+     * scrubbed it. */
+    keyheap_enter(target.d);
+    for (int i = 0; i < 32; i++)
+        ck_assert_uint_eq(kht_read(late_block + i), 0);
+    keyheap_leave(target.d);
+    size_t len;
+    char *text;
+    lseek(log, 0, SEEK_SET);
+    char fdpath[32];
+    snprintf(fdpath, sizeof fdpath, "/proc/self/fd/%d", log);
+    text = kht_slurp(fdpath, &len);
+    ck_assert_str_eq(text, "keyheap: domain \"late-alloc\": an allocation after jemalloc's own "
+                           "thread-exit cleanup (in a thread-specific-data destructor) fails "
+                           "with ENOMEM: jemalloc then serves only its default arena, which is "
+                           "not the domain's memory\n");
+    free(text);
+    close(log);
+    ck_assert_int_eq(keyheap_domain_destroy(target.d), 0);
+}
+END_TEST
+
 /* -------------------------------- a signal at every instruction of enter */
 
 static struct target inner;
@@ -1454,6 +1580,8 @@ int main(void)
     tcase_add_test(ending, test_enter_after_keyheaps_last_exit_hook_aborts_with_message);
     tcase_add_test(ending,
                    test_thread_first_using_a_domain_in_a_late_destructor_round_still_ends_registered_last);
+    tcase_add_test(ending,
+                   test_domain_allocation_in_a_destructor_after_jemallocs_cleanup_fails_never_untagged);
     suite_add_tcase(s, ending);
 
     TCase *signals = tcase_create("signals");
