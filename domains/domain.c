@@ -27,11 +27,10 @@ static uint64_t destroys; /* counts destroys, to reuse the oldest free slot */
 
 struct keyheap_domain *khi_domain_check(const keyheap_domain_t *d, const char *what)
 {
-    uintptr_t p = (uintptr_t)d, base = (uintptr_t)khi_domains;
+    struct keyheap_domain *dom = khi_table_entry(d);
     char buf[24];
-    if (p < base || p >= base + sizeof khi_domains || (p - base) % sizeof khi_domains[0] != 0)
-        khi_fatal(what, ": ", khi_hex(buf, p), " is not a keyheap domain", (char *)NULL);
-    struct keyheap_domain *dom = (struct keyheap_domain *)d;
+    if (dom == NULL)
+        khi_fatal(what, ": ", khi_hex(buf, (uintptr_t)d), " is not a keyheap domain", (char *)NULL);
     if (!khi_domain_live(dom))
         khi_fatal(what, " of destroyed domain \"", dom->name, "\"", (char *)NULL);
     return dom;
@@ -185,12 +184,12 @@ static void release_key(struct keyheap_domain *d)
         unsigned bit = 1u << (2 * key);
         if (!(closing & bit))
             continue;
-        unsigned maps = (key == (unsigned)d->pkey && !d->pkey_told) ? 0 : khi_pkey_mappings((int)key);
+        unsigned maps =
+            (key == (unsigned)d->pkey && !d->pkey_told) ? 0 : khi_pkey_mappings((int)key);
         if (maps != 0) {
             if (key == (unsigned)d->pkey)
                 khi_warn("keyheap_domain_destroy(\"", d->name, "\"): ", khi_dec(n, maps),
-                         " mapping(s) outside the domain still carry its key ",
-                         khi_dec(k, key),
+                         " mapping(s) outside the domain still carry its key ", khi_dec(k, key),
                          " (pkey_mprotect with keyheap_domain_pkey's answer): the key is "
                          "kept, never to be reused, so no later domain shares those pages",
                          (char *)NULL);

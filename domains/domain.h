@@ -104,11 +104,24 @@ static inline unsigned char *khi_map_of(const void *p)
     return khi_span.map + (((uintptr_t)p - khi_span.base) >> KHI_GRANULE_SHIFT);
 }
 
+/* khi_table_entry - h as an entry of the domain table (live or not), or
+ * NULL when it is not one. */
+static inline struct keyheap_domain *khi_table_entry(const void *h)
+{
+    uintptr_t p = (uintptr_t)h, base = (uintptr_t)khi_domains;
+    if (p - base >= sizeof khi_domains || (p - base) % sizeof khi_domains[0] != 0)
+        return NULL;
+    return (struct keyheap_domain *)p;
+}
+
 /* khi_frame_domain - the domain of a frame of a thread's domain stack
- * (verify mode marks it with bit 0; keyheap.h). */
+ * (verify mode marks it with bit 0; keyheap.h), or NULL: the stack is read
+ * without a lock, also from signal handlers, and never trusted; a leave
+ * clears its frame's domain, so a frame that an enter has counted in depth
+ * but not written yet reads NULL. */
 static inline struct keyheap_domain *khi_frame_domain(const struct keyheap_abi_frame *f)
 {
-    return (struct keyheap_domain *)((uintptr_t)f->domain & ~(uintptr_t)1);
+    return khi_table_entry((const void *)((uintptr_t)f->domain & ~(uintptr_t)1));
 }
 
 static inline int khi_domain_live(const struct keyheap_domain *d)

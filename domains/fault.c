@@ -146,16 +146,6 @@ static const struct keyheap_domain *domain_of_key(int key)
     return NULL;
 }
 
-/* h as an entry of the domain table, or NULL when it is not one (the shadow
- * stack is read without any lock and is never trusted). */
-static const struct keyheap_domain *table_entry(const keyheap_domain_t *h)
-{
-    uintptr_t p = (uintptr_t)h, base = (uintptr_t)khi_domains;
-    if (p < base || p >= base + sizeof khi_domains || (p - base) % sizeof khi_domains[0] != 0)
-        return NULL;
-    return (const struct keyheap_domain *)h;
-}
-
 /* What a domain stack frame or a PKRU gives a domain. */
 enum rights { CLOSED, READ_ONLY, READ_WRITE };
 
@@ -186,7 +176,7 @@ static enum rights stack_rights(const struct keyheap_domain *d)
     enum rights r = CLOSED;
     for (unsigned i = 0, n = stack_depth(t); i < n; i++) {
         const struct keyheap_abi_frame *f = &t->stack[i];
-        if (table_entry((keyheap_domain_t *)khi_frame_domain(f)) != d)
+        if (khi_frame_domain(f) != d)
             continue;
         if (f->readonly && r == CLOSED)
             r = READ_ONLY;
@@ -211,24 +201,26 @@ static bool pkru_differs(unsigned pkru)
     return false;
 }
 
-/* This thread's domain stack, outermost first, or "none". */
+/* This thread's domain stack, outermost first, or "none".  A frame without
+ * a domain is an enter that has not written it yet (or a stack the fault
+ * overwrote): left out. */
 static void put_entered(struct line *l)
 {
     const struct keyheap_abi_thread *t = &keyheap_abi_self;
-    unsigned depth = stack_depth(t);
-    if (depth == 0)
-        put(l, "none");
-    for (unsigned i = 0; i < depth; i++) {
+    bool any = false;
+    for (unsigned i = 0, depth = stack_depth(t); i < depth; i++) {
         const struct keyheap_abi_frame *f = &t->stack[i];
-        const struct keyheap_domain *d = table_entry((keyheap_domain_t *)khi_frame_domain(f));
-        if (i > 0)
+        const struct keyheap_domain *d = khi_frame_domain(f);
+        if (d == NULL)
+            continue;
+        if (any)
             put(l, ", ");
-        if (d != NULL)
-            put_name(l, d);
-        else
-            put(l, "?");
+        any = true;
+        put_name(l, d);
         put(l, rights_name(f->readonly ? READ_ONLY : READ_WRITE));
     }
+    if (!any)
+        put(l, "none");
 }
 
 /* The live domains pkru leaves readable, in slot order, or "none". */

@@ -66,14 +66,10 @@ static struct closed close_for_child(void)
 static unsigned keys_of_stack(void)
 {
     const struct keyheap_abi_thread *t = &keyheap_abi_self;
-    uintptr_t base = (uintptr_t)khi_domains;
     unsigned bits = khi_internal_open;
     for (unsigned i = 0; i < t->depth && i < KEYHEAP_MAX_DEPTH; i++) {
-        uintptr_t p = (uintptr_t)khi_frame_domain(&t->stack[i]);
-        if (p < base || p >= base + sizeof khi_domains || (p - base) % sizeof khi_domains[0])
-            continue;
-        const struct keyheap_domain *d = (const struct keyheap_domain *)p;
-        if (khi_domain_live(d))
+        const struct keyheap_domain *d = khi_frame_domain(&t->stack[i]);
+        if (d != NULL && khi_domain_live(d))
             bits |= d->abi.ad_bit * 3u;
     }
     return bits;
@@ -247,8 +243,7 @@ typedef int (*timer_create_fn)(clockid_t, struct sigevent *, timer_t *);
 /* glibc makes its timer helper thread at the first SIGEV_THREAD timer,
  * inside timer_create; each expiry's notification thread is made by the
  * helper, with the helper's PKRU.  Closed here, all of them are. */
-KEYHEAP_API int timer_create(clockid_t clock, struct sigevent *restrict ev,
-                             timer_t *restrict timer)
+KEYHEAP_API int timer_create(clockid_t clock, struct sigevent *restrict ev, timer_t *restrict timer)
 {
     static timer_create_fn real;
     if (real == NULL)
@@ -289,8 +284,7 @@ typedef int (*sigmask_fn)(int, const sigset_t *, sigset_t *);
 
 /* The C library's call name (pthread_sigmask or sigprocmask), with keyheap's
  * signal left out of what it blocks. */
-static int set_mask(sigmask_fn *real, const char *name, int how, const sigset_t *set,
-                    sigset_t *old)
+static int set_mask(sigmask_fn *real, const char *name, int how, const sigset_t *set, sigset_t *old)
 {
     if (*real == NULL)
         *real = (sigmask_fn)next_symbol(name);

@@ -107,6 +107,8 @@ static void leave_all_at_exit(void)
     if ((t->mode == KEYHEAP_ABI_PKU || t->mode == KEYHEAP_ABI_VERIFY) && t->depth != 0)
         keyheap_abi_wrpkru(keyheap_abi_rdpkru() | khi_keys_held());
     t->target = NULL;
+    for (unsigned i = 0; i < t->depth && i < KEYHEAP_MAX_DEPTH; i++)
+        t->stack[i].domain = NULL;
     t->depth = 0;
     t->mode = KEYHEAP_ABI_UNSET;
 }
@@ -364,10 +366,8 @@ void khi_threads_init(void)
 
 static const char *name_or_address(const keyheap_domain_t *d, char *buf)
 {
-    uintptr_t p = (uintptr_t)d, base = (uintptr_t)khi_domains;
-    if (p >= base && p < base + sizeof khi_domains && (p - base) % sizeof khi_domains[0] == 0)
-        return ((const struct keyheap_domain *)d)->name;
-    return khi_hex(buf, p);
+    const struct keyheap_domain *dom = khi_table_entry(d);
+    return dom != NULL ? dom->name : khi_hex(buf, (uintptr_t)d);
 }
 
 /* All closed, then every frame of the stack applied in order, as
@@ -377,7 +377,10 @@ unsigned khi_thread_shadow(unsigned hw)
     const struct keyheap_abi_thread *t = &keyheap_abi_self;
     unsigned pkru = khi_pkru_close(hw, khi_keys_held());
     for (unsigned i = 0; i < t->depth && i < KEYHEAP_MAX_DEPTH; i++) {
-        unsigned ad = khi_frame_domain(&t->stack[i])->abi.ad_bit;
+        const struct keyheap_domain *d = khi_frame_domain(&t->stack[i]);
+        if (d == NULL)
+            continue; /* an enter that has not written its frame yet */
+        unsigned ad = d->abi.ad_bit;
         pkru = t->stack[i].readonly ? (pkru & ~ad) | ((pkru & ad) << 1) : pkru & ~(ad * 3u);
     }
     return pkru;
@@ -397,16 +400,28 @@ const struct keyheap_domain *khi_domain_of_key(unsigned key)
     return NULL;
 }
 
-/* verify mode: the register must match the shadow before every enter and
- * leave (what: "keyheap_enter(\"x\")", ...). */
+/* The access-disable bits of the keys to which pkru gives more than want:
+ * reading where want has the key closed, or writing where want has it
+ * closed or read-only. */
+static unsigned more_rights(unsigned pkru, unsigned want)
+{
+    const unsigned ad = 0x55555555u;
+    unsigned reads = want & ~pkru & ad;
+    unsigned writes = ~pkru & ~(pkru >> 1) & (want | want >> 1) & ad;
+    return reads | writes;
+}
+
+/* verify mode: before every enter and leave, the register must give no key
+ * more than the shadow does (what: "keyheap_enter(\"x\")", ...).  Fewer
+ * is no mismatch: a signal handler runs with every key closed while the
+ * domain stack is still the interrupted code's. */
 static void verify(const char *op, const struct keyheap_domain *d)
 {
     unsigned hw = keyheap_abi_rdpkru(), want = khi_thread_shadow(hw);
-    if (hw == want)
+    unsigned more = more_rights(hw, want);
+    if (more == 0)
         return;
-    unsigned key = 1;
-    while (key < 15 && ((hw ^ want) & (3u << (2 * key))) == 0)
-        key++;
+    unsigned key = (unsigned)__builtin_ctz(more) / 2;
     const struct keyheap_domain *owner = khi_domain_of_key(key);
     char h[24], w[24], k[24];
     khi_fatal("KEYHEAP_CONF verify: at ", op, "(\"", d->name, "\") PKRU is ", khi_hex(h, hw),
@@ -471,6 +486,7 @@ KEYHEAP_API void keyheap_abi_leave_slow(keyheap_domain_t *d)
     verify("keyheap_leave", khi_frame_domain(f));
     keyheap_abi_wrpkru(f->pkru);
     t->target = f->target;
+    f->domain = NULL; /* as keyheap_leave does */
     t->depth--;
 }
 

@@ -107,13 +107,12 @@ static bool at_wrpkru(const ucontext_t *uc)
  * its domain stack: rw keys in *rw, read-only ones in *ro (AD bits). */
 static void allowed_by(const struct keyheap_abi_thread *t, unsigned n, unsigned *rw, unsigned *ro)
 {
-    uintptr_t base = (uintptr_t)khi_domains;
     *rw = *ro = 0;
     for (unsigned i = 0; i < n && i < KEYHEAP_MAX_DEPTH; i++) {
-        uintptr_t p = (uintptr_t)khi_frame_domain(&t->stack[i]);
-        if (p < base || p >= base + sizeof khi_domains || (p - base) % sizeof khi_domains[0])
+        const struct keyheap_domain *d = khi_frame_domain(&t->stack[i]);
+        if (d == NULL)
             continue;
-        unsigned ad = ((const struct keyheap_domain *)p)->abi.ad_bit;
+        unsigned ad = d->abi.ad_bit;
         if (t->stack[i].readonly)
             *ro |= ad;
         else
@@ -166,9 +165,8 @@ static void report(unsigned hw, unsigned want)
                      "; reset", (char *)NULL);
         else
             khi_warn("watchdog: thread ", tid, ": key ", k,
-                     khi_keys_held() & (1u << (2 * key))
-                         ? ", kept by keyheap after a destroy, was "
-                         : ", which no code has allocated, was ",
+                     khi_keys_held() & (1u << (2 * key)) ? ", kept by keyheap after a destroy, was "
+                                                         : ", which no code has allocated, was ",
                      khi_key_rights(hw, key), "; closed", (char *)NULL);
     }
 }

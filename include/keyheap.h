@@ -562,9 +562,11 @@ KEYHEAP_ABI_INLINE void keyheap_abi_enter(keyheap_domain_t *d, unsigned readonly
     }
     struct keyheap_abi_frame *f = &t->stack[n];
     /* depth first: a signal handler that interrupts this enter and enters
-     * a domain itself takes the next frame, never this one.  The frame is
-     * written before the key opens, so a thread never has a key open that
-     * its stack does not show (keyheap's PKRU signal reads the stack). */
+     * a domain itself takes the next frame, never this one.  Until the
+     * frame's domain is written, a handler reads it as NULL (every leave
+     * clears it), never as a domain left before.  The frame is written
+     * before the key opens, so a thread never has a key open that its
+     * stack does not show (keyheap's PKRU signal reads the stack). */
     t->depth = n + 1;
     /* A compiler barrier for these two alone: the frame is written after
      * depth (as a handler on this thread sees them), and nothing else has
@@ -610,10 +612,11 @@ KEYHEAP_ABI_INLINE void keyheap_leave(keyheap_domain_t *d)
         keyheap_abi_leave_slow(d);
         return;
     }
-    const struct keyheap_abi_frame *f = &t->stack[n - 1];
+    struct keyheap_abi_frame *f = &t->stack[n - 1];
     if (t->mode == KEYHEAP_ABI_PKU)
         keyheap_abi_wrpkru(f->pkru);
     t->target = f->target;
+    f->domain = (keyheap_domain_t *)0; /* a left frame never names its domain */
     t->depth = n - 1;
 }
 

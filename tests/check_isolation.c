@@ -810,10 +810,8 @@ static void trap_flag(int on)
         __asm__ volatile("pushfq; andq $~0x100, (%%rsp); popfq" ::: "memory", "cc");
 }
 
-START_TEST(test_signal_handler_entering_at_every_instruction_of_enter_and_leave)
+static void step_through_enter_and_leave(void)
 {
-    target = make_target("stepped", 0x91);
-    inner = make_target("handler", 0x92);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_trap;
@@ -837,9 +835,135 @@ START_TEST(test_signal_handler_entering_at_every_instruction_of_enter_and_leave)
     }
     ck_assert_uint_gt(steps, 20);
     ck_assert_uint_eq(inner_reads, steps);
+}
+
+START_TEST(test_signal_handler_entering_at_every_instruction_of_enter_and_leave)
+{
+    target = make_target("stepped", 0x91);
+    inner = make_target("handler", 0x92);
+    step_through_enter_and_leave();
     /* Closed again: the must-fault half. */
     kht_expect_pku_fault(target.key);
     kht_read(target.p + 7);
+}
+END_TEST
+
+/* The same in verify mode, where the handler's enters and leaves check
+ * PKRU against the domain stack, which is the interrupted code's: the
+ * handler's PKRU (every key closed but its own) gives less than the stack,
+ * never more, so it passes; and a frame being entered reads as no domain,
+ * not as the one left before at that depth. */
+START_TEST(test_signal_handler_entering_at_every_instruction_in_verify_mode)
+{
+    setenv("KEYHEAP_CONF", "verify:true", 1);
+    target = make_target("stepped", 0x91);
+    inner = make_target("handler", 0x92);
+    step_through_enter_and_leave();
+    kht_expect_pku_fault(target.key);
+    kht_read(target.p + 7);
+}
+END_TEST
+
+/* The twin: verify mode is on, and aborts when a key is opened by hand
+ * inside a handler that enters. */
+static void open_by_hand_then_enter(int sig)
+{
+    (void)sig;
+    raw_wrpkru(kht_pkru() & ~(3u << (2 * target.key)));
+    keyheap_enter(inner.d);
+}
+
+static void handler_opening_by_hand(void *arg)
+{
+    (void)arg;
+    signal(SIGUSR1, open_by_hand_then_enter);
+    keyheap_enter(inner.d);
+    raise(SIGUSR1);
+}
+
+START_TEST(test_verify_mode_still_aborts_on_a_key_a_handler_opened_by_hand)
+{
+    setenv("KEYHEAP_CONF", "verify:true", 1);
+    target = make_target("bystander", 0x91);
+    inner = make_target("handler", 0x92);
+    /* A handler starts at the kernel's default PKRU, 0x55555554
+     * (PKU-FACTS.md row 1); the stack has "handler" open. */
+    unsigned k = (unsigned)target.key;
+    unsigned hw = 0x55555554u & ~(3u << (2 * k));
+    unsigned want = 0x55555554u & ~(3u << (2 * (unsigned)inner.key));
+    char message[400];
+    snprintf(message, sizeof message,
+             "keyheap: KEYHEAP_CONF verify: at keyheap_enter(\"handler\") PKRU is %#x but the "
+             "domain stack says %#x: key %u of domain \"bystander\" is read-write instead of "
+             "none\n",
+             hw, want, k);
+    kht_expect_abort(handler_opening_by_hand, NULL, message);
+}
+END_TEST
+
+/* A frame an enter has counted but not written yet, seen from outside the
+ * thread (keyheap_domain_destroy reads every thread's domain stack): at
+ * every instruction of an enter and a leave, a SIGTRAP handler forks, and
+ * the child destroys the domain this thread left before.  It must never be
+ * busy.  The twin stays inside that domain: busy at every instruction. */
+static struct target left;
+static volatile unsigned busy_steps, other_steps;
+
+static void on_trap_destroy(int sig, siginfo_t *si, void *ctx)
+{
+    (void)sig, (void)si, (void)ctx;
+    steps++;
+    pid_t pid = fork();
+    if (pid == 0) {
+        errno = 0;
+        int rc = keyheap_domain_destroy(left.d);
+        _exit(rc == 0 ? 0 : errno == EBUSY ? 1 : 2);
+    }
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+        WEXITSTATUS(status) > 1)
+        other_steps++;
+    else if (WEXITSTATUS(status) == 1)
+        busy_steps++;
+}
+
+static void step_with_destroys(int inside)
+{
+    target = make_target("stepped", 0x91);
+    left = make_target("left", 0x94);
+    keyheap_enter(left.d);
+    if (!inside)
+        keyheap_leave(left.d); /* its frame was stack[0] */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_trap_destroy;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    ck_assert_int_eq(sigaction(SIGTRAP, &sa, NULL), 0);
+    trap_flag(1);
+    keyheap_enter(target.d);
+    unsigned char v = kht_read(target.p + 7);
+    keyheap_leave(target.d);
+    trap_flag(0);
+    signal(SIGTRAP, SIG_DFL);
+    ck_assert_uint_eq(v, 0x91);
+    ck_assert_uint_gt(steps, 10);
+    ck_assert_uint_eq(other_steps, 0);
+    ck_assert_uint_eq(busy_steps, inside ? steps : 0);
+    if (inside)
+        keyheap_leave(left.d);
+    ck_assert_int_eq(keyheap_domain_destroy(left.d), 0);
+}
+
+START_TEST(test_a_frame_being_entered_never_names_the_domain_left_before_it)
+{
+    step_with_destroys(0);
+}
+END_TEST
+
+START_TEST(test_a_frame_being_entered_above_a_domain_still_inside_keeps_it_busy)
+{
+    step_with_destroys(1);
 }
 END_TEST
 
@@ -1588,6 +1712,11 @@ int main(void)
     tcase_set_timeout(signals, 300);
     tcase_add_exit_test(signals, test_signal_handler_entering_at_every_instruction_of_enter_and_leave,
                         KHT_EXIT_PKU_FAULT);
+    tcase_add_exit_test(signals, test_signal_handler_entering_at_every_instruction_in_verify_mode,
+                        KHT_EXIT_PKU_FAULT);
+    tcase_add_test(signals, test_verify_mode_still_aborts_on_a_key_a_handler_opened_by_hand);
+    tcase_add_test(signals, test_a_frame_being_entered_never_names_the_domain_left_before_it);
+    tcase_add_test(signals, test_a_frame_being_entered_above_a_domain_still_inside_keeps_it_busy);
     suite_add_tcase(s, signals);
 
     TCase *watchdog = tcase_create("watchdog");
