@@ -41,8 +41,9 @@
  *   fault_report:true|false the SIGSEGV report of protection-key faults
  *                           (default true; see "The fault report" below)
  *   verify:true|false       check PKRU against the domain stack at every
- *                           enter and leave, abort on a mismatch (default
- *                           false; see keyheap_audit)
+ *                           enter and leave, abort when PKRU gives a key
+ *                           more than the stack (less is what a signal
+ *                           handler has; default false; see keyheap_audit)
  *   watchdog:<ms>           every <ms> milliseconds (1 to 3600000) have every
  *                           thread of the process close the keys it has open
  *                           and must not (keyheap's keys of domains it is not
@@ -71,9 +72,13 @@
  * A round lists /proc/self/task again until a listing finds no task it
  * has not reached and none that exited while it was listed.  Only glibc's
  * timer helper (it blocks every signal, runs no user code and is born
- * closed) is not waited for; every other task gets up to a second, and one
- * that does not answer (it blocked the signal with the raw system call,
- * or runs a handler that blocks it) makes the destroy keep the key: never
+ * closed; recorded when the process's first SIGEV_THREAD timer is made
+ * through keyheap, so a helper made before keyheap was loaded is not known
+ * and makes every destroy wait its second and keep the key) is not waited
+ * for; every other task gets up to a second, and one that does not answer
+ * (it blocked the signal with the raw system call, runs a handler that
+ * blocks it, or waits in sigsuspend, ppoll, pselect or epoll_pwait
+ * with a mask that blocks it) makes the destroy keep the key: never
  * freed, never given to another domain, with a "keyheap: ..." warning,
  * until a later destroy that every thread answers frees it.  A signal
  * delivered late (after its round) closes only keys keyheap still keeps,

@@ -377,11 +377,6 @@ START_TEST(test_nesting_three_deep_restores_each_level)
 }
 END_TEST
 
-static void raw_wrpkru(unsigned pkru)
-{
-    __asm__ volatile(".byte 0x0f,0x01,0xef" : : "a"(pkru), "c"(0), "d"(0) : "memory");
-}
-
 /* Runs fn with stderr in a temporary file; returns what it wrote. */
 static const char *captured_stderr(void (*fn)(void))
 {
@@ -422,7 +417,7 @@ START_TEST(test_audit_counts_and_closes_an_unallocated_key_left_open)
     ck_assert_int_gt(k, 0);
     ck_assert_int_eq(pkey_free(k), 0);
     ck_assert_int_eq(keyheap_audit(0), 0); /* the twin: closed, no mismatch */
-    raw_wrpkru(kht_pkru() & ~(3u << (2 * k)));
+    kht_wrpkru(kht_pkru() & ~(3u << (2 * k)));
     ck_assert_int_eq(keyheap_audit(0), 1);
     char expect[256];
     snprintf(expect, sizeof expect,
@@ -481,7 +476,7 @@ static void verify_setup(void)
 static void open_behind_then_enter(void *arg)
 {
     (void)arg;
-    raw_wrpkru(kht_pkru() & ~(3u << (2 * keyheap_domain_pkey(verify_e))));
+    kht_wrpkru(kht_pkru() & ~(3u << (2 * keyheap_domain_pkey(verify_e))));
     keyheap_enter(verify_d);
 }
 
@@ -489,7 +484,7 @@ static void open_behind_then_leave(void *arg)
 {
     (void)arg;
     keyheap_enter_ro(verify_d);
-    raw_wrpkru(kht_pkru() & ~(3u << (2 * keyheap_domain_pkey(verify_e))));
+    kht_wrpkru(kht_pkru() & ~(3u << (2 * keyheap_domain_pkey(verify_e))));
     keyheap_leave(verify_d);
 }
 
@@ -571,7 +566,7 @@ static void *stale_thread(void *arg)
     (void)arg;
     keyheap_enter(stale.d);
     keyheap_leave(stale.d);
-    raw_wrpkru(kht_pkru() & ~(3u << (2 * stale.key)));
+    kht_wrpkru(kht_pkru() & ~(3u << (2 * stale.key)));
     pthread_barrier_wait(&stale.step); /* the key is open here */
     pthread_barrier_wait(&stale.step); /* d destroyed, e made */
     stale.rights_after_destroy = kht_key_rights(stale.key);
@@ -637,7 +632,7 @@ static void *stray_thread(void *arg)
     int k = keyheap_domain_pkey(wd.d);
     while (__atomic_load_n(&wd.inside_reads, __ATOMIC_ACQUIRE) == 0)
         usleep(1000);
-    raw_wrpkru(kht_pkru() & ~(3u << (2 * k)) & ~(3u << (2 * wd.unallocated)));
+    kht_wrpkru(kht_pkru() & ~(3u << (2 * k)) & ~(3u << (2 * wd.unallocated)));
     /* Wait for the watchdog to close both (10 s at most), then for the
      * thread inside to read on through a few more rounds. */
     for (int i = 0; i < 10000 && !wd.repaired; i++) {

@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <semaphore.h>
@@ -93,11 +94,6 @@ static void arm(void)
 {
     if (!twin)
         kht_expect_pku_fault(target.key);
-}
-
-static void raw_wrpkru(unsigned pkru)
-{
-    __asm__ volatile(".byte 0x0f,0x01,0xef" : : "a"(pkru), "c"(0), "d"(0) : "memory");
 }
 
 /* keyheap's pthread_sigmask and sigprocmask never block its PKRU signal:
@@ -405,7 +401,7 @@ END_TEST
 static void *open_everything_then_attack(void *arg)
 {
     (void)arg;
-    raw_wrpkru(0); /* every key read-write, behind keyheap's back */
+    kht_wrpkru(0); /* every key read-write, behind keyheap's back */
     pthread_barrier_wait(&step);
     pthread_barrier_wait(&step);
     attack();
@@ -512,21 +508,6 @@ static void cleanup_waits(void *arg)
 
 static volatile pid_t exiting_tid;
 
-/* Whether thread tid sleeps in a system call (state S in its stat). */
-static int sleeping(pid_t tid)
-{
-    char path[64], text[256];
-    snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)tid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = '\0';
-    const char *state = strrchr(text, ')');
-    return state != NULL && state[1] == ' ' && state[2] == 'S';
-}
-
 static void *exit_inside(void *arg)
 {
     exiting_tid = (pid_t)syscall(SYS_gettid);
@@ -558,7 +539,7 @@ static void ends_inside(int by_exit)
     if (!by_exit) {
         /* Blocked in pause(), so that the cancellation is acted on in
          * glibc's signal handler. */
-        while (exiting_tid == 0 || !sleeping(exiting_tid))
+        while (exiting_tid == 0 || !kht_task_sleeping(exiting_tid))
             sleep_ms(1);
         ck_assert_int_eq(pthread_cancel(t), 0);
     }
@@ -869,7 +850,7 @@ END_TEST
 static void open_by_hand_then_enter(int sig)
 {
     (void)sig;
-    raw_wrpkru(kht_pkru() & ~(3u << (2 * target.key)));
+    kht_wrpkru(kht_pkru() & ~(3u << (2 * target.key)));
     keyheap_enter(inner.d);
 }
 
@@ -1101,7 +1082,7 @@ START_TEST(test_watchdog_closes_a_key_reopened_by_hand_after_a_leave)
     keyheap_enter(target.d);
     unsigned inside = kht_pkru();
     keyheap_leave(target.d);
-    raw_wrpkru(inside);
+    kht_wrpkru(inside);
     ck_assert_uint_eq(kht_key_rights(target.key), 0);
     for (int i = 0; i < 10000 && kht_key_rights(target.key) == 0; i++)
         sleep_ms(1);
@@ -1124,7 +1105,7 @@ static void *blocked_thread(void *arg)
     sigaddset(&pkru_signal, SIGRTMAX - 1);
     raw_sigmask(SIG_BLOCK, &pkru_signal);
     /* The key opened by hand: stale, as code behind keyheap's back could. */
-    raw_wrpkru(kht_pkru() & ~(3u << (2 * target.key)));
+    kht_wrpkru(kht_pkru() & ~(3u << (2 * target.key)));
     pthread_barrier_wait(&step); /* blocked and open */
     pthread_barrier_wait(&step); /* d destroyed, e made */
     at_cleanup.rights = (unsigned)keyheap_audit(KEYHEAP_AUDIT_REPORT | KEYHEAP_AUDIT_REPAIR);
@@ -1205,7 +1186,7 @@ static void *late_thread(void *arg)
     sigaddset(&pkru_signal, SIGRTMAX - 1);
     raw_sigmask(SIG_BLOCK, &pkru_signal);
     if (is_y)
-        raw_wrpkru(kht_pkru() & ~(3u << (2 * late_d.key))); /* stale */
+        kht_wrpkru(kht_pkru() & ~(3u << (2 * late_d.key))); /* stale */
     pthread_barrier_wait(&step); /* both blocked */
     if (!is_y) {
         /* Round R's signal is still queued here.  Once the main thread
@@ -1213,7 +1194,7 @@ static void *late_thread(void *arg)
          * round signals every task, then waits): X answers both at once. */
         while (late_phase == 0)
             sleep_ms(1);
-        while (!sleeping(late_main))
+        while (!kht_task_sleeping(late_main))
             sleep_ms(1);
         raw_sigmask(SIG_UNBLOCK, &pkru_signal);
     }
@@ -1474,7 +1455,7 @@ static void *slow_answerer(void *arg)
 static void *last_listed(void *arg)
 {
     (void)arg;
-    raw_wrpkru(kht_pkru() & ~(3u << (2 * first.key)));
+    kht_wrpkru(kht_pkru() & ~(3u << (2 * first.key)));
     __atomic_add_fetch(&exiters_ready, 1, __ATOMIC_SEQ_CST);
     pthread_barrier_wait(&step); /* first destroyed, target made */
     attack();
@@ -1543,33 +1524,54 @@ END_TEST
  * pthread_sigmask the block does not take (keyheap's wrapper leaves its
  * signal out): destroy's round closes the key in the thread, the key is
  * reused, and the thread cannot read the next domain.  With the system
- * call the thread cannot be reached: destroy must keep the key (the next
+ * call, or while it waits in ppoll with a mask that blocks every signal,
+ * the thread cannot be reached: destroy must keep the key (the next
  * domain gets another one), never free it and hand it on. */
+enum block_how { BY_PTHREAD_SIGMASK, BY_SYSTEM_CALL, BY_PPOLL_MASK };
+static int ppoll_pipe[2];
+static volatile pid_t blocker_tid;
+
 static void *blocker(void *arg)
 {
-    int raw = arg != NULL;
+    enum block_how how = (enum block_how)(intptr_t)arg;
     sigset_t pkru_signal;
     sigemptyset(&pkru_signal);
     sigaddset(&pkru_signal, SIGRTMAX - 1);
-    if (raw)
+    if (how == BY_SYSTEM_CALL)
         raw_sigmask(SIG_BLOCK, &pkru_signal);
-    else
+    else if (how == BY_PTHREAD_SIGMASK)
         ck_assert_int_eq(pthread_sigmask(SIG_BLOCK, &pkru_signal, NULL), 0);
-    raw_wrpkru(kht_pkru() & ~(3u << (2 * first.key)));
+    kht_wrpkru(kht_pkru() & ~(3u << (2 * first.key)));
+    blocker_tid = (pid_t)syscall(SYS_gettid);
     pthread_barrier_wait(&step); /* blocked, and first's key open */
+    if (how == BY_PPOLL_MASK) {
+        /* Asleep with every signal blocked until destroy has returned:
+         * its signal is delivered only afterwards, late. */
+        sigset_t all;
+        sigfillset(&all);
+        struct pollfd p = {.fd = ppoll_pipe[0], .events = POLLIN};
+        ck_assert_int_eq(ppoll(&p, 1, NULL, &all), 1);
+        char c;
+        ck_assert_int_eq(read(ppoll_pipe[0], &c, 1), 1);
+    }
     pthread_barrier_wait(&step); /* first destroyed, target made */
     attack();
     pthread_barrier_wait(&step);
     return NULL;
 }
 
-static void destroy_under_blocker(int raw)
+static void destroy_under_blocker(enum block_how how)
 {
+    int raw = how != BY_PTHREAD_SIGMASK; /* the thread cannot be reached */
     pthread_barrier_init(&step, NULL, 2);
+    ck_assert_int_eq(pipe(ppoll_pipe), 0);
     first = make_target("blocked-first", 0xc1);
     pthread_t t;
-    ck_assert_int_eq(pthread_create(&t, NULL, blocker, raw ? (void *)1 : NULL), 0);
+    ck_assert_int_eq(pthread_create(&t, NULL, blocker, (void *)(intptr_t)how), 0);
     pthread_barrier_wait(&step);
+    if (how == BY_PPOLL_MASK)
+        while (!kht_task_sleeping(blocker_tid))
+            sleep_ms(1);
     int saved = dup(STDERR_FILENO), null = open("/dev/null", O_WRONLY);
     if (raw)
         dup2(null, STDERR_FILENO); /* "did not answer" */
@@ -1577,6 +1579,7 @@ static void destroy_under_blocker(int raw)
     dup2(saved, STDERR_FILENO);
     close(null);
     close(saved);
+    ck_assert_int_eq(write(ppoll_pipe[1], "x", 1), 1);
     target = make_target("blocked-next", 0xc2);
     if (raw)
         ck_assert_int_ne(target.key, first.key); /* kept */
@@ -1592,28 +1595,60 @@ static void destroy_under_blocker(int raw)
 START_TEST(test_thread_blocking_the_signal_with_pthread_sigmask_is_still_closed_by_destroy)
 {
     twin = 0;
-    destroy_under_blocker(0);
+    destroy_under_blocker(BY_PTHREAD_SIGMASK);
 }
 END_TEST
 
 START_TEST(test_thread_blocking_the_signal_with_pthread_sigmask_twin_reads_inside)
 {
     twin = 1;
-    destroy_under_blocker(0);
+    destroy_under_blocker(BY_PTHREAD_SIGMASK);
 }
 END_TEST
 
 START_TEST(test_thread_blocking_the_signal_with_the_system_call_never_gets_a_freed_key)
 {
     twin = 0;
-    destroy_under_blocker(1);
+    destroy_under_blocker(BY_SYSTEM_CALL);
 }
 END_TEST
 
 START_TEST(test_thread_blocking_the_signal_with_the_system_call_twin_reads_inside)
 {
     twin = 1;
-    destroy_under_blocker(1);
+    destroy_under_blocker(BY_SYSTEM_CALL);
+}
+END_TEST
+
+START_TEST(test_thread_waiting_in_ppoll_with_every_signal_blocked_never_gets_a_freed_key)
+{
+    twin = 0;
+    destroy_under_blocker(BY_PPOLL_MASK);
+}
+END_TEST
+
+START_TEST(test_thread_waiting_in_ppoll_with_every_signal_blocked_twin_reads_inside)
+{
+    twin = 1;
+    destroy_under_blocker(BY_PPOLL_MASK);
+}
+END_TEST
+
+/* The same under the watchdog at 1 ms: its rounds, which the blocked
+ * thread does not answer either, neither free the key nor open it. */
+START_TEST(test_thread_blocking_the_signal_under_the_watchdog_never_gets_a_freed_key)
+{
+    setenv("KEYHEAP_CONF", "watchdog:1", 1);
+    twin = 0;
+    destroy_under_blocker(BY_SYSTEM_CALL);
+}
+END_TEST
+
+START_TEST(test_thread_blocking_the_signal_under_the_watchdog_twin_reads_inside)
+{
+    setenv("KEYHEAP_CONF", "watchdog:1", 1);
+    twin = 1;
+    destroy_under_blocker(BY_SYSTEM_CALL);
 }
 END_TEST
 
@@ -1750,6 +1785,15 @@ int main(void)
                         test_thread_blocking_the_signal_with_the_system_call_never_gets_a_freed_key,
                         KHT_EXIT_PKU_FAULT);
     tcase_add_test(blocking, test_thread_blocking_the_signal_with_the_system_call_twin_reads_inside);
+    tcase_add_exit_test(blocking,
+                        test_thread_waiting_in_ppoll_with_every_signal_blocked_never_gets_a_freed_key,
+                        KHT_EXIT_PKU_FAULT);
+    tcase_add_test(blocking,
+                   test_thread_waiting_in_ppoll_with_every_signal_blocked_twin_reads_inside);
+    tcase_add_exit_test(blocking,
+                        test_thread_blocking_the_signal_under_the_watchdog_never_gets_a_freed_key,
+                        KHT_EXIT_PKU_FAULT);
+    tcase_add_test(blocking, test_thread_blocking_the_signal_under_the_watchdog_twin_reads_inside);
     tcase_add_test(blocking, test_late_pkru_signal_never_closes_the_domain_its_thread_is_inside);
     tcase_add_exit_test(blocking, test_close_round_reaches_a_thread_listed_after_700_that_exit_mid_round,
                         KHT_EXIT_PKU_FAULT);

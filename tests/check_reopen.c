@@ -29,15 +29,10 @@ static void *nothing(void *arg)
     return arg;
 }
 
-static void raw_wrpkru(unsigned pkru)
-{
-    __asm__ volatile(".byte 0x0f,0x01,0xef" : : "a"(pkru), "c"(0), "d"(0) : "memory");
-}
-
 static void *creator(void *arg)
 {
     (void)arg;
-    raw_wrpkru(kht_pkru() & ~(3u << (2 * first_key)));
+    kht_wrpkru(kht_pkru() & ~(3u << (2 * first_key)));
     khslow_hold = 1;
     pthread_t t;
     ck_assert_int_eq(pthread_create(&t, NULL, nothing, NULL), 0); /* the destroy runs here */

@@ -15,22 +15,9 @@
 #include <keyheap.h>
 
 #include "tests/khctor.h"
+#include "tests/khtest.h"
 
 __attribute__((visibility("default"))) keyheap_domain_t *khctor_domain;
-
-static int sleeping(long tid)
-{
-    char path[64], buf[256];
-    snprintf(path, sizeof path, "/proc/self/task/%ld/stat", tid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *end = strrchr(buf, ')');
-    return end != NULL && end[1] == ' ' && end[2] == 'S';
-}
 
 __attribute__((constructor)) static void make_domain(void)
 {
@@ -40,7 +27,7 @@ __attribute__((constructor)) static void make_domain(void)
     struct khctor_sync *k = (struct khctor_sync *)(uintptr_t)strtoull(sync, NULL, 16);
     k->ctor_running = 1;
     struct timespec ms = {0, 1000000};
-    for (int i = 0; i < 5000 && !(k->creating && sleeping(k->tid)); i++)
+    for (int i = 0; i < 5000 && !(k->creating && kht_task_sleeping(k->tid)); i++)
         nanosleep(&ms, NULL);
     khctor_domain = keyheap_domain_create("from-a-constructor", 0);
 }

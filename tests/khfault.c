@@ -81,6 +81,11 @@ unsigned kht_pkru(void)
     return eax;
 }
 
+void kht_wrpkru(unsigned pkru)
+{
+    __asm__ volatile(".byte 0x0f,0x01,0xef" : : "a"(pkru), "c"(0), "d"(0) : "memory");
+}
+
 unsigned kht_key_rights(int key)
 {
     return (kht_pkru() >> (2 * key)) & 3u;

@@ -33,6 +33,9 @@ void kht_write(void *p, unsigned char v);
 /* PKRU, read with RDPKRU (only where PKU works). */
 unsigned kht_pkru(void);
 
+/* WRPKRU pkru: behind keyheap's back, as a program's own code would. */
+void kht_wrpkru(unsigned pkru);
+
 /* The PKRU rights of key: 0 open, 1 read-only... as bits (AD=1, WD=2). */
 unsigned kht_key_rights(int key);
 

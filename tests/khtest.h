@@ -6,6 +6,8 @@
 
 #include <check.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -63,6 +65,24 @@ const char *kht_object_of(const void *addr);
 
 /* The object that provides symbol name to this process (RTLD_DEFAULT). */
 const char *kht_provider(const char *name);
+
+/* Whether task tid of this process is asleep (state S in
+ * /proc/self/task/<tid>/stat): blocked in a system call, as a test that
+ * forces an interleaving waits for.  Inline, so that the shims (which do
+ * not link this library) have it too. */
+static inline int kht_task_sleeping(long tid)
+{
+    char path[64], text[256];
+    snprintf(path, sizeof path, "/proc/self/task/%ld/stat", tid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    const char *state = strrchr(text, ')');
+    return state != NULL && state[1] == ' ' && state[2] == 'S';
+}
 
 /* Runs a Check suite with CK_NORMAL output; the process exit status. */
 int kht_main(Suite *s);
