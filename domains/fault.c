@@ -202,8 +202,8 @@ static bool pkru_differs(unsigned pkru)
 }
 
 /* This thread's domain stack, outermost first, or "none".  A frame without
- * a domain is an enter that has not written it yet (or a stack the fault
- * overwrote): left out. */
+ * a domain is an enter that has not written it yet: left out; one whose
+ * pointer is not a domain (an overwritten stack) shows as "?". */
 static void put_entered(struct line *l)
 {
     const struct keyheap_abi_thread *t = &keyheap_abi_self;
@@ -211,12 +211,15 @@ static void put_entered(struct line *l)
     for (unsigned i = 0, depth = stack_depth(t); i < depth; i++) {
         const struct keyheap_abi_frame *f = &t->stack[i];
         const struct keyheap_domain *d = khi_frame_domain(f);
-        if (d == NULL)
+        if (d == NULL && f->domain == NULL)
             continue;
         if (any)
             put(l, ", ");
         any = true;
-        put_name(l, d);
+        if (d != NULL)
+            put_name(l, d);
+        else
+            put(l, "?");
         put(l, rights_name(f->readonly ? READ_ONLY : READ_WRITE));
     }
     if (!any)

@@ -575,8 +575,9 @@ KEYHEAP_ABI_INLINE void keyheap_abi_enter(keyheap_domain_t *d, unsigned readonly
     t->depth = n + 1;
     /* A compiler barrier for these two alone: the frame is written after
      * depth (as a handler on this thread sees them), and nothing else has
-     * to be loaded again. */
-    __asm__ volatile("" : "=m"(*f) : "m"(t->depth));
+     * to be loaded again.  "+m": what the frame held before stays stored
+     * (an inlined leave just before cleared its domain). */
+    __asm__ volatile("" : "+m"(*f) : "m"(t->depth));
     f->domain = d;
     f->target = t->target;
     f->readonly = readonly;
@@ -622,6 +623,10 @@ KEYHEAP_ABI_INLINE void keyheap_leave(keyheap_domain_t *d)
         keyheap_abi_wrpkru(f->pkru);
     t->target = f->target;
     f->domain = (keyheap_domain_t *)0; /* a left frame never names its domain */
+    /* Both stores above come before depth drops: a handler that enters
+     * after that takes this frame, and the target read from it must be
+     * this enter's. */
+    __asm__ volatile("" : "=m"(t->depth) : "m"(t->target), "m"(f->domain));
     t->depth = n - 1;
 }
 

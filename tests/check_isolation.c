@@ -654,7 +654,7 @@ static struct late_result {
 } late_results[3];
 static unsigned char *late_block; /* the body's, grown and freed late */
 static void *late_grown;
-static int late_grown_err;
+static int late_grown_err, late_block_kept;
 
 static void late_allocate(struct late_result *r)
 {
@@ -694,6 +694,10 @@ static void allocate_late(void *arg)
         errno = 0;
         late_grown = keyheap_realloc(late_block, 4096);
         late_grown_err = errno;
+        keyheap_enter(target.d);
+        for (int i = 0; i < 32; i++)
+            late_block_kept += late_block[i] == 0x6b;
+        keyheap_leave(target.d);
         pthread_setspecific(late_key, arg);
     } else {
         keyheap_free(late_block);
@@ -744,6 +748,7 @@ START_TEST(test_domain_allocation_in_a_destructor_after_jemallocs_cleanup_fails_
         }
     ck_assert_ptr_null(late_grown);
     ck_assert_int_eq(late_grown_err, ENOMEM);
+    ck_assert_int_eq(late_block_kept, 32); /* the failed realloc kept every byte */
     /* The failed realloc left the block alone; the free of round 2
      * scrubbed it. */
     keyheap_enter(target.d);
@@ -832,8 +837,9 @@ END_TEST
 /* The same in verify mode, where the handler's enters and leaves check
  * PKRU against the domain stack, which is the interrupted code's: the
  * handler's PKRU (every key closed but its own) gives less than the stack,
- * never more, so it passes; and a frame being entered reads as no domain,
- * not as the one left before at that depth. */
+ * never more, so it passes (it aborted before).  That verify mode is on is
+ * shown by the next test; that a frame being entered never names the
+ * domain left before, by the fork tests below. */
 START_TEST(test_signal_handler_entering_at_every_instruction_in_verify_mode)
 {
     setenv("KEYHEAP_CONF", "verify:true", 1);

@@ -38,5 +38,9 @@ $(PKU_TESTS): $(top_srcdir)/tests/pku.mk
 	program=`echo '$@' | sed 's/\.pku$$//'`'$(EXEEXT)' && \
 	{ echo '#!/bin/sh'; \
 	  echo "# Made by tests/pku.mk: runs $$program where PKU works."; \
+	  echo '# In QEMU check_domain alone takes 200 s, and twice that when'; \
+	  echo '# make -j2 runs two machines on two cores: 15 minutes before a hang'; \
+	  echo '# counts as one.'; \
+	  echo 'export KEYHEAP_PKU_TIMEOUT="$${KEYHEAP_PKU_TIMEOUT:-900}"'; \
 	  echo "exec bash '$(abs_top_srcdir)/tools/pku-run' '$(abs_top_builddir)/$$program' \"\$$@\""; \
 	} >$@-t && chmod +x $@-t && mv -f $@-t $@
