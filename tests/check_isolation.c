@@ -1342,6 +1342,64 @@ START_TEST(test_domain_create_passes_on_pkey_allocs_errno)
 }
 END_TEST
 
+/* A destroy whose decommit fails (a seccomp filter makes every
+ * mprotect(PROT_NONE) fail with ENOMEM, as a full vm.max_map_count would):
+ * jemalloc then still believes the emptied extents committed, while the
+ * destroy's discard makes them PROT_NONE.  The slot's next domain must not
+ * get that arena back: its blocks are writable. */
+START_TEST(test_slot_reused_after_a_failed_decommit_hands_out_writable_memory)
+{
+    struct target t = make_target("undecommitted", 0xd1);
+    unsigned char *blocks[64];
+    for (int i = 0; i < 64; i++) {
+        blocks[i] = keyheap_malloc(t.d, 1024);
+        ck_assert_ptr_nonnull(blocks[i]);
+    }
+    keyheap_enter(t.d);
+    for (int i = 0; i < 64; i++)
+        memset(blocks[i], 0xd1, 1024);
+    keyheap_leave(t.d);
+    for (int i = 0; i < 64; i++)
+        keyheap_free(blocks[i]);
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_mprotect, 0, 3),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PROT_NONE, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOMEM & SECCOMP_RET_DATA)),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {sizeof code / sizeof code[0], code};
+    ck_assert_int_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+    ck_assert_int_eq(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+    void *slot = t.d;
+    ck_assert_int_eq(keyheap_domain_destroy(t.d), 0);
+    /* Destroyed slots wait their turn: make and destroy domains until one
+     * lands in that slot again. */
+    keyheap_domain_t *next = NULL;
+    for (int i = 0; i < 2 * 64 && next != slot; i++) {
+        if (next != NULL)
+            ck_assert_int_eq(keyheap_domain_destroy(next), 0);
+        next = keyheap_domain_create("next-in-slot", 0);
+        ck_assert_ptr_nonnull(next);
+    }
+    ck_assert_ptr_eq(next, slot);
+    for (int i = 0; i < 64; i++) {
+        blocks[i] = keyheap_malloc(next, 1024);
+        ck_assert_ptr_nonnull(blocks[i]);
+    }
+    unsigned same = 0;
+    keyheap_enter(next);
+    for (int i = 0; i < 64; i++)
+        memset(blocks[i], 0xd2, 1024); /* SIGSEGV (SEGV_ACCERR) on PROT_NONE pages */
+    for (int i = 0; i < 64; i++)
+        for (int j = 0; j < 1024; j++)
+            same += kht_read(blocks[i] + j) == 0xd2;
+    keyheap_leave(next);
+    ck_assert_uint_eq(same, 64 * 1024);
+}
+END_TEST
+
 /* ------------------------------------------- a free racing a destroy */
 
 #define RACE_BLOCKS 64
@@ -1776,6 +1834,7 @@ int main(void)
     tcase_add_test(keys, test_destroy_keeps_a_key_that_pages_outside_keyheap_still_carry);
     tcase_add_test(keys, test_destroy_reuses_a_key_no_page_carries);
     tcase_add_test(keys, test_domain_create_passes_on_pkey_allocs_errno);
+    tcase_add_test(keys, test_slot_reused_after_a_failed_decommit_hands_out_writable_memory);
     tcase_add_exit_test(keys, test_late_answers_of_a_missed_round_never_count_for_the_next,
                         KHT_EXIT_PKU_FAULT);
     tcase_add_test(keys, test_late_answers_twin_thread_reads_the_next_domain_after_entering);
