@@ -1389,12 +1389,15 @@ static void *allocate_in_domain(void *arg)
     keyheap_enter(thread_domain);
     for (int i = 0; i < 64; i++) {
         seed = seed * 1103515245u + 12345u;
-        blocks[i] = v_malloc(16 + (seed >> 8) % 8000);
+        /* keyheap_malloc, not malloc: built without malloc replacement
+         * (the sanitizer suite), malloc would measure the sanitizer's
+         * quarantine instead of the domain's caches. */
+        blocks[i] = keyheap_malloc(thread_domain, 16 + (seed >> 8) % 8000);
         ck_assert_ptr_nonnull(blocks[i]);
         memset(blocks[i], 3, 16);
     }
     for (int i = 0; i < 64; i++)
-        free(blocks[i]);
+        keyheap_free(blocks[i]);
     keyheap_leave(thread_domain);
     return NULL;
 }
