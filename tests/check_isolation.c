@@ -796,14 +796,20 @@ static void trap_flag(int on)
         __asm__ volatile("pushfq; andq $~0x100, (%%rsp); popfq" ::: "memory", "cc");
 }
 
-static void step_through_enter_and_leave(void)
+/* SIGTRAP (the trap flag's signal) goes to handler, with its siginfo. */
+static void on_sigtrap(void (*handler)(int, siginfo_t *, void *))
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = on_trap;
+    sa.sa_sigaction = handler;
     sa.sa_flags = SA_SIGINFO;
     sigemptyset(&sa.sa_mask);
     ck_assert_int_eq(sigaction(SIGTRAP, &sa, NULL), 0);
+}
+
+static void step_through_enter_and_leave(void)
+{
+    on_sigtrap(on_trap);
     for (int ro = 0; ro < 2; ro++) {
         trap_flag(1);
         if (ro)
@@ -921,12 +927,7 @@ static void step_with_destroys(int inside)
     keyheap_enter(left.d);
     if (!inside)
         keyheap_leave(left.d); /* its frame was stack[0] */
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = on_trap_destroy;
-    sa.sa_flags = SA_SIGINFO;
-    sigemptyset(&sa.sa_mask);
-    ck_assert_int_eq(sigaction(SIGTRAP, &sa, NULL), 0);
+    on_sigtrap(on_trap_destroy);
     trap_flag(1);
     keyheap_enter(target.d);
     unsigned char v = kht_read(target.p + 7);
