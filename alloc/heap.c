@@ -141,8 +141,7 @@ static __attribute__((cold, noinline)) void *not_in_region(const struct keyheap_
 
 static inline void *in_region(const struct keyheap_domain *d, void *p)
 {
-    if (__builtin_expect(((uintptr_t)p - khi_span.base) >> khi_span.shift != d->slot, 0) &&
-        p != NULL)
+    if (__builtin_expect(p != NULL && (!khi_in_span(p) || khi_slot_of(p) != d), 0))
         return not_in_region(d, p);
     return p;
 }
