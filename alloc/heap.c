@@ -18,8 +18,8 @@
 #include "alloc/heap.h"
 #include "alloc/malloc.h"
 #include "alloc/stats.h"
-#include "domains/conf.h"
-#include "domains/fatal.h"
+#include "alloc/conf.h"
+#include "alloc/fatal.h"
 #include "domains/thread.h"
 
 /* Blocks of a domain are at least a granule, so each has its own byte in

@@ -18,7 +18,7 @@
 
 #include "alloc/heap.h"
 #include "alloc/malloc.h"
-#include "domains/fatal.h"
+#include "alloc/fatal.h"
 
 /* The page size of x86-64 Linux; valloc and pvalloc align to it. */
 #define KH_PAGE ((size_t)4096)

@@ -21,9 +21,9 @@
 
 #include "alloc/region.h"
 #include "alloc/stats.h"
-#include "domains/fatal.h"
-#include "domains/pkey.h"
-#include "domains/procfs.h"
+#include "alloc/fatal.h"
+#include "alloc/pkey.h"
+#include "alloc/procfs.h"
 
 #define SPAN_UNRESERVED (UINTPTR_MAX - ((uintptr_t)KHI_SLOTS << KHI_REGION_SHIFT_MAX) + 1)
 

@@ -21,8 +21,8 @@
 
 #include "alloc/heap.h"
 #include "alloc/stats.h"
-#include "domains/conf.h"
-#include "domains/fatal.h"
+#include "alloc/conf.h"
+#include "alloc/fatal.h"
 #include "domains/thread.h"
 
 /* Per slot, one cache line each: bytes committed now, and the most bytes

@@ -10,10 +10,10 @@
 #include "alloc/heap.h"
 #include "alloc/region.h"
 #include "alloc/stats.h"
-#include "domains/conf.h"
-#include "domains/fatal.h"
+#include "alloc/conf.h"
+#include "alloc/fatal.h"
 #include "domains/fault.h"
-#include "domains/pkey.h"
+#include "alloc/pkey.h"
 #include "domains/thread.h"
 #include "domains/watchdog.h"
 
@@ -263,4 +263,9 @@ KEYHEAP_API keyheap_domain_t *keyheap_domain_of(const void *p)
         return NULL;
     struct keyheap_domain *d = khi_slot_of(p);
     return khi_domain_live(d) ? d : NULL;
+}
+
+KEYHEAP_API const char *keyheap_version(void)
+{
+    return PACKAGE_VERSION;
 }

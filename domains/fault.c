@@ -44,11 +44,11 @@
 #include <ucontext.h>
 #include <unistd.h>
 
-#include "domains/conf.h"
+#include "alloc/conf.h"
 #include "domains/domain.h"
-#include "domains/fatal.h"
+#include "alloc/fatal.h"
 #include "domains/fault.h"
-#include "domains/pkey.h"
+#include "alloc/pkey.h"
 #include "domains/xsave.h"
 
 /* Bit 1 of the x86 page-fault error code: the access was a write. */

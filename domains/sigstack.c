@@ -30,7 +30,7 @@
 #include <unistd.h>
 
 #include "domains/domain.h"
-#include "domains/fatal.h"
+#include "alloc/fatal.h"
 
 typedef int (*sigaltstack_fn)(const stack_t *, stack_t *);
 

@@ -31,8 +31,8 @@
 #include <time.h>
 
 #include "domains/domain.h"
-#include "domains/fatal.h"
-#include "domains/pkey.h"
+#include "alloc/fatal.h"
+#include "alloc/pkey.h"
 #include "domains/thread.h"
 #include "domains/watchdog.h"
 

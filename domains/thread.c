@@ -17,9 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "domains/conf.h"
-#include "domains/fatal.h"
-#include "domains/pkey.h"
+#include "alloc/conf.h"
+#include "alloc/fatal.h"
+#include "alloc/pkey.h"
 #include "domains/thread.h"
 #include "domains/watchdog.h"
 

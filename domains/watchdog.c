@@ -50,11 +50,11 @@
 #include <ucontext.h>
 #include <unistd.h>
 
-#include "domains/conf.h"
+#include "alloc/conf.h"
 #include "domains/domain.h"
-#include "domains/fatal.h"
-#include "domains/pkey.h"
-#include "domains/procfs.h"
+#include "alloc/fatal.h"
+#include "alloc/pkey.h"
+#include "alloc/procfs.h"
 #include "domains/thread.h"
 #include "domains/watchdog.h"
 #include "domains/xsave.h"

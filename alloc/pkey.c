@@ -1,5 +1,5 @@
 /*
- * domains/pkey.c - the CPU and kernel probe for memory protection keys, and
+ * alloc/pkey.c - the CPU and kernel probe for memory protection keys, and
  * the key system calls.  This is the one file of keyheap that makes them.
  */
 #include "config.h"
@@ -12,10 +12,10 @@
 #include <pthread.h>
 #include <sys/mman.h>
 
-#include "domains/conf.h"
-#include "domains/fatal.h"
-#include "domains/pkey.h"
-#include "domains/procfs.h"
+#include "alloc/conf.h"
+#include "alloc/fatal.h"
+#include "alloc/pkey.h"
+#include "alloc/procfs.h"
 #include "include/keyheap.h"
 
 /* CPUID leaf 7, subleaf 0, ECX: PKU (the CPU has protection keys) and

@@ -1,9 +1,9 @@
 /*
- * domains/pkey.h - protection keys: the CPU probe and the key syscalls.
- * domains/pkey.c is the one file of keyheap that makes pkey system calls.
+ * alloc/pkey.h - protection keys: the CPU probe and the key syscalls.
+ * alloc/pkey.c is the one file of keyheap that makes pkey system calls.
  */
-#ifndef KH_DOMAINS_PKEY_H
-#define KH_DOMAINS_PKEY_H
+#ifndef KH_ALLOC_PKEY_H
+#define KH_ALLOC_PKEY_H
 
 #include <stddef.h>
 
@@ -47,4 +47,4 @@ KHI_FN _Bool khi_pkey_is_allocated(unsigned key);
  * told (keyheap_domain_pkey) and may have used with pkey_mprotect. */
 KHI_FN unsigned khi_pkey_mappings(int key);
 
-#endif /* KH_DOMAINS_PKEY_H */
+#endif /* KH_ALLOC_PKEY_H */

@@ -1,8 +1,8 @@
 /*
- * domains/fatal.h - keyheap's messages: one line on stderr with write(2).
+ * alloc/fatal.h - keyheap's messages: one line on stderr with write(2).
  */
-#ifndef KH_DOMAINS_FATAL_H
-#define KH_DOMAINS_FATAL_H
+#ifndef KH_ALLOC_FATAL_H
+#define KH_ALLOC_FATAL_H
 
 #define KHI_HIDDEN_FN __attribute__((visibility("hidden")))
 
@@ -22,4 +22,4 @@ KHI_HIDDEN_FN const char *khi_hex(char *buf, unsigned long p);
 /* khi_dec - n in decimal in buf (at least 21 bytes); returns buf. */
 KHI_HIDDEN_FN const char *khi_dec(char *buf, unsigned long n);
 
-#endif /* KH_DOMAINS_FATAL_H */
+#endif /* KH_ALLOC_FATAL_H */

@@ -1,8 +1,8 @@
 /*
- * domains/conf.h - KEYHEAP_CONF, read once.
+ * alloc/conf.h - KEYHEAP_CONF, read once.
  */
-#ifndef KH_DOMAINS_CONF_H
-#define KH_DOMAINS_CONF_H
+#ifndef KH_ALLOC_CONF_H
+#define KH_ALLOC_CONF_H
 
 #include <stdbool.h>
 
@@ -31,4 +31,4 @@ __attribute__((visibility("hidden"))) const struct khi_conf *khi_conf_get(void);
 __attribute__((visibility("hidden"))) unsigned khi_conf_parse(const char *text,
                                                               struct khi_conf *conf);
 
-#endif /* KH_DOMAINS_CONF_H */
+#endif /* KH_ALLOC_CONF_H */
