@@ -4,22 +4,23 @@
 #ifndef KH_ALLOC_FATAL_H
 #define KH_ALLOC_FATAL_H
 
-#define KHI_HIDDEN_FN __attribute__((visibility("hidden")))
+#include "alloc/hidden.h"
+
 
 /*
  * khi_fatal - writes "keyheap: " and the strings given (a NULL-terminated
  * list) as one line to stderr, then aborts.  Async-signal-safe; allocates
  * nothing, so it works on a broken heap.
  */
-KHI_HIDDEN_FN __attribute__((noreturn, sentinel)) void khi_fatal(const char *first, ...);
+KHI_HIDDEN __attribute__((noreturn, sentinel)) void khi_fatal(const char *first, ...);
 
 /* khi_warn - the same line, without aborting. */
-KHI_HIDDEN_FN __attribute__((sentinel)) void khi_warn(const char *first, ...);
+KHI_HIDDEN __attribute__((sentinel)) void khi_warn(const char *first, ...);
 
 /* khi_hex - p as "0x..." in buf (at least 19 bytes); returns buf. */
-KHI_HIDDEN_FN const char *khi_hex(char *buf, unsigned long p);
+KHI_HIDDEN const char *khi_hex(char *buf, unsigned long p);
 
 /* khi_dec - n in decimal in buf (at least 21 bytes); returns buf. */
-KHI_HIDDEN_FN const char *khi_dec(char *buf, unsigned long n);
+KHI_HIDDEN const char *khi_dec(char *buf, unsigned long n);
 
 #endif /* KH_ALLOC_FATAL_H */

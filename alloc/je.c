@@ -41,7 +41,7 @@ bool khi_je_arena_create(khi_extent_hooks_t *hooks, unsigned *arena)
 {
     struct je_arena_config cfg = {.extent_hooks = hooks, .metadata_use_hooks = false};
     size_t sz = sizeof *arena;
-    return kh_je_mallctl("experimental.arenas_create_ext", arena, &sz, &cfg, sizeof cfg) != 0;
+    return khi_je_ctl("experimental.arenas_create_ext", arena, &sz, &cfg, sizeof cfg) != 0;
 }
 
 /* Not arena.<i>.destroy: jemalloc never unmaps a destroyed arena's
@@ -52,19 +52,19 @@ bool khi_je_arena_empty(unsigned arena)
 {
     char name[64];
     snprintf(name, sizeof name, "arena.%u.reset", arena);
-    if (kh_je_mallctl(name, NULL, NULL, NULL, 0) != 0)
+    if (khi_je_ctl(name, NULL, NULL, NULL, 0) != 0)
         return true;
     snprintf(name, sizeof name, "arena.%u.purge", arena);
-    return kh_je_mallctl(name, NULL, NULL, NULL, 0) != 0;
+    return khi_je_ctl(name, NULL, NULL, NULL, 0) != 0;
 }
 
 bool khi_je_tcache_create(unsigned *tcache)
 {
     size_t sz = sizeof *tcache;
-    return kh_je_mallctl("tcache.create", tcache, &sz, NULL, 0) != 0;
+    return khi_je_ctl("tcache.create", tcache, &sz, NULL, 0) != 0;
 }
 
 void khi_je_tcache_destroy(unsigned tcache)
 {
-    kh_je_mallctl("tcache.destroy", NULL, NULL, &tcache, sizeof tcache);
+    khi_je_ctl("tcache.destroy", NULL, NULL, &tcache, sizeof tcache);
 }

@@ -25,14 +25,11 @@
 
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
 
-static inline int is_pow2(size_t x)
-{
-    return x != 0 && (x & (x - 1)) == 0;
-}
+#define is_pow2 khi_is_pow2
 
 void *khi_alloc_aligned(size_t align, size_t size)
 {
-    struct keyheap_domain *d = khi_target();
+    struct khi_heap *d = khi_target();
     if (UNLIKELY(d != NULL)) {
         int saved = errno;
         void *p = khi_domain_alloc(d, size, align, false);
@@ -41,7 +38,7 @@ void *khi_alloc_aligned(size_t align, size_t size)
     }
     /* mallocx() leaves size 0 undefined; every other entry returns a unique
      * pointer for it, so this one does too. */
-    return kh_je_mallocx(size ? size : 1, khi_align_flags(align));
+    return khi_je_mallocx(size ? size : 1, khi_align_flags(align));
 }
 
 #ifndef KH_NO_MALLOC_REPLACEMENT
@@ -57,10 +54,10 @@ static void *alloc_aligned_errno(size_t align, size_t size)
 
 void *khi_malloc(size_t size)
 {
-    struct keyheap_domain *d = khi_target();
+    struct khi_heap *d = khi_target();
     if (UNLIKELY(d != NULL))
         return khi_domain_malloc(d, size);
-    return kh_je_malloc(size);
+    return khi_je_malloc(size);
 }
 
 void khi_free(void *p)
@@ -69,10 +66,10 @@ void khi_free(void *p)
         khi_domain_free(p);
         return;
     }
-    kh_je_free(p);
+    khi_je_free(p);
 }
 
-static void *calloc_in(struct keyheap_domain *d, size_t n, size_t size)
+static void *calloc_in(struct khi_heap *d, size_t n, size_t size)
 {
     size_t total;
     if (__builtin_mul_overflow(n, size, &total)) {
@@ -95,7 +92,7 @@ static void *realloc_any(void *p, size_t size)
     }
     if (UNLIKELY(khi_in_span(p)))
         return khi_domain_realloc(p, size);
-    void *q = kh_je_realloc(p, size);
+    void *q = khi_je_realloc(p, size);
     /* jemalloc leaves errno alone when the size is past its largest class. */
     if (UNLIKELY(q == NULL))
         errno = ENOMEM;
@@ -108,7 +105,7 @@ static size_t usable_size_any(const void *p)
         return 0;
     if (UNLIKELY(khi_in_span(p)))
         return khi_domain_usable(p);
-    return kh_je_malloc_usable_size(p);
+    return khi_je_usable_size(p);
 }
 
 /* The exported malloc family: left out of a build configured with
@@ -127,11 +124,11 @@ KEYHEAP_API void free(void *p)
 
 KEYHEAP_API void *calloc(size_t n, size_t size)
 {
-    struct keyheap_domain *d = khi_target();
+    struct khi_heap *d = khi_target();
     if (UNLIKELY(d != NULL))
         return calloc_in(d, n, size);
     /* jemalloc checks n * size for overflow and sets ENOMEM. */
-    return kh_je_calloc(n, size);
+    return khi_je_calloc(n, size);
 }
 
 KEYHEAP_API void *realloc(void *p, size_t size)
@@ -212,33 +209,29 @@ KEYHEAP_API size_t malloc_usable_size(void *p)
 
 /* ------------------------------------------------ explicit allocation */
 
-KEYHEAP_API void *keyheap_malloc(keyheap_domain_t *d, size_t size)
+void *khi_malloc_in(struct khi_heap *h, size_t size)
 {
-    if (d == NULL)
-        return kh_je_malloc(size);
-    return khi_domain_alloc(khi_domain_check(d, "keyheap_malloc"), size, 1, false);
+    if (h == NULL)
+        return khi_je_malloc(size);
+    return khi_domain_alloc(h, size, 1, false);
 }
 
-KEYHEAP_API void *keyheap_calloc(keyheap_domain_t *d, size_t n, size_t size)
+void *khi_calloc_in(struct khi_heap *h, size_t n, size_t size)
 {
-    if (d == NULL)
-        return kh_je_calloc(n, size);
-    return calloc_in(khi_domain_check(d, "keyheap_calloc"), n, size);
+    if (h == NULL)
+        return khi_je_calloc(n, size);
+    return calloc_in(h, n, size);
 }
 
-KEYHEAP_API void *keyheap_aligned_alloc(keyheap_domain_t *d, size_t align, size_t size)
+void *khi_aligned_alloc_in(struct khi_heap *h, size_t align, size_t size)
 {
-    if (!is_pow2(align)) {
-        errno = EINVAL;
-        return NULL;
-    }
-    if (d == NULL) {
-        void *p = kh_je_mallocx(size ? size : 1, khi_align_flags(align));
+    if (h == NULL) {
+        void *p = khi_je_mallocx(size ? size : 1, khi_align_flags(align));
         if (p == NULL)
             errno = ENOMEM;
         return p;
     }
-    return khi_domain_alloc(khi_domain_check(d, "keyheap_aligned_alloc"), size, align, false);
+    return khi_domain_alloc(h, size, align, false);
 }
 
 KEYHEAP_API void *keyheap_realloc(void *p, size_t size)

@@ -53,6 +53,7 @@
 #include "alloc/conf.h"
 #include "domains/domain.h"
 #include "alloc/fatal.h"
+#include "alloc/malloc.h"
 #include "alloc/pkey.h"
 #include "alloc/procfs.h"
 #include "domains/thread.h"
@@ -109,7 +110,7 @@ static void allowed_by(const struct keyheap_abi_thread *t, unsigned n, unsigned 
 {
     *rw = *ro = 0;
     for (unsigned i = 0; i < n && i < KEYHEAP_MAX_DEPTH; i++) {
-        const struct keyheap_domain *d = khi_frame_domain(&t->stack[i]);
+        const struct khi_heap *d = khi_frame_heap(&t->stack[i]);
         if (d == NULL)
             continue;
         unsigned ad = d->abi.ad_bit;
@@ -157,7 +158,7 @@ static void report(unsigned hw, unsigned want)
         unsigned bits = 3u << (2 * key);
         if (((hw ^ want) & bits) == 0)
             continue;
-        const struct keyheap_domain *d = khi_domain_of_key(key);
+        const struct khi_heap *d = khi_domain_of_key(key);
         khi_dec(k, key);
         if (d != NULL)
             khi_warn("watchdog: thread ", tid, ": key ", k, " of domain \"", d->name, "\" was ",
@@ -402,7 +403,7 @@ static long list_tasks(pid_t **list, size_t *cap, pid_t pid, pid_t me, bool *sta
                 continue;
             if (n == *cap) {
                 size_t want = *cap != 0 ? *cap * 2 : 256;
-                pid_t *grown = kh_je_realloc(*list, want * sizeof **list);
+                pid_t *grown = khi_own_realloc(*list, want * sizeof **list);
                 if (grown == NULL) {
                     close(fd);
                     return -1;
@@ -430,7 +431,7 @@ unsigned khi_task_snapshot(pid_t *out, unsigned max)
     unsigned k = 0;
     for (long i = 0; i < n && k < max; i++)
         out[k++] = list[i];
-    kh_je_free(list);
+    khi_own_free(list);
     return k;
 }
 
@@ -454,8 +455,8 @@ static unsigned signal_tasks(unsigned r)
         bool stable;
         long n = list_tasks(&list, &cap, pid, me, &stable);
         if (n < 0) {
-            kh_je_free(list);
-            kh_je_free(sent);
+            khi_own_free(list);
+            khi_own_free(sent);
             if (pass == 0)
                 return signal_registered(r, pid, me);
             return missing + 1;
@@ -470,10 +471,10 @@ static unsigned signal_tasks(unsigned r)
                 continue;
             if (nsent == sent_cap) {
                 size_t want = sent_cap != 0 ? sent_cap * 2 : 256;
-                pid_t *grown = kh_je_realloc(sent, want * sizeof *sent);
+                pid_t *grown = khi_own_realloc(sent, want * sizeof *sent);
                 if (grown == NULL) {
-                    kh_je_free(list);
-                    kh_je_free(sent);
+                    khi_own_free(list);
+                    khi_own_free(sent);
                     return missing + 1;
                 }
                 sent = grown;
@@ -494,8 +495,8 @@ static unsigned signal_tasks(unsigned r)
         __atomic_store_n(&batch_len, 0, __ATOMIC_RELEASE);
         settled = stable && !fresh;
     }
-    kh_je_free(list);
-    kh_je_free(sent);
+    khi_own_free(list);
+    khi_own_free(sent);
     return missing + !settled;
 }
 

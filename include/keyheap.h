@@ -555,6 +555,14 @@ KEYHEAP_ABI_INLINE void keyheap_abi_wrpkru(unsigned pkru)
     __asm__ volatile(".byte 0x0f,0x01,0xef" : : "a"(pkru), "c"(0), "d"(0) : "memory");
 }
 
+/* pkru with the key of ad_bit opened.  Read-write clears both bits of the
+ * key; read-only clears access-disable and sets write-disable only where
+ * access was disabled, so an enclosing read-write enter stays writable. */
+KEYHEAP_ABI_INLINE unsigned keyheap_abi_open(unsigned pkru, unsigned ad_bit, unsigned readonly)
+{
+    return readonly ? (pkru & ~ad_bit) | ((pkru & ad_bit) << 1) : pkru & ~(ad_bit * 3u);
+}
+
 KEYHEAP_ABI_INLINE void keyheap_abi_enter(keyheap_domain_t *d, unsigned readonly)
 {
     struct keyheap_abi_thread *t = &keyheap_abi_self;
@@ -584,12 +592,7 @@ KEYHEAP_ABI_INLINE void keyheap_abi_enter(keyheap_domain_t *d, unsigned readonly
     if (mode == KEYHEAP_ABI_PKU) {
         unsigned pkru = keyheap_abi_rdpkru();
         f->pkru = pkru;
-        /* Read-write clears both bits of the key; read-only clears
-         * access-disable and sets write-disable only where access was
-         * disabled, so an enclosing read-write enter stays writable. */
-        unsigned open = readonly ? (pkru & ~a->ad_bit) | ((pkru & a->ad_bit) << 1)
-                                 : pkru & ~(a->ad_bit * 3u);
-        keyheap_abi_wrpkru(open);
+        keyheap_abi_wrpkru(keyheap_abi_open(pkru, a->ad_bit, readonly));
     }
     if (!readonly)
         t->target = d;
