@@ -122,27 +122,6 @@ bool khi_pkey_is_allocated(unsigned key)
     return true;
 }
 
-unsigned khi_pkeys_allocated(void)
-{
-    static pthread_mutex_t scratch_lock = PTHREAD_MUTEX_INITIALIZER;
-    static void *scratch;
-    unsigned mask = 0;
-    pthread_mutex_lock(&scratch_lock);
-    if (scratch == NULL) {
-        void *p = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        scratch = p == MAP_FAILED ? NULL : p;
-    }
-    if (scratch != NULL) {
-        for (int key = 1; key < 16; key++)
-            if (pkey_mprotect(scratch, 4096, PROT_NONE, key) == 0)
-                mask |= 1u << key;
-        /* Back to key 0, so the page holds no key that may be freed. */
-        pkey_mprotect(scratch, 4096, PROT_NONE, 0);
-    }
-    pthread_mutex_unlock(&scratch_lock);
-    return mask;
-}
-
 /* The value of a "Name:  <decimal>" line of smaps, or -1. */
 static long smaps_field(const char *line, const char *name)
 {

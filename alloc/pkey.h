@@ -26,12 +26,6 @@ KHI_HIDDEN void khi_pkey_free(int key);
  * means an unprotected domain (plain mprotect).  Returns true on error. */
 KHI_HIDDEN _Bool khi_pkey_mprotect(void *addr, size_t len, int prot, int key);
 
-/* khi_pkeys_allocated - the keys 1..15 that some code in the process has
- * allocated, as a mask (bit k: key k), asked of the kernel: pkey_mprotect
- * of a scratch page fails with EINVAL for a key nobody allocated.  Not
- * async-signal-safe (a lock guards the scratch page). */
-KHI_HIDDEN unsigned khi_pkeys_allocated(void);
-
 /* khi_pkey_test_init - maps the page khi_pkey_is_allocated uses; once,
  * before the first call.  Returns true on error. */
 KHI_HIDDEN _Bool khi_pkey_test_init(void);

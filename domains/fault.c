@@ -95,7 +95,7 @@ static void put_name(struct line *l, const struct khi_heap *d)
     put_char(l, '"');
     for (size_t i = 0; i < KEYHEAP_NAME_MAX && d->name[i] != '\0'; i++) {
         char c = d->name[i];
-        put_char(l, c >= 0x20 && c < 0x7f && c != '"' && c != '\\' ? c : '?');
+        put_char(l, khi_name_char(c));
     }
     put_char(l, '"');
 }
@@ -131,20 +131,6 @@ static void line_write(struct line *l)
 }
 
 /* ---------------------------------------------------------- the report */
-
-/* The live domain that holds key, or NULL: the key is not keyheap's (a NULL
- * dereference has no key; another library's key is not in the table). */
-static const struct khi_heap *domain_of_key(int key)
-{
-    if (key <= 0)
-        return NULL;
-    for (unsigned i = 0; i < KHI_SLOTS; i++) {
-        const struct khi_heap *d = &khi_heaps[i];
-        if (khi_heap_live(d) && d->pkey == key)
-            return d;
-    }
-    return NULL;
-}
 
 /* What a domain stack frame or a PKRU gives a domain. */
 enum rights { CLOSED, READ_ONLY, READ_WRITE };
@@ -366,7 +352,7 @@ static void on_segv(int sig, siginfo_t *si, void *ctx)
 {
     int saved_errno = errno;
     if (si != NULL && si->si_code == SEGV_PKUERR) {
-        const struct khi_heap *d = domain_of_key((int)si->si_pkey);
+        const struct khi_heap *d = khi_domain_of_key(si->si_pkey);
         if (d != NULL)
             report(d, si, ctx);
     }

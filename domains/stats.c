@@ -34,7 +34,7 @@ static const char *printable_name(char *buf, const struct khi_heap *d)
     size_t i = 0;
     for (; i < KEYHEAP_NAME_MAX && d->name[i] != '\0'; i++) {
         char c = d->name[i];
-        buf[i] = c >= 0x20 && c < 0x7f && c != '"' && c != '\\' ? c : '?';
+        buf[i] = khi_name_char(c);
     }
     buf[i] = '\0';
     return buf;

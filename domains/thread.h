@@ -28,15 +28,6 @@ KHI_HIDDEN bool khi_threads_inside(const struct khi_heap *d);
 /* khi_threads_drop_tcaches - destroys every thread's cache for d. */
 KHI_HIDDEN void khi_threads_drop_tcaches(const struct khi_heap *d);
 
-/* khi_thread_shadow - what this thread's PKRU must be for keyheap's keys
- * (its domain stack applied to all-closed), with other keys' bits from hw.
- * Async-signal-safe. */
-KHI_HIDDEN unsigned khi_thread_shadow(unsigned hw);
-
-/* khi_key_rights - "none", "read-only" or "read-write": what PKRU value
- * pkru gives key.  Async-signal-safe. */
-KHI_HIDDEN const char *khi_key_rights(unsigned pkru, unsigned key);
-
 /* khi_thread_tids - the tids of up to max registered threads, in out;
  * returns how many.  Takes the registry's lock. */
 KHI_HIDDEN unsigned khi_thread_tids(pid_t *out, unsigned max);

@@ -51,6 +51,7 @@
 #include <unistd.h>
 
 #include "alloc/conf.h"
+#include "domains/audit.h"
 #include "domains/domain.h"
 #include "alloc/fatal.h"
 #include "alloc/malloc.h"
@@ -104,51 +105,6 @@ static bool at_wrpkru(const ucontext_t *uc)
     return code[0] == 0x0f && code[1] == 0x01 && code[2] == 0xef;
 }
 
-/* What a thread may have open, as PKRU bits, given the first n frames of
- * its domain stack: rw keys in *rw, read-only ones in *ro (AD bits). */
-static void allowed_by(const struct keyheap_abi_thread *t, unsigned n, unsigned *rw, unsigned *ro)
-{
-    *rw = *ro = 0;
-    for (unsigned i = 0; i < n && i < KEYHEAP_MAX_DEPTH; i++) {
-        const struct khi_heap *d = khi_frame_heap(&t->stack[i]);
-        if (d == NULL)
-            continue;
-        unsigned ad = d->abi.ad_bit;
-        if (t->stack[i].readonly)
-            *ro |= ad;
-        else
-            *rw |= ad;
-    }
-}
-
-/* The watchdog's rule for one PKRU value of this thread, pkru, with rw and
- * ro the keys its stack allows there: pkru with every key closed that is
- * open and must not be (keyheap's keys beyond what the stack allows, keys
- * nobody allocated); never opens.  *unalloc caches which keys the kernel
- * says nobody allocated (bit k known in *asked). */
-static unsigned audit_close(unsigned pkru, unsigned rw, unsigned ro, unsigned *asked,
-                            unsigned *unalloc)
-{
-    unsigned held = khi_keys_held(), internal = khi_internal_open;
-    for (unsigned key = 1; key < 16; key++) {
-        unsigned ad = 1u << (2 * key), wd = ad << 1;
-        if ((pkru & ad) || (internal & ad) || (rw & ad))
-            continue; /* closed already, or allowed */
-        if (held & ad) {
-            pkru = (ro & ad) ? pkru | wd : khi_pkru_close(pkru, ad);
-            continue;
-        }
-        if (!(*asked & ad)) {
-            *asked |= ad;
-            if (!khi_pkey_is_allocated(key))
-                *unalloc |= ad;
-        }
-        if (*unalloc & ad)
-            pkru = khi_pkru_close(pkru, ad);
-    }
-    return pkru;
-}
-
 /* One "keyheap: watchdog: ..." line per key the round closed here. */
 static void report(unsigned hw, unsigned want)
 {
@@ -173,16 +129,14 @@ static void report(unsigned hw, unsigned want)
 }
 
 /* Applies this round to one PKRU value: the destroy's keys closed, and in
- * an audit round the watchdog's rule with frames [0, n) allowing. */
-static unsigned apply(unsigned pkru, unsigned close, bool audit, unsigned n, unsigned *asked,
-                      unsigned *unalloc)
+ * an audit round the watchdog's rule (domains/audit.h) with frames [0, n)
+ * allowing. */
+static unsigned apply(unsigned pkru, unsigned close, bool audit, unsigned n,
+                      struct khi_audit_keys *q)
 {
     pkru = khi_pkru_close(pkru, close & ~(khi_internal_open & 0x55555555u));
-    if (audit) {
-        unsigned rw, ro;
-        allowed_by(&keyheap_abi_self, n, &rw, &ro);
-        pkru = audit_close(pkru, rw, ro, asked, unalloc);
-    }
+    if (audit)
+        pkru = khi_audit_close(pkru, &keyheap_abi_self, n, q);
     return pkru;
 }
 
@@ -217,7 +171,7 @@ static void on_signal(int sig, siginfo_t *info, void *ctx)
 
     struct keyheap_abi_thread *t = &keyheap_abi_self;
     unsigned depth = t->depth < KEYHEAP_MAX_DEPTH ? t->depth : KEYHEAP_MAX_DEPTH;
-    unsigned asked = 0, unalloc = 0;
+    struct khi_audit_keys q = {0, 0};
     bool changed = false;
     uint64_t *bv;
     uint32_t *slot = khi_xsave_pkru_slot(uc, &bv);
@@ -229,7 +183,7 @@ static void on_signal(int sig, siginfo_t *info, void *ctx)
     }
     /* A PKRU in its initial state is 0 and not stored. */
     unsigned live = (*bv & (1u << KHI_XFEATURE_PKRU)) ? *slot : 0;
-    unsigned live_want = apply(live, close, audit, depth, &asked, &unalloc);
+    unsigned live_want = apply(live, close, audit, depth, &q);
     if (live_want != live) {
         if (audit)
             report(live, live_want);
@@ -241,7 +195,7 @@ static void on_signal(int sig, siginfo_t *info, void *ctx)
      * still entered. */
     for (unsigned i = 0; i < depth; i++) {
         unsigned saved = t->stack[i].pkru;
-        unsigned want = apply(saved, close, audit, i, &asked, &unalloc);
+        unsigned want = apply(saved, close, audit, i, &q);
         if (want != saved) {
             t->stack[i].pkru = want;
             changed = true;
@@ -249,7 +203,7 @@ static void on_signal(int sig, siginfo_t *info, void *ctx)
     }
     if (at_wrpkru(uc)) {
         unsigned rax = (unsigned)uc->uc_mcontext.gregs[REG_RAX];
-        unsigned want = apply(rax, close, audit, depth, &asked, &unalloc);
+        unsigned want = apply(rax, close, audit, depth, &q);
         if (want != rax) {
             uc->uc_mcontext.gregs[REG_RAX] = (greg_t)want;
             changed = true;
