@@ -30,7 +30,6 @@ KHI_HIDDEN const struct khi_conf *khi_conf_get(void);
  * reported with a "keyheap: KEYHEAP_CONF: ..." line and skipped.  Returns
  * the number of such problems.  Pure apart from those lines: the fuzz
  * target calls it directly. */
-KHI_HIDDEN unsigned khi_conf_parse(const char *text,
-                                                              struct khi_conf *conf);
+KHI_HIDDEN unsigned khi_conf_parse(const char *text, struct khi_conf *conf);
 
 #endif /* KH_ALLOC_CONF_H */

@@ -6,7 +6,6 @@
 
 #include "alloc/hidden.h"
 
-
 /*
  * khi_fatal - writes "keyheap: " and the strings given (a NULL-terminated
  * list) as one line to stderr, then aborts.  Async-signal-safe; allocates

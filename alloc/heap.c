@@ -15,12 +15,12 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "alloc/conf.h"
+#include "alloc/fatal.h"
 #include "alloc/heap.h"
 #include "alloc/malloc.h"
 #include "alloc/region.h"
 #include "alloc/stats.h"
-#include "alloc/conf.h"
-#include "alloc/fatal.h"
 #include "alloc/tcache.h"
 
 /* Blocks of a domain are at least a granule, so each has its own byte in
@@ -149,8 +149,7 @@ static inline void *in_region(const struct khi_heap *d, void *p)
 
 /* A new large block of d of at least size bytes with jemalloc flags
  * flags, guarded; NULL when memory is short. */
-static __attribute__((noinline)) void *large_alloc(const struct khi_heap *d, size_t size,
-                                                   int flags)
+static __attribute__((noinline)) void *large_alloc(const struct khi_heap *d, size_t size, int flags)
 {
     int lg_page = __builtin_ctzl(guard_page);
     if (size > SIZE_MAX - guard_extra)

@@ -34,15 +34,15 @@ extern "C" {
  * entry only at a multiple of the size); the fields of the hot paths come
  * first. */
 struct __attribute__((aligned(256))) khi_heap {
-    struct keyheap_abi_domain abi; /* first: live, and the key's PKRU bit */
-    unsigned slot;                 /* index in khi_heaps and in the span */
-    uint64_t gen;                  /* bumped at every create and destroy of this slot */
-    uint64_t free_gen;             /* gen when free's fast path applies (NOSCRUB and not
-                                      STRICT), else KHI_GEN_NEVER */
-    int pkey;                      /* the key its pages carry, or -1: untagged */
-    unsigned flags;                /* KEYHEAP_* flags */
-    unsigned arena;                /* jemalloc arena index, made on the slot's first use */
-    bool has_arena;                /* the slot's arena exists */
+    struct keyheap_abi_domain abi;   /* first: live, and the key's PKRU bit */
+    unsigned slot;                   /* index in khi_heaps and in the span */
+    uint64_t gen;                    /* bumped at every create and destroy of this slot */
+    uint64_t free_gen;               /* gen when free's fast path applies (NOSCRUB and not
+                                        STRICT), else KHI_GEN_NEVER */
+    int pkey;                        /* the key its pages carry, or -1: untagged */
+    unsigned flags;                  /* KEYHEAP_* flags */
+    unsigned arena;                  /* jemalloc arena index, made on the slot's first use */
+    bool has_arena;                  /* the slot's arena exists */
     char name[KEYHEAP_NAME_MAX + 1]; /* for messages */
 
     /* The extent hooks of this heap's arena carve its region. */
@@ -123,7 +123,6 @@ static inline void khi_heap_close(const struct khi_heap *h, struct khi_open o)
     __asm__ volatile("" ::: "memory"); /* closed before it is unmarked */
     khi_internal_open = o.prev;
 }
-
 
 /* khi_target - this thread's malloc target, or NULL (the default heap). */
 static inline struct khi_heap *khi_target(void)

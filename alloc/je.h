@@ -39,8 +39,7 @@ KHI_JE void kh_je_dallocx(void *p, int flags);
 KHI_JE void kh_je_sdallocx(void *p, size_t size, int flags);
 KHI_JE size_t kh_je_malloc_usable_size(const void *p);
 KHI_JE size_t kh_je_nallocx(size_t size, int flags);
-KHI_JE int kh_je_mallctl(const char *name, void *oldp, size_t *oldlenp,
-                         void *newp, size_t newlen);
+KHI_JE int kh_je_mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen);
 
 /* The calls.  Inline: malloc's default path stays a tail jump into
  * jemalloc. */
@@ -104,24 +103,24 @@ static inline int khi_je_ctl(const char *name, void *oldp, size_t *oldlenp, void
  * return true on error (or to refuse). */
 typedef struct khi_extent_hooks khi_extent_hooks_t;
 struct khi_extent_hooks {
-    void *(*alloc)(khi_extent_hooks_t *, void *new_addr, size_t size, size_t alignment,
-                   bool *zero, bool *commit, unsigned arena_ind);
+    void *(*alloc)(khi_extent_hooks_t *, void *new_addr, size_t size, size_t alignment, bool *zero,
+                   bool *commit, unsigned arena_ind);
     bool (*dalloc)(khi_extent_hooks_t *, void *addr, size_t size, bool committed,
                    unsigned arena_ind);
     void (*destroy)(khi_extent_hooks_t *, void *addr, size_t size, bool committed,
                     unsigned arena_ind);
     bool (*commit)(khi_extent_hooks_t *, void *addr, size_t size, size_t offset, size_t length,
                    unsigned arena_ind);
-    bool (*decommit)(khi_extent_hooks_t *, void *addr, size_t size, size_t offset,
-                     size_t length, unsigned arena_ind);
-    bool (*purge_lazy)(khi_extent_hooks_t *, void *addr, size_t size, size_t offset,
-                       size_t length, unsigned arena_ind);
+    bool (*decommit)(khi_extent_hooks_t *, void *addr, size_t size, size_t offset, size_t length,
+                     unsigned arena_ind);
+    bool (*purge_lazy)(khi_extent_hooks_t *, void *addr, size_t size, size_t offset, size_t length,
+                       unsigned arena_ind);
     bool (*purge_forced)(khi_extent_hooks_t *, void *addr, size_t size, size_t offset,
                          size_t length, unsigned arena_ind);
     bool (*split)(khi_extent_hooks_t *, void *addr, size_t size, size_t size_a, size_t size_b,
                   bool committed, unsigned arena_ind);
-    bool (*merge)(khi_extent_hooks_t *, void *addr_a, size_t size_a, void *addr_b,
-                  size_t size_b, bool committed, unsigned arena_ind);
+    bool (*merge)(khi_extent_hooks_t *, void *addr_a, size_t size_a, void *addr_b, size_t size_b,
+                  bool committed, unsigned arena_ind);
 };
 
 /*

@@ -16,9 +16,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "alloc/fatal.h"
 #include "alloc/heap.h"
 #include "alloc/malloc.h"
-#include "alloc/fatal.h"
 
 /* The page size of x86-64 Linux; valloc and pvalloc align to it. */
 #define KH_PAGE ((size_t)4096)

@@ -9,7 +9,6 @@
 
 #include <stddef.h>
 
-
 /* khi_pku_usable - 1 when domains get hardware keys (keyheap_pku_supported). */
 KHI_HIDDEN int khi_pku_usable(void);
 

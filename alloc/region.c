@@ -19,11 +19,11 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "alloc/region.h"
-#include "alloc/stats.h"
 #include "alloc/fatal.h"
 #include "alloc/pkey.h"
 #include "alloc/procfs.h"
+#include "alloc/region.h"
+#include "alloc/stats.h"
 
 #define SPAN_UNRESERVED (UINTPTR_MAX - ((uintptr_t)KHI_SLOTS << KHI_REGION_SHIFT_MAX) + 1)
 

@@ -7,14 +7,14 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "alloc/heap.h"
-#include "alloc/region.h"
-#include "alloc/stats.h"
-#include "domains/stats.h"
 #include "alloc/conf.h"
 #include "alloc/fatal.h"
-#include "domains/fault.h"
+#include "alloc/heap.h"
 #include "alloc/pkey.h"
+#include "alloc/region.h"
+#include "alloc/stats.h"
+#include "domains/fault.h"
+#include "domains/stats.h"
 #include "domains/thread.h"
 #include "domains/watchdog.h"
 
@@ -179,8 +179,9 @@ static void release_key(struct khi_heap *d)
         unsigned bit = 1u << (2 * key);
         if (!(closing & bit))
             continue;
-        unsigned maps =
-            (key == (unsigned)d->pkey && !records[d->slot].pkey_told) ? 0 : khi_pkey_mappings((int)key);
+        unsigned maps = (key == (unsigned)d->pkey && !records[d->slot].pkey_told)
+                            ? 0
+                            : khi_pkey_mappings((int)key);
         if (maps != 0) {
             if (key == (unsigned)d->pkey)
                 khi_warn("keyheap_domain_destroy(\"", d->name, "\"): ", khi_dec(n, maps),

@@ -43,8 +43,7 @@ static void verify(const char *op, const struct khi_heap *d)
 
 KEYHEAP_API void keyheap_abi_enter_slow(keyheap_domain_t *d, unsigned readonly)
 {
-    struct khi_heap *dom =
-        khi_domain_check(d, readonly ? "keyheap_enter_ro" : "keyheap_enter");
+    struct khi_heap *dom = khi_domain_check(d, readonly ? "keyheap_enter_ro" : "keyheap_enter");
     struct keyheap_abi_thread *t = &keyheap_abi_self;
     if (t->depth >= KEYHEAP_MAX_DEPTH)
         khi_fatal(readonly ? "keyheap_enter_ro(\"" : "keyheap_enter(\"", dom->name,
@@ -105,4 +104,3 @@ KEYHEAP_API keyheap_domain_t *keyheap_current(void)
 {
     return keyheap_abi_self.target;
 }
-

@@ -45,10 +45,10 @@
 #include <unistd.h>
 
 #include "alloc/conf.h"
-#include "domains/domain.h"
 #include "alloc/fatal.h"
-#include "domains/fault.h"
 #include "alloc/pkey.h"
+#include "domains/domain.h"
+#include "domains/fault.h"
 #include "domains/xsave.h"
 
 /* Bit 1 of the x86 page-fault error code: the access was a write. */

@@ -29,8 +29,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "domains/domain.h"
 #include "alloc/fatal.h"
+#include "domains/domain.h"
 
 typedef int (*sigaltstack_fn)(const stack_t *, stack_t *);
 

@@ -30,10 +30,10 @@
 #include <threads.h>
 #include <time.h>
 
-#include "domains/domain.h"
 #include "alloc/fatal.h"
 #include "alloc/malloc.h"
 #include "alloc/pkey.h"
+#include "domains/domain.h"
 #include "domains/thread.h"
 #include "domains/watchdog.h"
 

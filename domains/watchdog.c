@@ -51,12 +51,12 @@
 #include <unistd.h>
 
 #include "alloc/conf.h"
-#include "domains/audit.h"
-#include "domains/domain.h"
 #include "alloc/fatal.h"
 #include "alloc/malloc.h"
 #include "alloc/pkey.h"
 #include "alloc/procfs.h"
+#include "domains/audit.h"
+#include "domains/domain.h"
 #include "domains/thread.h"
 #include "domains/watchdog.h"
 #include "domains/xsave.h"
