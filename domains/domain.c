@@ -16,6 +16,7 @@
 #include "domains/fault.h"
 #include "domains/stats.h"
 #include "domains/thread.h"
+#include "domains/rounds.h"
 #include "domains/watchdog.h"
 
 unsigned khi_keys_ad_mask;

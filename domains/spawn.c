@@ -35,7 +35,7 @@
 #include "alloc/pkey.h"
 #include "domains/domain.h"
 #include "domains/thread.h"
-#include "domains/watchdog.h"
+#include "domains/rounds.h"
 
 /* What the creating thread restores after the real call. */
 struct closed {
@@ -271,7 +271,7 @@ KEYHEAP_API int timer_create(clockid_t clock, struct sigevent *restrict ev, time
             for (unsigned j = 0; j < nbefore && !old; j++)
                 old = before[j] == after[i];
             if (!old)
-                khi_watchdog_exempt(after[i]);
+                khi_rounds_exempt(after[i]);
         }
         __atomic_store_n(&helper_known, true, __ATOMIC_RELEASE);
     }
