@@ -1,7 +1,7 @@
 /*
  * alloc/conf.c - parses KEYHEAP_CONF ("key:value,key:value").
  *
- * Options (README, "Configuration"; keyheap.h):
+ * Options (docs/configuration.md; keyheap.h):
  *   pku:on|off                off: behave as on a CPU without protection keys
  *   unprotected:true|false    true: without protection keys, domains are
  *                             separate heaps without hardware protection

@@ -17,7 +17,7 @@
 
 #include "alloc/je.h"
 
-/* Measured defaults; the README's "Tuning" section has the numbers.
+/* Measured defaults; docs/configuration.md ("Tuning") has the numbers.
  * Background purging threads make a many-thread cross-thread stress 2.4x
  * faster but raise peak RSS with the heap (13-15 % on the churn benchmark,
  * 38-45 % on the stress, past the 5 % keyheap allows itself) and add a

@@ -1,5 +1,5 @@
 /*
- * domains/fault.c - the fault report (README, "Fault report").
+ * domains/fault.c - the fault report (docs/guide.md, "Fault report").
  *
  * keyheap_domain_create installs this SIGSEGV handler once, at the first
  * domain that gets a hardware key.  On SEGV_PKUERR on the key of a live

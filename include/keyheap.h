@@ -27,7 +27,7 @@
  *
  * The private jemalloc reads its options from the MALLOC_CONF environment
  * variable like any jemalloc; keyheap's own defaults are documented in the
- * README ("Tuning") and are overridden by MALLOC_CONF option by option.
+ * docs/configuration.md ("Tuning") and are overridden by MALLOC_CONF option by option.
  *
  * Configuration: the environment variable KEYHEAP_CONF, "key:value,..."
  * (booleans take true/false, on/off, yes/no, 1/0), read once, at the first
@@ -159,7 +159,7 @@ typedef struct keyheap_domain keyheap_domain_t;
  * (MADV_DONTDUMP), and its heap aborts with one "keyheap: <kind> <op> of
  * <address> in domain "<name>"" line on a double free, a use-after-free
  * realloc or malloc_usable_size, an interior-pointer or wild free, and any
- * of them on a block of a destroyed domain (README, "Misuse of a domain
+ * of them on a block of a destroyed domain (docs/guide.md, "Misuse of a domain
  * heap is caught").  Domain blocks are at least 16 bytes.  Every large
  * block (over 14 KiB, jemalloc's largest small size class; also any block
  * aligned to more than a page) is followed by a guard page (PROT_NONE): a
@@ -351,7 +351,7 @@ struct keyheap_stats {
  * that.  They are counted on each call from keyheap's record of the
  * domain's blocks (the block map), which costs time in proportion to the
  * address space the domain ever used (about 0.5 ms per 100 MiB on the
- * README's benchmark machine): not for hot paths.  Reads no byte of the
+ * benchmark machine of docs/benchmarks.md): not for hot paths.  Reads no byte of the
  * domain's memory, so it works with d closed.
  *
  * KEYHEAP_CONF=stats_print:true prints, at exit, one line per live domain
