@@ -208,8 +208,9 @@ typedef struct keyheap_domain keyheap_domain_t;
  *   ENAMETOOLONG  name is longer than KEYHEAP_NAME_MAX;
  *   ENOSPC        no protection key (the CPU has 15, other code in the
  *                 process may hold some; keys kept after a destroy count)
- *                 or no domain slot is left (64 live and recently
- *                 destroyed domains);
+ *                 or no domain slot is left (64 live domains: a
+ *                 destroyed domain's slot is reused, once 4 others were
+ *                 destroyed after it or when no fresh slot is left);
  *   other         what pkey_alloc(2) itself failed with (EPERM from a
  *                 seccomp filter, for one);
  *   ENOTSUP       the CPU or kernel has no usable protection keys (or
@@ -697,12 +698,15 @@ KEYHEAP_ABI_INLINE void keyheap_leave(keyheap_domain_t *d)
  *    innermost guard is left, destructors, cleanups and pthread cleanup
  *    handlers see every domain closed whatever the domain stack says;
  *    each leave then restores what its enter found.
- *    WARNING: the first pthread_exit, cancellation or backtrace() of a
- *    process makes glibc load its unwinder (libgcc_s, with dlopen); inside
- *    a domain the loader's allocations land there, and exit() later
- *    faults in the dynamic loader.  Do one of them outside every domain
- *    first (a thread that calls pthread_exit, or one call of backtrace),
- *    as for any library that initialises lazily.
+ *    The first pthread_exit, cancellation or backtrace() of a process
+ *    makes glibc load its unwinder (libgcc_s, with dlopen); inside a
+ *    domain the loader's allocations would land there, and exit() would
+ *    later fault in the dynamic loader.  keyheap loads it on the default
+ *    heap at the first keyheap_domain_create.
+ *    WARNING: a thread that enters a domain while another thread's first
+ *    keyheap_domain_create is still loading it (a creation does not wait
+ *    for a load started elsewhere) can still meet this; other libraries
+ *    that load code lazily must be initialised before entering, as always.
  */
 #define KEYHEAP_SCOPE_CAT2(a, b) a##b
 #define KEYHEAP_SCOPE_CAT(a, b) KEYHEAP_SCOPE_CAT2(a, b)
