@@ -567,3 +567,77 @@ size_t khi_heap_block_size(const void *p, unsigned code)
     unsigned c = code - KHI_MAP_CLASS;
     return c < KHI_MAG_CLASSES ? mag_size[c] : block_usable(p);
 }
+
+/* ------------------------------------------- C23's sized deallocation */
+
+/*
+ * What free_sized and free_aligned_sized check in a domain before they
+ * free as free does.  C23 makes a size (or alignment) other than the
+ * block's requested one undefined; in a domain it is a misuse, caught when
+ * keyheap can tell.  It can tell only when the size is more than the
+ * block's usable size: a smaller one is indistinguishable from a right
+ * one, because realloc keeps a block in place when it shrinks (a 20000-byte
+ * block reallocated to 100 bytes keeps its 20480 usable bytes, a 100-byte
+ * one reallocated to 20 its 112), and the block map does not keep the
+ * requested size.  So every size from 0 to the usable size is accepted
+ * (for a fresh block of 17 bytes, in the 32-byte class: 0 to 32), and any
+ * more aborts.  For free_aligned_sized the alignment must be a power of
+ * two (aligned_alloc refuses any other) and the block aligned to it.
+ *
+ * The line follows misuse()'s:
+ *   keyheap: wrong-size <op> of <address> in domain "<name>" (size <n>,
+ *            but the block's usable size is <m>)
+ *   keyheap: wrong-alignment free_aligned_sized of <address> in domain
+ *            "<name>" (alignment <a> is not a power of two)
+ *   keyheap: wrong-alignment free_aligned_sized of <address> in domain
+ *            "<name>" (alignment <a>, but the block is not aligned to it)
+ * and a p that is not a live block gets free's own line (misuse(p,
+ * "free")): double, interior-pointer, wild, use-after-destroy.
+ */
+static __attribute__((noreturn, cold, noinline)) void wrong_size(const struct keyheap_domain *d,
+                                                                 const void *p, const char *op,
+                                                                 size_t size, size_t usable)
+{
+    char buf[24], n[24], m[24];
+    khi_fatal("wrong-size ", op, " of ", khi_hex(buf, (unsigned long)p), " in domain \"", d->name,
+              "\" (size ", khi_dec(n, size), ", but the block's usable size is ",
+              khi_dec(m, usable), ")", (char *)NULL);
+}
+
+static __attribute__((noreturn, cold, noinline)) void
+wrong_alignment(const struct keyheap_domain *d, const void *p, size_t align)
+{
+    char buf[24], a[24];
+    khi_fatal("wrong-alignment free_aligned_sized of ", khi_hex(buf, (unsigned long)p),
+              " in domain \"", d->name, "\" (alignment ", khi_dec(a, align),
+              (align != 0 && (align & (align - 1)) == 0) ? ", but the block is not aligned to it)"
+                                                         : " is not a power of two)",
+              (char *)NULL);
+}
+
+/* Checks size (and align, when aligned) against p's block, then frees it
+ * with khi_domain_free, all under one busy mark, so that a concurrent
+ * destroy cannot take the block between check and free. */
+static void free_checked(void *p, bool aligned, size_t align, size_t size, const char *op)
+{
+    unsigned char *map;
+    struct keyheap_domain *d = live_block(p, "free", &map);
+    unsigned busy = khi_busy_begin(d, p, "free");
+    if (aligned && (align == 0 || (align & (align - 1)) != 0 || ((uintptr_t)p & (align - 1)) != 0))
+        wrong_alignment(d, p, align);
+    size_t usable = khi_heap_block_size(p, *map);
+    if (size > usable)
+        wrong_size(d, p, op, size, usable);
+    khi_domain_free(p);
+    khi_busy_end(busy);
+}
+
+void khi_domain_free_sized(void *p, size_t size)
+{
+    free_checked(p, false, 0, size, "free_sized");
+}
+
+void khi_domain_free_aligned_sized(void *p, size_t align, size_t size)
+{
+    free_checked(p, true, align, size, "free_aligned_sized");
+}

@@ -181,6 +181,15 @@ KHI_HIDDEN size_t khi_heap_block_size(const void *p, unsigned code);
 KHI_HIDDEN void *khi_malloc(size_t size);
 KHI_HIDDEN void khi_free(void *p);
 
+/* khi_domain_free_sized / khi_domain_free_aligned_sized - free_sized and
+ * free_aligned_sized of p, a block of some domain: abort ("keyheap:
+ * wrong-size ..." / "wrong-alignment ...") when size is more than the
+ * block's usable size, or (aligned) align is not a power of two or p not
+ * aligned to it; otherwise khi_domain_free(p).  A p that is no live block
+ * gets free's own message.  pre: khi_in_span(p). */
+KHI_HIDDEN void khi_domain_free_sized(void *p, size_t size);
+KHI_HIDDEN void khi_domain_free_aligned_sized(void *p, size_t align, size_t size);
+
 #ifdef __cplusplus
 }
 #endif

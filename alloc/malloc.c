@@ -248,3 +248,47 @@ KEYHEAP_API size_t keyheap_usable_size(const void *p)
 {
     return usable_size_any(p);
 }
+
+/* ---------------------------------------- C23's sized deallocation */
+
+/*
+ * free_sized(p, size) and free_aligned_sized(p, alignment, size) (C23
+ * 7.24.3.4, 7.24.3.5): free(p), told the size (and alignment) p was
+ * requested with; any other is undefined behaviour.  glibc 2.36 lacks
+ * them, so programs built for C23 get them from keyheap (exported with the
+ * rest of the family, so not with --disable-malloc-replacement).
+ *
+ * On the default heap they are plain free, the same test and jump: the
+ * size is not passed on to jemalloc (sdallocx).  sdallocx trusts it: it
+ * files the block under the size class of the size given, without looking
+ * the block up, so a wrong size from a buggy caller would put the block on
+ * the wrong class's free list and jemalloc would later hand it out as a
+ * bigger block than it is: heap corruption.  A malloc replacement must not
+ * turn a caller's undefined behaviour into that, and checking the size
+ * would cost the lookup sdallocx saves.  In a domain the size (and
+ * alignment) is checked against the block, which aborts on a mismatch it
+ * can see (alloc/heap.c, "C23's sized deallocation").
+ */
+#ifndef KH_NO_MALLOC_REPLACEMENT
+/* Not declared by glibc 2.36's <stdlib.h>. */
+KEYHEAP_API void free_sized(void *p, size_t size);
+KEYHEAP_API void free_aligned_sized(void *p, size_t align, size_t size);
+
+KEYHEAP_API void free_sized(void *p, size_t size)
+{
+    if (UNLIKELY(khi_in_span(p))) {
+        khi_domain_free_sized(p, size);
+        return;
+    }
+    kh_je_free(p);
+}
+
+KEYHEAP_API void free_aligned_sized(void *p, size_t align, size_t size)
+{
+    if (UNLIKELY(khi_in_span(p))) {
+        khi_domain_free_aligned_sized(p, align, size);
+        return;
+    }
+    kh_je_free(p);
+}
+#endif /* KH_NO_MALLOC_REPLACEMENT */

@@ -24,6 +24,20 @@
  *    one, as glibc does; valloc and pvalloc align to the page size, pvalloc
  *    also rounds the size up to whole pages.
  *  - Every failure to find memory returns NULL with errno ENOMEM.
+ *  - C23's free_sized(p, size) and free_aligned_sized(p, alignment, size),
+ *    which glibc 2.36 lacks, are exported too (declare them yourself where
+ *    <stdlib.h> does not).  On the default heap they are free(p): the size is
+ *    not used.  On a block of a domain they check it first, and abort with
+ *      keyheap: wrong-size free_sized of <address> in domain "<name>"
+ *               (size <n>, but the block's usable size is <m>)
+ *    (one line; free_aligned_sized likewise) when size is more than the
+ *    block's usable size, and free_aligned_sized with
+ *      keyheap: wrong-alignment free_aligned_sized of <address> in domain
+ *               "<name>" (alignment <a> is not a power of two)
+ *    or "(alignment <a>, but the block is not aligned to it)".  Any size up
+ *    to the usable size is accepted: keyheap cannot tell a smaller one from
+ *    the requested size, since realloc keeps a shrinking block in place.
+ *    A pointer that is not a live block gets free's own message.
  *
  * The private jemalloc reads its options from the MALLOC_CONF environment
  * variable like any jemalloc; keyheap's own defaults are documented in the
@@ -298,16 +312,18 @@ KEYHEAP_API KEYHEAP_NODISCARD keyheap_domain_t *keyheap_current(void);
  * keyheap_free(p) and keyheap_usable_size(p) work on any pointer keyheap
  * returned, from any thread, inside or outside p's domain.
  *
- * The ordinary malloc family does the same by address: free, realloc and
- * malloc_usable_size follow the pointer; malloc, calloc, posix_memalign,
- * aligned_alloc, memalign, valloc, pvalloc, C++ new (and libc functions that
- * allocate, such as strdup) allocate in keyheap_current().
+ * The ordinary malloc family does the same by address: free, free_sized,
+ * free_aligned_sized, realloc and malloc_usable_size follow the pointer;
+ * malloc, calloc, posix_memalign, aligned_alloc, memalign, valloc, pvalloc,
+ * C++ new (and libc functions that allocate, such as strdup) allocate in
+ * keyheap_current().
  *
  * A library configured with --disable-malloc-replacement (for programs in
  * which AddressSanitizer or another allocator owns malloc) exports neither
- * the malloc family nor the C++ operators: there plain malloc, strdup and
- * new are never routed into a domain, even inside keyheap_enter; only the
- * keyheap_* functions above allocate in domains.
+ * the malloc family (free_sized and free_aligned_sized included) nor the C++
+ * operators: there plain malloc, strdup and new are never routed into a
+ * domain, even inside keyheap_enter; only the keyheap_* functions above
+ * allocate in domains.
  *
  * Thread-safe.
  */
