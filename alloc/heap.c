@@ -594,9 +594,8 @@ size_t khi_heap_block_size(const void *p, unsigned code)
  * and a p that is not a live block gets free's own line (misuse(p,
  * "free")): double, interior-pointer, wild, use-after-destroy.
  */
-static __attribute__((noreturn, cold, noinline)) void wrong_size(const struct keyheap_domain *d,
-                                                                 const void *p, const char *op,
-                                                                 size_t size, size_t usable)
+static __attribute__((noreturn, cold, noinline)) void
+wrong_size(const struct khi_heap *d, const void *p, const char *op, size_t size, size_t usable)
 {
     char buf[24], n[24], m[24];
     khi_fatal("wrong-size ", op, " of ", khi_hex(buf, (unsigned long)p), " in domain \"", d->name,
@@ -604,14 +603,14 @@ static __attribute__((noreturn, cold, noinline)) void wrong_size(const struct ke
               khi_dec(m, usable), ")", (char *)NULL);
 }
 
-static __attribute__((noreturn, cold, noinline)) void
-wrong_alignment(const struct keyheap_domain *d, const void *p, size_t align)
+static __attribute__((noreturn, cold, noinline)) void wrong_alignment(const struct khi_heap *d,
+                                                                      const void *p, size_t align)
 {
     char buf[24], a[24];
     khi_fatal("wrong-alignment free_aligned_sized of ", khi_hex(buf, (unsigned long)p),
               " in domain \"", d->name, "\" (alignment ", khi_dec(a, align),
-              (align != 0 && (align & (align - 1)) == 0) ? ", but the block is not aligned to it)"
-                                                         : " is not a power of two)",
+              khi_is_pow2(align) ? ", but the block is not aligned to it)"
+                                 : " is not a power of two)",
               (char *)NULL);
 }
 
@@ -621,9 +620,9 @@ wrong_alignment(const struct keyheap_domain *d, const void *p, size_t align)
 static void free_checked(void *p, bool aligned, size_t align, size_t size, const char *op)
 {
     unsigned char *map;
-    struct keyheap_domain *d = live_block(p, "free", &map);
+    struct khi_heap *d = live_block(p, "free", &map);
     unsigned busy = khi_busy_begin(d, p, "free");
-    if (aligned && (align == 0 || (align & (align - 1)) != 0 || ((uintptr_t)p & (align - 1)) != 0))
+    if (aligned && (!khi_is_pow2(align) || ((uintptr_t)p & (align - 1)) != 0))
         wrong_alignment(d, p, align);
     size_t usable = khi_heap_block_size(p, *map);
     if (size > usable)
