@@ -280,7 +280,7 @@ KEYHEAP_API void free_sized(void *p, size_t size)
         khi_domain_free_sized(p, size);
         return;
     }
-    kh_je_free(p);
+    khi_je_free(p);
 }
 
 KEYHEAP_API void free_aligned_sized(void *p, size_t align, size_t size)
@@ -289,6 +289,6 @@ KEYHEAP_API void free_aligned_sized(void *p, size_t align, size_t size)
         khi_domain_free_aligned_sized(p, align, size);
         return;
     }
-    kh_je_free(p);
+    khi_je_free(p);
 }
 #endif /* KH_NO_MALLOC_REPLACEMENT */
