@@ -15,12 +15,13 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "alloc/conf.h"
+#include "alloc/fatal.h"
 #include "alloc/heap.h"
 #include "alloc/malloc.h"
+#include "alloc/region.h"
 #include "alloc/stats.h"
-#include "domains/conf.h"
-#include "domains/fatal.h"
-#include "domains/thread.h"
+#include "alloc/tcache.h"
 
 /* Blocks of a domain are at least a granule, so each has its own byte in
  * the block map. */
@@ -68,17 +69,17 @@ static void guard_init(void)
     bool pad;
     size_t bsz = sizeof pad;
     char name[40];
-    if (kh_je_mallctl("arenas.page", &n, &sz, NULL, 0) == 0)
+    if (khi_je_ctl("arenas.page", &n, &sz, NULL, 0) == 0)
         guard_page = n;
     sz = sizeof n;
-    if (kh_je_mallctl("arenas.lextent.0.size", &n, &sz, NULL, 0) == 0)
+    if (khi_je_ctl("arenas.lextent.0.size", &n, &sz, NULL, 0) == 0)
         large_min = n;
     sz = sizeof n;
-    if (kh_je_mallctl("arenas.nbins", &nbins, &usz, NULL, 0) == 0 && nbins > 0 &&
+    if (khi_je_ctl("arenas.nbins", &nbins, &usz, NULL, 0) == 0 && nbins > 0 &&
         snprintf(name, sizeof name, "arenas.bin.%u.size", nbins - 1) < (int)sizeof name &&
-        kh_je_mallctl(name, &n, &sz, NULL, 0) == 0)
+        khi_je_ctl(name, &n, &sz, NULL, 0) == 0)
         small_max = n;
-    if (kh_je_mallctl("opt.cache_oblivious", &pad, &bsz, NULL, 0) == 0 && pad)
+    if (khi_je_ctl("opt.cache_oblivious", &pad, &bsz, NULL, 0) == 0 && pad)
         guard_extra = 0;
 }
 
@@ -86,7 +87,7 @@ static void guard_init(void)
  * page is not usable. */
 static size_t block_usable(const void *p)
 {
-    size_t n = kh_je_malloc_usable_size(p);
+    size_t n = khi_je_usable_size(p);
     return n >= large_min ? n - guard_extra : n;
 }
 
@@ -94,7 +95,7 @@ static size_t block_usable(const void *p)
  * it; the guard page does not count as committed (stats.h).  Both return
  * true on failure (PROT_NONE: the kernel's limit on mappings,
  * vm.max_map_count, is reached). */
-static bool guard(const struct keyheap_domain *d, void *p, size_t n)
+static bool guard(const struct khi_heap *d, void *p, size_t n)
 {
     if (mprotect((char *)p + n, guard_page, PROT_NONE) != 0)
         return true;
@@ -102,7 +103,7 @@ static bool guard(const struct keyheap_domain *d, void *p, size_t n)
     return false;
 }
 
-static bool unguard(const struct keyheap_domain *d, void *p, size_t n)
+static bool unguard(const struct khi_heap *d, void *p, size_t n)
 {
     if (mprotect((char *)p + n, guard_page, PROT_READ | PROT_WRITE) != 0)
         return true;
@@ -113,7 +114,7 @@ static bool unguard(const struct keyheap_domain *d, void *p, size_t n)
 /* guard, for a block that stays live either way: without a mapping left
  * for the guard, it stays unguarded, counted as guarded (free lifts the
  * guard and counts the page back). */
-static void guard_live(const struct keyheap_domain *d, void *p, size_t n)
+static void guard_live(const struct khi_heap *d, void *p, size_t n)
 {
     if (guard(d, p, n))
         khi_stats_decommit(d, guard_page);
@@ -126,9 +127,9 @@ static void guard_live(const struct keyheap_domain *d, void *p, size_t n)
  * default arena whatever arena it was asked for (tsd "reincarnated", taken
  * as reentrant).  That block is ordinary memory: it goes back, and the
  * allocation fails, since a domain never hands out untagged memory. */
-static __attribute__((cold, noinline)) void *not_in_region(const struct keyheap_domain *d, void *p)
+static __attribute__((cold, noinline)) void *not_in_region(const struct khi_heap *d, void *p)
 {
-    kh_je_dallocx(p, KHI_JE_TCACHE_NONE);
+    khi_je_dallocx(p, KHI_JE_TCACHE_NONE);
     static bool hinted;
     if (!__atomic_exchange_n(&hinted, true, __ATOMIC_RELAXED))
         khi_warn("domain \"", d->name,
@@ -139,26 +140,25 @@ static __attribute__((cold, noinline)) void *not_in_region(const struct keyheap_
     return NULL;
 }
 
-static inline void *in_region(const struct keyheap_domain *d, void *p)
+static inline void *in_region(const struct khi_heap *d, void *p)
 {
-    if (__builtin_expect(p != NULL && (!khi_in_span(p) || khi_slot_of(p) != d), 0))
+    if (__builtin_expect(p != NULL && (!khi_in_span(p) || khi_heap_of(p) != d), 0))
         return not_in_region(d, p);
     return p;
 }
 
 /* A new large block of d of at least size bytes with jemalloc flags
  * flags, guarded; NULL when memory is short. */
-static __attribute__((noinline)) void *large_alloc(const struct keyheap_domain *d, size_t size,
-                                                   int flags)
+static __attribute__((noinline)) void *large_alloc(const struct khi_heap *d, size_t size, int flags)
 {
     int lg_page = __builtin_ctzl(guard_page);
     if (size > SIZE_MAX - guard_extra)
         return NULL;
     if ((flags & LG_ALIGN_MASK) < lg_page)
         flags = (flags & ~LG_ALIGN_MASK) | KHI_JE_LG_ALIGN(lg_page);
-    void *p = in_region(d, kh_je_mallocx(size + guard_extra, flags));
+    void *p = in_region(d, khi_je_mallocx(size + guard_extra, flags));
     if (p != NULL && guard(d, p, block_usable(p))) {
-        kh_je_dallocx(p, KHI_JE_TCACHE_NONE);
+        khi_je_dallocx(p, KHI_JE_TCACHE_NONE);
         static bool hinted;
         if (!__atomic_exchange_n(&hinted, true, __ATOMIC_RELAXED))
             khi_warn("domain \"", d->name,
@@ -174,21 +174,21 @@ static __attribute__((noinline)) void *large_alloc(const struct keyheap_domain *
 /* A new block of d of size bytes aligned to align with jemalloc flags
  * flags (which say the alignment); a large one is guarded.  NULL when
  * memory is short. */
-static inline void *je_alloc(const struct keyheap_domain *d, size_t size, size_t align, int flags)
+static inline void *je_alloc(const struct khi_heap *d, size_t size, size_t align, int flags)
 {
     if (size > small_max || align > guard_page)
         return large_alloc(d, size, flags);
-    return in_region(d, kh_je_mallocx(at_least_granule(size), flags));
+    return in_region(d, khi_je_mallocx(at_least_granule(size), flags));
 }
 
 /* Gives p back to jemalloc with flags, a large block without its guard
  * (and past the thread cache: large blocks are never taken from it). */
 static __attribute__((noinline)) void give_back(void *p, int flags)
 {
-    const struct keyheap_domain *d = khi_slot_of(p);
+    const struct khi_heap *d = khi_heap_of(p);
     unsigned busy = khi_busy_begin(d, p, "free");
     if (((uintptr_t)p & (guard_page - 1)) == 0) {
-        size_t n = kh_je_malloc_usable_size(p);
+        size_t n = khi_je_usable_size(p);
         if (n >= large_min) {
             if (unguard(d, p, n - guard_extra)) {
                 khi_busy_end(busy);
@@ -197,7 +197,7 @@ static __attribute__((noinline)) void give_back(void *p, int flags)
             flags = KHI_JE_TCACHE_NONE;
         }
     }
-    kh_je_dallocx(p, flags);
+    khi_je_dallocx(p, flags);
     khi_busy_end(busy);
 }
 
@@ -226,7 +226,7 @@ void khi_heap_init(void)
     size_t size[KHI_MAG_CLASSES];
     unsigned classes = 0;
     for (size_t i = 0; i < sizeof code; i++) {
-        size_t usable = kh_je_nallocx(at_least_granule(i * KHI_GRANULE), 0);
+        size_t usable = khi_je_nallocx(at_least_granule(i * KHI_GRANULE), 0);
         if (classes == 0 || usable != size[classes - 1]) {
             if (classes == KHI_MAG_CLASSES)
                 return;
@@ -238,6 +238,46 @@ void khi_heap_init(void)
         return;
     memcpy(mag_size, size, sizeof size);
     memcpy(mag_code, code, sizeof code);
+}
+
+struct khi_heap khi_heaps[KHI_SLOTS];
+__thread unsigned khi_internal_open;
+
+bool khi_heap_make(struct khi_heap *h, int key, unsigned flags, const char *name)
+{
+    h->slot = (unsigned)(h - khi_heaps);
+    h->pkey = key;
+    h->flags = flags;
+    memcpy(h->name, name, strlen(name) + 1);
+    h->gen++;
+    h->free_gen =
+        (flags & (KEYHEAP_NOSCRUB | KEYHEAP_STRICT)) == KEYHEAP_NOSCRUB ? h->gen : KHI_GEN_NEVER;
+    if (!h->has_arena) {
+        khi_region_init(h);
+        if (khi_je_arena_create(&h->hooks, &h->arena))
+            return true;
+        h->has_arena = true;
+    }
+    h->abi.ad_bit = key > 0 ? 1u << (2 * key) : 0;
+    return false;
+}
+
+const char *khi_heap_teardown(struct khi_heap *h)
+{
+    if (khi_je_arena_empty(h->arena))
+        return "jemalloc refused to empty the domain's arena";
+    /* Emptied, every extent must have been decommitted through the hooks
+     * (PROT_NONE): an extent jemalloc still believes committed would come
+     * back to the slot's next heap as the PROT_NONE pages of the discard
+     * below.  Such an arena is left alone for good; the next heap of the
+     * slot gets a new one, which carves fresh address space. */
+    if (khi_region_has_committed(h))
+        h->has_arena = false;
+    if (khi_region_discard(h))
+        return "cannot unmap the domain's memory; its key is kept";
+    h->gen++;
+    h->free_gen = KHI_GEN_NEVER;
+    return NULL;
 }
 
 /* The map code of a block of usable (or requested) size n with malloc's
@@ -252,11 +292,11 @@ static inline bool is_live(unsigned char code)
     return code != KHI_MAP_NONE && code != KHI_MAP_FREED;
 }
 
-void khi_dead_domain(const void *p, const char *what)
+static __attribute__((noreturn, cold, noinline)) void dead_heap(const void *p, const char *what)
 {
     char buf[24];
     khi_fatal("use-after-destroy ", what, " of ", khi_hex(buf, (unsigned long)p), " in domain \"",
-              khi_slot_of(p)->name, "\"", (char *)NULL);
+              khi_heap_of(p)->name, "\"", (char *)NULL);
 }
 
 /* Whether p lies inside a live block of d (not at its start): the nearest
@@ -264,7 +304,7 @@ void khi_dead_domain(const void *p, const char *what)
  * is in p's own granule when p is not granule-aligned (1..15 bytes into a
  * block), else in an earlier one.  A scan of the map, on the way to a
  * fatal error only. */
-static bool interior(const struct keyheap_domain *d, const void *p)
+static bool interior(const struct khi_heap *d, const void *p)
 {
     if ((uintptr_t)p <= d->start)
         return false;
@@ -283,9 +323,9 @@ static bool interior(const struct keyheap_domain *d, const void *p)
  *   keyheap: <kind> <op> of <address> in domain "<name>"   */
 static __attribute__((noreturn, cold, noinline)) void misuse(const void *p, const char *op)
 {
-    struct keyheap_domain *d = khi_slot_of(p);
-    if (!khi_domain_live(d))
-        khi_dead_domain(p, op);
+    struct khi_heap *d = khi_heap_of(p);
+    if (!khi_heap_live(d))
+        dead_heap(p, op);
     const char *kind;
     bool aligned = ((uintptr_t)p & (KHI_GRANULE - 1)) == 0; /* could be a block's start */
     if (aligned && *khi_map_of(p) == KHI_MAP_FREED)
@@ -308,7 +348,7 @@ static __attribute__((noreturn, cold, noinline)) void misuse(const void *p, cons
  * 0xfd, and p's offset in its granule, shifted to the top bits, makes any
  * misaligned p more. */
 _Static_assert(KHI_MAP_NONE == 0 && KHI_MAP_FREED == 0xff, "live map bytes are 1..0xfe");
-static inline struct keyheap_domain *live_block(const void *p, const char *op, unsigned char **map)
+static inline struct khi_heap *live_block(const void *p, const char *op, unsigned char **map)
 {
     uintptr_t off = (uintptr_t)p - khi_span.base;
     unsigned char *m = khi_span.map + (off >> KHI_GRANULE_SHIFT);
@@ -316,20 +356,20 @@ static inline struct keyheap_domain *live_block(const void *p, const char *op, u
     if (__builtin_expect((misaligned | (*m - 1u)) > KHI_MAP_FREED - 2u, 0))
         misuse(p, op);
     *map = m;
-    return &khi_domains[off >> khi_span.shift];
+    return &khi_heaps[off >> khi_span.shift];
 }
 
 /* Whether this thread has d open read-write (KEYHEAP_STRICT). */
-static bool thread_inside(const struct keyheap_domain *d)
+static bool thread_inside(const struct khi_heap *d)
 {
     const struct keyheap_abi_thread *t = &keyheap_abi_self;
     for (unsigned i = t->depth; i-- > 0;)
-        if (khi_frame_domain(&t->stack[i]) == d && !t->stack[i].readonly)
+        if (khi_frame_heap(&t->stack[i]) == d && !t->stack[i].readonly)
             return true;
     return false;
 }
 
-static __attribute__((noreturn, cold, noinline)) void strict_outside(const struct keyheap_domain *d,
+static __attribute__((noreturn, cold, noinline)) void strict_outside(const struct khi_heap *d,
                                                                      const void *p)
 {
     char buf[24];
@@ -338,10 +378,10 @@ static __attribute__((noreturn, cold, noinline)) void strict_outside(const struc
 }
 
 /* A new block of code's class from jemalloc, through this thread's cache. */
-static __attribute__((noinline)) void *malloc_slow(struct keyheap_domain *d, size_t size)
+static __attribute__((noinline)) void *malloc_slow(struct khi_heap *d, size_t size)
 {
     unsigned busy = khi_busy_begin(d, NULL, "malloc");
-    void *p = je_alloc(d, size, 1, khi_thread_flags(d));
+    void *p = je_alloc(d, size, 1, khi_tcache_flags(d));
     if (__builtin_expect(p != NULL, 1))
         *khi_map_of(p) = map_code(size);
     khi_busy_end(busy);
@@ -351,9 +391,9 @@ static __attribute__((noinline)) void *malloc_slow(struct keyheap_domain *d, siz
 }
 
 /* The common case is a pop from this thread's magazine. */
-void *khi_domain_malloc(struct keyheap_domain *d, size_t size)
+void *khi_domain_malloc(struct khi_heap *d, size_t size)
 {
-    const struct khi_thread_tc *tc = &khi_thread_tcs[d->slot];
+    const struct khi_tcache *tc = &khi_tcaches[d->slot];
     if (__builtin_expect(size <= KHI_MAG_MAX && tc->gen == d->gen, 1)) {
         unsigned code = mag_code[(size + KHI_GRANULE - 1) >> KHI_GRANULE_SHIFT];
         unsigned c = code - KHI_MAP_CLASS; /* huge when code is KHI_MAP_LIVE */
@@ -367,19 +407,19 @@ void *khi_domain_malloc(struct keyheap_domain *d, size_t size)
     return malloc_slow(d, size);
 }
 
-static void *domain_alloc(struct keyheap_domain *d, size_t size, size_t align, bool zero)
+static void *domain_alloc(struct khi_heap *d, size_t size, size_t align, bool zero)
 {
     if (align <= 1 && !zero)
         return khi_domain_malloc(d, size);
-    int flags = khi_thread_flags(d);
+    int flags = khi_tcache_flags(d);
     if (align > 1)
         flags |= khi_align_flags(align);
     void *p;
     if (zero) {
         /* jemalloc zeroes recycled memory with memset: open the key. */
-        struct khi_open pkru = khi_domain_open(d);
+        struct khi_open pkru = khi_heap_open(d);
         p = je_alloc(d, size, align, flags | KHI_JE_ZERO);
-        khi_domain_close(d, pkru);
+        khi_heap_close(d, pkru);
     } else {
         p = je_alloc(d, size, align, flags);
     }
@@ -395,7 +435,7 @@ static void *domain_alloc(struct keyheap_domain *d, size_t size, size_t align, b
 /* The explicit API's way in, and calloc's and the aligned family's: not
  * the path of plain malloc inside a domain (khi_domain_malloc), so it can
  * afford the busy mark around even a magazine pop. */
-void *khi_domain_alloc(struct keyheap_domain *d, size_t size, size_t align, bool zero)
+void *khi_domain_alloc(struct khi_heap *d, size_t size, size_t align, bool zero)
 {
     unsigned busy = khi_busy_begin(d, NULL, zero ? "calloc" : "malloc");
     void *p = domain_alloc(d, size, align, zero);
@@ -403,14 +443,14 @@ void *khi_domain_alloc(struct keyheap_domain *d, size_t size, size_t align, bool
     return p;
 }
 
-static void scrub(const struct keyheap_domain *d, void *p, size_t n)
+static void scrub(const struct khi_heap *d, void *p, size_t n)
 {
     if (!(d->flags & KEYHEAP_NOSCRUB))
         explicit_bzero(p, n);
 }
 
 /* Puts p, of map code code, in tc's magazine or gives it to jemalloc. */
-static inline void release(const struct khi_thread_tc *tc, void *p, unsigned code)
+static inline void release(const struct khi_tcache *tc, void *p, unsigned code)
 {
     unsigned c = code - KHI_MAP_CLASS;
     if (c < KHI_MAG_CLASSES && tc->mag->count[c] < KHI_MAG_DEPTH) {
@@ -423,7 +463,7 @@ static inline void release(const struct khi_thread_tc *tc, void *p, unsigned cod
 /* The uncommon cases of free: a STRICT domain, scrubbing, or this thread's
  * first free into d (which makes its cache first).  The map byte already
  * says freed. */
-static __attribute__((noinline)) void free_slow(struct keyheap_domain *d, void *p, unsigned code)
+static __attribute__((noinline)) void free_slow(struct khi_heap *d, void *p, unsigned code)
 {
     if ((d->flags & KEYHEAP_STRICT) && !thread_inside(d)) {
         *khi_map_of(p) = (unsigned char)code; /* the block stays as it was */
@@ -432,12 +472,12 @@ static __attribute__((noinline)) void free_slow(struct keyheap_domain *d, void *
     unsigned busy = khi_busy_begin(d, p, "free");
     if (!(d->flags & KEYHEAP_NOSCRUB)) {
         size_t n = code >= KHI_MAP_CLASS ? mag_size[code - KHI_MAP_CLASS] : block_usable(p);
-        struct khi_open pkru = khi_domain_open(d);
+        struct khi_open pkru = khi_heap_open(d);
         explicit_bzero(p, n);
-        khi_domain_close(d, pkru);
+        khi_heap_close(d, pkru);
     }
-    int flags = khi_thread_flags(d);
-    const struct khi_thread_tc *tc = &khi_thread_tcs[d->slot];
+    int flags = khi_tcache_flags(d);
+    const struct khi_tcache *tc = &khi_tcaches[d->slot];
     if (tc->gen == d->gen)
         release(tc, p, code);
     else
@@ -450,10 +490,10 @@ static __attribute__((noinline)) void free_slow(struct keyheap_domain *d, void *
 void khi_domain_free(void *p)
 {
     unsigned char *map;
-    struct keyheap_domain *d = live_block(p, "free", &map);
+    struct khi_heap *d = live_block(p, "free", &map);
     unsigned code = *map;
     *map = KHI_MAP_FREED;
-    const struct khi_thread_tc *tc = &khi_thread_tcs[d->slot];
+    const struct khi_tcache *tc = &khi_tcaches[d->slot];
     if (__builtin_expect(tc->gen != d->free_gen, 0)) {
         free_slow(d, p, code);
         return;
@@ -461,11 +501,11 @@ void khi_domain_free(void *p)
     release(tc, p, code);
 }
 
-static void *domain_realloc(struct keyheap_domain *d, unsigned char *map, void *p, size_t size)
+static void *domain_realloc(struct khi_heap *d, unsigned char *map, void *p, size_t size)
 {
-    int flags = khi_thread_flags(d);
+    int flags = khi_tcache_flags(d);
     size = at_least_granule(size);
-    size_t old = kh_je_malloc_usable_size(p);
+    size_t old = khi_je_usable_size(p);
     /* A large block stays large in place: its guard is lifted, as jemalloc
      * may hand that page out, and put after the new end. */
     bool guarded = old >= large_min;
@@ -475,12 +515,12 @@ static void *domain_realloc(struct keyheap_domain *d, unsigned char *map, void *
         errno = ENOMEM;
         return NULL;
     }
-    struct khi_open pkru = khi_domain_open(d);
+    struct khi_open pkru = khi_heap_open(d);
     void *q = p;
     /* Shrinking in place hands the tail back to the heap: scrub it first. */
     if (size < old)
         scrub(d, (char *)p + size, old - size);
-    size_t now = kh_je_xallocx(p, size + extra, 0, flags) - extra;
+    size_t now = khi_je_xallocx(p, size + extra, 0, flags) - extra;
     if (now >= size && !(guarded && guard(d, p, now))) {
         *map = map_code(now);
     } else {
@@ -490,14 +530,14 @@ static void *domain_realloc(struct keyheap_domain *d, unsigned char *map, void *
             scrub(d, p, now);
             *khi_map_of(q) = map_code(size);
             *map = KHI_MAP_FREED;
-            kh_je_dallocx(p, guarded ? KHI_JE_TCACHE_NONE : flags);
+            khi_je_dallocx(p, guarded ? KHI_JE_TCACHE_NONE : flags);
         } else if (guarded) {
             guard_live(d, p, now);
             if (now >= size)
                 q = p; /* resized in place all the same */
         }
     }
-    khi_domain_close(d, pkru);
+    khi_heap_close(d, pkru);
     if (q == NULL)
         errno = ENOMEM;
     return q;
@@ -506,7 +546,7 @@ static void *domain_realloc(struct keyheap_domain *d, unsigned char *map, void *
 void *khi_domain_realloc(void *p, size_t size)
 {
     unsigned char *map;
-    struct keyheap_domain *d = live_block(p, "realloc", &map);
+    struct khi_heap *d = live_block(p, "realloc", &map);
     unsigned busy = khi_busy_begin(d, p, "realloc");
     void *q = domain_realloc(d, map, p, size);
     khi_busy_end(busy);
@@ -526,4 +566,77 @@ size_t khi_heap_block_size(const void *p, unsigned code)
 {
     unsigned c = code - KHI_MAP_CLASS;
     return c < KHI_MAG_CLASSES ? mag_size[c] : block_usable(p);
+}
+
+/* ------------------------------------------- C23's sized deallocation */
+
+/*
+ * What free_sized and free_aligned_sized check in a domain before they
+ * free as free does.  C23 makes a size (or alignment) other than the
+ * block's requested one undefined; in a domain it is a misuse, caught when
+ * keyheap can tell.  It can tell only when the size is more than the
+ * block's usable size: a smaller one is indistinguishable from a right
+ * one, because realloc keeps a block in place when it shrinks (a 20000-byte
+ * block reallocated to 100 bytes keeps its 20480 usable bytes, a 100-byte
+ * one reallocated to 20 its 112), and the block map does not keep the
+ * requested size.  So every size from 0 to the usable size is accepted
+ * (for a fresh block of 17 bytes, in the 32-byte class: 0 to 32), and any
+ * more aborts.  For free_aligned_sized the alignment must be a power of
+ * two (aligned_alloc refuses any other) and the block aligned to it.
+ *
+ * The line follows misuse()'s:
+ *   keyheap: wrong-size <op> of <address> in domain "<name>" (size <n>,
+ *            but the block's usable size is <m>)
+ *   keyheap: wrong-alignment free_aligned_sized of <address> in domain
+ *            "<name>" (alignment <a> is not a power of two)
+ *   keyheap: wrong-alignment free_aligned_sized of <address> in domain
+ *            "<name>" (alignment <a>, but the block is not aligned to it)
+ * and a p that is not a live block gets free's own line (misuse(p,
+ * "free")): double, interior-pointer, wild, use-after-destroy.
+ */
+static __attribute__((noreturn, cold, noinline)) void
+wrong_size(const struct khi_heap *d, const void *p, const char *op, size_t size, size_t usable)
+{
+    char buf[24], n[24], m[24];
+    khi_fatal("wrong-size ", op, " of ", khi_hex(buf, (unsigned long)p), " in domain \"", d->name,
+              "\" (size ", khi_dec(n, size), ", but the block's usable size is ",
+              khi_dec(m, usable), ")", (char *)NULL);
+}
+
+static __attribute__((noreturn, cold, noinline)) void wrong_alignment(const struct khi_heap *d,
+                                                                      const void *p, size_t align)
+{
+    char buf[24], a[24];
+    khi_fatal("wrong-alignment free_aligned_sized of ", khi_hex(buf, (unsigned long)p),
+              " in domain \"", d->name, "\" (alignment ", khi_dec(a, align),
+              khi_is_pow2(align) ? ", but the block is not aligned to it)"
+                                 : " is not a power of two)",
+              (char *)NULL);
+}
+
+/* Checks size (and align, when aligned) against p's block, then frees it
+ * with khi_domain_free, all under one busy mark, so that a concurrent
+ * destroy cannot take the block between check and free. */
+static void free_checked(void *p, bool aligned, size_t align, size_t size, const char *op)
+{
+    unsigned char *map;
+    struct khi_heap *d = live_block(p, "free", &map);
+    unsigned busy = khi_busy_begin(d, p, "free");
+    if (aligned && (!khi_is_pow2(align) || ((uintptr_t)p & (align - 1)) != 0))
+        wrong_alignment(d, p, align);
+    size_t usable = khi_heap_block_size(p, *map);
+    if (size > usable)
+        wrong_size(d, p, op, size, usable);
+    khi_domain_free(p);
+    khi_busy_end(busy);
+}
+
+void khi_domain_free_sized(void *p, size_t size)
+{
+    free_checked(p, false, 0, size, "free_sized");
+}
+
+void khi_domain_free_aligned_sized(void *p, size_t align, size_t size)
+{
+    free_checked(p, true, align, size, "free_aligned_sized");
 }

@@ -16,23 +16,20 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "alloc/fatal.h"
 #include "alloc/heap.h"
 #include "alloc/malloc.h"
-#include "domains/fatal.h"
 
 /* The page size of x86-64 Linux; valloc and pvalloc align to it. */
 #define KH_PAGE ((size_t)4096)
 
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
 
-static inline int is_pow2(size_t x)
-{
-    return x != 0 && (x & (x - 1)) == 0;
-}
+#define is_pow2 khi_is_pow2
 
 void *khi_alloc_aligned(size_t align, size_t size)
 {
-    struct keyheap_domain *d = khi_target();
+    struct khi_heap *d = khi_target();
     if (UNLIKELY(d != NULL)) {
         int saved = errno;
         void *p = khi_domain_alloc(d, size, align, false);
@@ -41,7 +38,7 @@ void *khi_alloc_aligned(size_t align, size_t size)
     }
     /* mallocx() leaves size 0 undefined; every other entry returns a unique
      * pointer for it, so this one does too. */
-    return kh_je_mallocx(size ? size : 1, khi_align_flags(align));
+    return khi_je_mallocx(size ? size : 1, khi_align_flags(align));
 }
 
 #ifndef KH_NO_MALLOC_REPLACEMENT
@@ -57,10 +54,10 @@ static void *alloc_aligned_errno(size_t align, size_t size)
 
 void *khi_malloc(size_t size)
 {
-    struct keyheap_domain *d = khi_target();
+    struct khi_heap *d = khi_target();
     if (UNLIKELY(d != NULL))
         return khi_domain_malloc(d, size);
-    return kh_je_malloc(size);
+    return khi_je_malloc(size);
 }
 
 void khi_free(void *p)
@@ -69,10 +66,10 @@ void khi_free(void *p)
         khi_domain_free(p);
         return;
     }
-    kh_je_free(p);
+    khi_je_free(p);
 }
 
-static void *calloc_in(struct keyheap_domain *d, size_t n, size_t size)
+static void *calloc_in(struct khi_heap *d, size_t n, size_t size)
 {
     size_t total;
     if (__builtin_mul_overflow(n, size, &total)) {
@@ -95,7 +92,7 @@ static void *realloc_any(void *p, size_t size)
     }
     if (UNLIKELY(khi_in_span(p)))
         return khi_domain_realloc(p, size);
-    void *q = kh_je_realloc(p, size);
+    void *q = khi_je_realloc(p, size);
     /* jemalloc leaves errno alone when the size is past its largest class. */
     if (UNLIKELY(q == NULL))
         errno = ENOMEM;
@@ -108,7 +105,7 @@ static size_t usable_size_any(const void *p)
         return 0;
     if (UNLIKELY(khi_in_span(p)))
         return khi_domain_usable(p);
-    return kh_je_malloc_usable_size(p);
+    return khi_je_usable_size(p);
 }
 
 /* The exported malloc family: left out of a build configured with
@@ -127,11 +124,11 @@ KEYHEAP_API void free(void *p)
 
 KEYHEAP_API void *calloc(size_t n, size_t size)
 {
-    struct keyheap_domain *d = khi_target();
+    struct khi_heap *d = khi_target();
     if (UNLIKELY(d != NULL))
         return calloc_in(d, n, size);
     /* jemalloc checks n * size for overflow and sets ENOMEM. */
-    return kh_je_calloc(n, size);
+    return khi_je_calloc(n, size);
 }
 
 KEYHEAP_API void *realloc(void *p, size_t size)
@@ -212,33 +209,29 @@ KEYHEAP_API size_t malloc_usable_size(void *p)
 
 /* ------------------------------------------------ explicit allocation */
 
-KEYHEAP_API void *keyheap_malloc(keyheap_domain_t *d, size_t size)
+void *khi_malloc_in(struct khi_heap *h, size_t size)
 {
-    if (d == NULL)
-        return kh_je_malloc(size);
-    return khi_domain_alloc(khi_domain_check(d, "keyheap_malloc"), size, 1, false);
+    if (h == NULL)
+        return khi_je_malloc(size);
+    return khi_domain_alloc(h, size, 1, false);
 }
 
-KEYHEAP_API void *keyheap_calloc(keyheap_domain_t *d, size_t n, size_t size)
+void *khi_calloc_in(struct khi_heap *h, size_t n, size_t size)
 {
-    if (d == NULL)
-        return kh_je_calloc(n, size);
-    return calloc_in(khi_domain_check(d, "keyheap_calloc"), n, size);
+    if (h == NULL)
+        return khi_je_calloc(n, size);
+    return calloc_in(h, n, size);
 }
 
-KEYHEAP_API void *keyheap_aligned_alloc(keyheap_domain_t *d, size_t align, size_t size)
+void *khi_aligned_alloc_in(struct khi_heap *h, size_t align, size_t size)
 {
-    if (!is_pow2(align)) {
-        errno = EINVAL;
-        return NULL;
-    }
-    if (d == NULL) {
-        void *p = kh_je_mallocx(size ? size : 1, khi_align_flags(align));
+    if (h == NULL) {
+        void *p = khi_je_mallocx(size ? size : 1, khi_align_flags(align));
         if (p == NULL)
             errno = ENOMEM;
         return p;
     }
-    return khi_domain_alloc(khi_domain_check(d, "keyheap_aligned_alloc"), size, align, false);
+    return khi_domain_alloc(h, size, align, false);
 }
 
 KEYHEAP_API void *keyheap_realloc(void *p, size_t size)
@@ -255,3 +248,47 @@ KEYHEAP_API size_t keyheap_usable_size(const void *p)
 {
     return usable_size_any(p);
 }
+
+/* ---------------------------------------- C23's sized deallocation */
+
+/*
+ * free_sized(p, size) and free_aligned_sized(p, alignment, size) (C23
+ * 7.24.3.4, 7.24.3.5): free(p), told the size (and alignment) p was
+ * requested with; any other is undefined behaviour.  glibc 2.36 lacks
+ * them, so programs built for C23 get them from keyheap (exported with the
+ * rest of the family, so not with --disable-malloc-replacement).
+ *
+ * On the default heap they are plain free, the same test and jump: the
+ * size is not passed on to jemalloc (sdallocx).  sdallocx trusts it: it
+ * files the block under the size class of the size given, without looking
+ * the block up, so a wrong size from a buggy caller would put the block on
+ * the wrong class's free list and jemalloc would later hand it out as a
+ * bigger block than it is: heap corruption.  A malloc replacement must not
+ * turn a caller's undefined behaviour into that, and checking the size
+ * would cost the lookup sdallocx saves.  In a domain the size (and
+ * alignment) is checked against the block, which aborts on a mismatch it
+ * can see (alloc/heap.c, "C23's sized deallocation").
+ */
+#ifndef KH_NO_MALLOC_REPLACEMENT
+/* Not declared by glibc 2.36's <stdlib.h>. */
+KEYHEAP_API void free_sized(void *p, size_t size);
+KEYHEAP_API void free_aligned_sized(void *p, size_t align, size_t size);
+
+KEYHEAP_API void free_sized(void *p, size_t size)
+{
+    if (UNLIKELY(khi_in_span(p))) {
+        khi_domain_free_sized(p, size);
+        return;
+    }
+    kh_je_free(p);
+}
+
+KEYHEAP_API void free_aligned_sized(void *p, size_t align, size_t size)
+{
+    if (UNLIKELY(khi_in_span(p))) {
+        khi_domain_free_aligned_sized(p, align, size);
+        return;
+    }
+    kh_je_free(p);
+}
+#endif /* KH_NO_MALLOC_REPLACEMENT */

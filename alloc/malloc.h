@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 
+#include "alloc/heap.h"
 #include "alloc/je.h"
 
 #ifdef __cplusplus
@@ -19,10 +20,43 @@ extern "C" {
  */
 KHI_HIDDEN void *khi_alloc_aligned(size_t align, size_t size);
 
+static inline int khi_is_pow2(size_t x)
+{
+    return x != 0 && (x & (x - 1)) == 0;
+}
+
 /* khi_align_flags - the jemalloc flags that ask for align (a power of two). */
 static inline int khi_align_flags(size_t align)
 {
     return KHI_JE_LG_ALIGN(__builtin_ctzl(align));
+}
+
+/* khi_malloc_in, khi_calloc_in, khi_aligned_alloc_in - the explicit
+ * allocation API (keyheap_malloc, ...: domains/explicit.c) in heap h, or
+ * in the default heap where h is NULL.  pre: h is live; align is a
+ * power of two.  NULL with errno ENOMEM on failure. */
+KHI_HIDDEN void *khi_malloc_in(struct khi_heap *h, size_t size);
+KHI_HIDDEN void *khi_calloc_in(struct khi_heap *h, size_t n, size_t size);
+KHI_HIDDEN void *khi_aligned_alloc_in(struct khi_heap *h, size_t align, size_t size);
+
+/* keyheap's own memory (the thread registry, the watchdog's lists, the
+ * start records of new threads): the default heap, whatever this
+ * thread's malloc target is, so never a domain's. */
+static inline void *khi_own_malloc(size_t size)
+{
+    return khi_je_malloc(size);
+}
+static inline void *khi_own_calloc(size_t n, size_t size)
+{
+    return khi_je_calloc(n, size);
+}
+static inline void *khi_own_realloc(void *p, size_t size)
+{
+    return khi_je_realloc(p, size);
+}
+static inline void khi_own_free(void *p)
+{
+    khi_je_free(p);
 }
 
 #ifdef __cplusplus

@@ -66,7 +66,7 @@ inline void dealloc_sized(void *p, std::size_t size) noexcept
     if (__builtin_expect(khi_in_span(p), 0))
         khi_domain_free(p);
     else if (p != nullptr)
-        kh_je_sdallocx(p, size, 0);
+        khi_je_sdallocx(p, size, 0);
 }
 
 inline void dealloc_aligned(void *p, std::size_t align) noexcept
@@ -74,7 +74,7 @@ inline void dealloc_aligned(void *p, std::size_t align) noexcept
     if (__builtin_expect(khi_in_span(p), 0))
         khi_domain_free(p);
     else if (p != nullptr)
-        kh_je_dallocx(p, khi_align_flags(align));
+        khi_je_dallocx(p, khi_align_flags(align));
 }
 
 inline void dealloc_sized_aligned(void *p, std::size_t size, std::size_t align) noexcept
@@ -82,7 +82,7 @@ inline void dealloc_sized_aligned(void *p, std::size_t size, std::size_t align) 
     if (__builtin_expect(khi_in_span(p), 0))
         khi_domain_free(p);
     else if (p != nullptr)
-        kh_je_sdallocx(p, size, khi_align_flags(align));
+        khi_je_sdallocx(p, size, khi_align_flags(align));
 }
 
 inline std::size_t align_of(std::align_val_t a)

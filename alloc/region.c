@@ -19,11 +19,11 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "alloc/fatal.h"
+#include "alloc/pkey.h"
+#include "alloc/procfs.h"
 #include "alloc/region.h"
 #include "alloc/stats.h"
-#include "domains/fatal.h"
-#include "domains/pkey.h"
-#include "domains/procfs.h"
 
 #define SPAN_UNRESERVED (UINTPTR_MAX - ((uintptr_t)KHI_SLOTS << KHI_REGION_SHIFT_MAX) + 1)
 
@@ -102,14 +102,14 @@ bool khi_span_reserve(void)
  * the pages in, which the key forbids while it is closed, so keyheap opens
  * it around the call).  Returns true on error, with the pages tagged
  * PROT_NONE again and errno from the failed call. */
-static bool secure_pages(const struct keyheap_domain *d, void *addr, size_t size)
+static bool secure_pages(const struct khi_heap *d, void *addr, size_t size)
 {
     if ((d->flags & KEYHEAP_WIPEONFORK) && madvise(addr, size, MADV_WIPEONFORK) != 0)
         goto undo;
     if (d->flags & KEYHEAP_MLOCK) {
-        struct khi_open pkru = khi_domain_open(d);
+        struct khi_open pkru = khi_heap_open(d);
         int rc = mlock(addr, size);
-        khi_domain_close(d, pkru);
+        khi_heap_close(d, pkru);
         if (rc != 0) {
             static bool hinted;
             if (!__atomic_exchange_n(&hinted, true, __ATOMIC_RELAXED))
@@ -129,9 +129,9 @@ undo:;
     return true;
 }
 
-static struct keyheap_domain *domain_of_hooks(khi_extent_hooks_t *hooks)
+static struct khi_heap *domain_of_hooks(khi_extent_hooks_t *hooks)
 {
-    return (struct keyheap_domain *)((char *)hooks - offsetof(struct keyheap_domain, hooks));
+    return (struct khi_heap *)((char *)hooks - offsetof(struct khi_heap, hooks));
 }
 
 /* Carves size bytes aligned to alignment from the region, and commits
@@ -146,7 +146,7 @@ static void *hook_alloc(khi_extent_hooks_t *hooks, void *new_addr, size_t size, 
                         bool *zero, bool *commit, unsigned arena_ind)
 {
     (void)arena_ind;
-    struct keyheap_domain *d = domain_of_hooks(hooks);
+    struct khi_heap *d = domain_of_hooks(hooks);
     void *result = NULL;
     pthread_mutex_lock(&d->carve_lock);
     uintptr_t addr = (d->next + alignment - 1) & ~(uintptr_t)(alignment - 1);
@@ -188,7 +188,7 @@ static bool hook_commit(khi_extent_hooks_t *hooks, void *addr, size_t size, size
                         size_t length, unsigned arena_ind)
 {
     (void)size, (void)arena_ind;
-    struct keyheap_domain *d = domain_of_hooks(hooks);
+    struct khi_heap *d = domain_of_hooks(hooks);
     char *p = (char *)addr + offset;
     if (khi_pkey_mprotect(p, length, PROT_READ | PROT_WRITE, d->pkey) || secure_pages(d, p, length))
         return true;
@@ -253,7 +253,7 @@ static bool hook_merge(khi_extent_hooks_t *hooks, void *addr_a, size_t size_a, v
     return false;
 }
 
-void khi_region_init(struct keyheap_domain *d)
+void khi_region_init(struct khi_heap *d)
 {
     d->hooks = (khi_extent_hooks_t){
         .alloc = hook_alloc,
@@ -276,7 +276,7 @@ void khi_region_init(struct keyheap_domain *d)
     d->end = d->start + ((uintptr_t)1 << khi_span.shift);
 }
 
-bool khi_region_discard(struct keyheap_domain *d)
+bool khi_region_discard(struct khi_heap *d)
 {
     size_t used = d->next - d->start;
     if (used == 0)
@@ -326,7 +326,7 @@ static bool committed_line(const char *line, void *ctx)
     return q->found;
 }
 
-bool khi_region_has_committed(const struct keyheap_domain *d)
+bool khi_region_has_committed(const struct khi_heap *d)
 {
     struct committed_query q = {d->start, d->next, false};
     khi_proc_lines("/proc/self/maps", committed_line, &q);

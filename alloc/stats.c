@@ -1,6 +1,6 @@
 /*
- * alloc/stats.c - per-domain statistics: keyheap_domain_stats and the
- * exit report of KEYHEAP_CONF=stats_print:true.
+ * alloc/stats.c - per-heap statistics, which keyheap_domain_stats and the
+ * exit report of KEYHEAP_CONF=stats_print:true (domains/stats.c) give.
  *
  * allocated and objects are counted from the block map, which says for
  * every block start of the domain's region whether the block is live (and
@@ -14,16 +14,10 @@
  */
 #include "config.h"
 
-#include <errno.h>
 #include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "alloc/heap.h"
 #include "alloc/stats.h"
-#include "domains/conf.h"
-#include "domains/fatal.h"
-#include "domains/thread.h"
 
 /* Per slot, one cache line each: bytes committed now, and the most bytes
  * committed at once since the slot's domain was created. */
@@ -32,7 +26,7 @@ static struct __attribute__((aligned(64))) counts {
     size_t peak;
 } counts[KHI_SLOTS];
 
-void khi_stats_commit(const struct keyheap_domain *d, size_t bytes)
+void khi_stats_commit(const struct khi_heap *d, size_t bytes)
 {
     struct counts *c = &counts[d->slot];
     size_t now = __atomic_add_fetch(&c->committed, bytes, __ATOMIC_RELAXED);
@@ -42,17 +36,17 @@ void khi_stats_commit(const struct keyheap_domain *d, size_t bytes)
     }
 }
 
-void khi_stats_decommit(const struct keyheap_domain *d, size_t bytes)
+void khi_stats_decommit(const struct khi_heap *d, size_t bytes)
 {
     __atomic_sub_fetch(&counts[d->slot].committed, bytes, __ATOMIC_RELAXED);
 }
 
-size_t khi_stats_committed(const struct keyheap_domain *d)
+size_t khi_stats_committed(const struct khi_heap *d)
 {
     return __atomic_load_n(&counts[d->slot].committed, __ATOMIC_RELAXED);
 }
 
-void khi_stats_reset(const struct keyheap_domain *d)
+void khi_stats_reset(const struct khi_heap *d)
 {
     __atomic_store_n(&counts[d->slot].committed, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&counts[d->slot].peak, 0, __ATOMIC_RELAXED);
@@ -72,7 +66,7 @@ static size_t block_size(const unsigned char *m, unsigned code)
 
 /* Live blocks of d and their usable bytes, from d's part of the block map
  * up to the carve pointer (nothing past it was ever handed out). */
-static void count_blocks(struct keyheap_domain *d, size_t *bytes, size_t *objects)
+static void count_blocks(struct khi_heap *d, size_t *bytes, size_t *objects)
 {
     pthread_mutex_lock(&d->carve_lock);
     uintptr_t next = d->next;
@@ -99,7 +93,7 @@ static void count_blocks(struct keyheap_domain *d, size_t *bytes, size_t *object
     }
 }
 
-static void stats_of(struct keyheap_domain *d, struct keyheap_stats *out)
+void khi_heap_stats(struct khi_heap *d, struct keyheap_stats *out)
 {
     count_blocks(d, &out->allocated, &out->objects);
     const struct counts *c = &counts[d->slot];
@@ -108,71 +102,4 @@ static void stats_of(struct keyheap_domain *d, struct keyheap_stats *out)
     if (out->peak < out->committed) /* read between the two updates of a commit */
         out->peak = out->committed;
     out->locked = (d->flags & KEYHEAP_MLOCK) ? out->committed : 0;
-}
-
-KEYHEAP_API int keyheap_domain_stats(const keyheap_domain_t *d, struct keyheap_stats *out)
-{
-    struct keyheap_domain *dom = khi_domain_check(d, "keyheap_domain_stats");
-    if (out == NULL) {
-        errno = EINVAL;
-        return -1;
-    }
-    stats_of(dom, out);
-    return 0;
-}
-
-/* --------------------------------------------------- stats_print at exit */
-
-/* d's name for the report, as the fault report shows it: quotes,
- * backslashes and bytes that are not printable ASCII become '?'. */
-static const char *printable_name(char *buf, const struct keyheap_domain *d)
-{
-    size_t i = 0;
-    for (; i < KEYHEAP_NAME_MAX && d->name[i] != '\0'; i++) {
-        char c = d->name[i];
-        buf[i] = c >= 0x20 && c < 0x7f && c != '"' && c != '\\' ? c : '?';
-    }
-    buf[i] = '\0';
-    return buf;
-}
-
-/* One line per live domain, in slot order:
- *   keyheap: stats: domain "<name>" (pkey <key>): allocated <A> B in <O>
- *   objects, peak <P> B, committed <C> B, locked <L> B
- * With write(2) only (khi_warn): stdio may be gone at exit. */
-static void print_all(void)
-{
-    pthread_mutex_lock(&khi_domains_lock);
-    for (unsigned i = 0; i < KHI_SLOTS; i++) {
-        struct keyheap_domain *d = &khi_domains[i];
-        if (!khi_domain_live(d))
-            continue;
-        struct keyheap_stats s;
-        stats_of(d, &s);
-        char name[KEYHEAP_NAME_MAX + 1], key[24], a[24], o[24], p[24], c[24], l[24];
-        if (d->pkey < 0)
-            strcpy(key, "-1");
-        else
-            khi_dec(key, (unsigned long)d->pkey);
-        khi_warn("stats: domain \"", printable_name(name, d), "\" (pkey ", key, "): allocated ",
-                 khi_dec(a, s.allocated), " B in ", khi_dec(o, s.objects), " objects, peak ",
-                 khi_dec(p, s.peak), " B, committed ", khi_dec(c, s.committed), " B, locked ",
-                 khi_dec(l, s.locked), " B", (char *)NULL);
-    }
-    pthread_mutex_unlock(&khi_domains_lock);
-}
-
-void khi_stats_at_exit(void)
-{
-    static bool registered; /* under the domain lock */
-    if (registered || !khi_conf_get()->stats_print)
-        return;
-    registered = true;
-    /* atexit may allocate its list: in the default heap, not in a domain
-     * this thread is inside (exit would read it with the domain closed). */
-    keyheap_domain_t *target = keyheap_abi_self.target;
-    keyheap_abi_self.target = NULL;
-    if (atexit(print_all) != 0)
-        khi_warn("KEYHEAP_CONF: stats_print: atexit failed; no statistics at exit", (char *)NULL);
-    keyheap_abi_self.target = target;
 }

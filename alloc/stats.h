@@ -1,8 +1,8 @@
 /*
- * alloc/stats.h - per-domain statistics (keyheap_domain_stats and
- * KEYHEAP_CONF=stats_print:true).
+ * alloc/stats.h - per-heap statistics (for keyheap_domain_stats and
+ * KEYHEAP_CONF=stats_print:true, domains/stats.c).
  *
- * allocated and objects come from the block map (domains/domain.h), the
+ * allocated and objects come from the block map (alloc/span.h), the
  * one exact record of which blocks are live: jemalloc's own arena counters
  * cannot give them, as they count every block a thread cache holds (a
  * whole fill of them after the first malloc of a size class, and every
@@ -15,7 +15,7 @@
 
 #include <stddef.h>
 
-#include "domains/domain.h"
+#include "alloc/heap.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -23,22 +23,22 @@ extern "C" {
 
 /* khi_stats_commit - bytes of d's region were made readable and writable
  * (carved or committed again); raises the peak with them.  Any thread. */
-KHI_HIDDEN void khi_stats_commit(const struct keyheap_domain *d, size_t bytes);
+KHI_HIDDEN void khi_stats_commit(const struct khi_heap *d, size_t bytes);
 
 /* khi_stats_decommit - bytes of d's region were decommitted.  Any thread. */
-KHI_HIDDEN void khi_stats_decommit(const struct keyheap_domain *d, size_t bytes);
+KHI_HIDDEN void khi_stats_decommit(const struct khi_heap *d, size_t bytes);
 
 /* khi_stats_reset - d's region was discarded (destroy): nothing is
  * committed, and the slot's next domain starts from a peak of 0. */
-KHI_HIDDEN void khi_stats_reset(const struct keyheap_domain *d);
+KHI_HIDDEN void khi_stats_reset(const struct khi_heap *d);
 
 /* khi_stats_committed - bytes of d's region committed now. */
-KHI_HIDDEN size_t khi_stats_committed(const struct keyheap_domain *d);
+KHI_HIDDEN size_t khi_stats_committed(const struct khi_heap *d);
 
-/* khi_stats_at_exit - with KEYHEAP_CONF=stats_print:true, registers (once)
- * the exit handler that prints every live domain's statistics.
- * pre: the domain lock is held (keyheap_domain_create calls it). */
-KHI_HIDDEN void khi_stats_at_exit(void);
+/* khi_heap_stats - h's statistics now: live blocks and bytes from the
+ * block map, committed and peak bytes from the counters above, locked
+ * bytes where h is KEYHEAP_MLOCK.  Any thread. */
+KHI_HIDDEN void khi_heap_stats(struct khi_heap *h, struct keyheap_stats *out);
 
 #ifdef __cplusplus
 }

@@ -7,31 +7,39 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "alloc/conf.h"
+#include "alloc/fatal.h"
 #include "alloc/heap.h"
+#include "alloc/pkey.h"
 #include "alloc/region.h"
 #include "alloc/stats.h"
-#include "domains/conf.h"
-#include "domains/fatal.h"
 #include "domains/fault.h"
-#include "domains/pkey.h"
+#include "domains/stats.h"
 #include "domains/thread.h"
+#include "domains/rounds.h"
 #include "domains/watchdog.h"
 
-struct keyheap_domain khi_domains[KHI_SLOTS];
 unsigned khi_keys_ad_mask;
 unsigned khi_keys_kept;
 pthread_mutex_t khi_domains_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t destroys; /* counts destroys, to reuse the oldest free slot */
 
+/* What a domain has beyond its heap (the slot's table entry).  Guarded by
+ * the domain lock. */
+static struct {
+    bool pkey_told;    /* keyheap_domain_pkey gave the key out */
+    uint64_t freed_at; /* order of destroys, to reuse the oldest slot first */
+} records[KHI_SLOTS];
+
 #define KNOWN_FLAGS (KEYHEAP_NOSCRUB | KEYHEAP_MLOCK | KEYHEAP_WIPEONFORK | KEYHEAP_STRICT)
 
-struct keyheap_domain *khi_domain_check(const keyheap_domain_t *d, const char *what)
+struct khi_heap *khi_domain_check(const keyheap_domain_t *d, const char *what)
 {
-    struct keyheap_domain *dom = khi_table_entry(d);
+    struct khi_heap *dom = khi_heap_entry(d);
     char buf[24];
     if (dom == NULL)
         khi_fatal(what, ": ", khi_hex(buf, (uintptr_t)d), " is not a keyheap domain", (char *)NULL);
-    if (!khi_domain_live(dom))
+    if (!khi_heap_live(dom))
         khi_fatal(what, " of destroyed domain \"", dom->name, "\"", (char *)NULL);
     return dom;
 }
@@ -48,21 +56,21 @@ struct keyheap_domain *khi_domain_check(const keyheap_domain_t *d, const char *w
  * of metadata for every region ever used (2 MiB each when transparent huge
  * pages are on), so cycling through all 64 regions would cost up to 128 MiB.
  */
-static struct keyheap_domain *free_slot(void)
+static struct khi_heap *free_slot(void)
 {
-    struct keyheap_domain *oldest = NULL, *fresh = NULL;
+    struct khi_heap *oldest = NULL, *fresh = NULL;
     unsigned waiting = 0;
     for (unsigned i = 0; i < KHI_SLOTS; i++) {
-        struct keyheap_domain *d = &khi_domains[i];
-        if (khi_domain_live(d))
+        struct khi_heap *d = &khi_heaps[i];
+        if (khi_heap_live(d))
             continue;
-        if (d->freed_at == 0) {
+        if (records[i].freed_at == 0) {
             if (fresh == NULL)
                 fresh = d;
             continue;
         }
         waiting++;
-        if (oldest == NULL || d->freed_at < oldest->freed_at)
+        if (oldest == NULL || records[i].freed_at < records[oldest - khi_heaps].freed_at)
             oldest = d;
     }
     if (oldest != NULL && (waiting > KHI_QUARANTINE || fresh == NULL))
@@ -106,7 +114,7 @@ KEYHEAP_API keyheap_domain_t *keyheap_domain_create(const char *name, unsigned f
         return NULL;
     khi_spawn_prepare(); /* before the lock: it takes the loader's */
     pthread_mutex_lock(&khi_domains_lock);
-    struct keyheap_domain *d = NULL;
+    struct khi_heap *d = NULL;
     if (check_mode() || khi_span_reserve())
         goto out;
     khi_threads_init();
@@ -123,25 +131,13 @@ KEYHEAP_API keyheap_domain_t *keyheap_domain_create(const char *name, unsigned f
         d = NULL;
         goto out;
     }
-    d->slot = (unsigned)(d - khi_domains);
-    d->pkey = key;
-    d->flags = flags;
-    d->pkey_told = false;
-    memcpy(d->name, name, strlen(name) + 1);
-    d->gen++;
-    d->free_gen =
-        (flags & (KEYHEAP_NOSCRUB | KEYHEAP_STRICT)) == KEYHEAP_NOSCRUB ? d->gen : KHI_GEN_NEVER;
-    if (!d->has_arena) {
-        khi_region_init(d);
-        if (khi_je_arena_create(&d->hooks, &d->arena)) {
-            khi_pkey_free(key);
-            errno = ENOMEM;
-            d = NULL;
-            goto out;
-        }
-        d->has_arena = true;
+    records[d - khi_heaps].pkey_told = false;
+    if (khi_heap_make(d, key, flags, name)) {
+        khi_pkey_free(key);
+        errno = ENOMEM;
+        d = NULL;
+        goto out;
     }
-    d->abi.ad_bit = key > 0 ? 1u << (2 * key) : 0;
     khi_keys_ad_mask |= d->abi.ad_bit;
     __atomic_store_n(&d->abi.live, KEYHEAP_ABI_LIVE, __ATOMIC_RELEASE);
     khi_fault_install();
@@ -150,7 +146,7 @@ KEYHEAP_API keyheap_domain_t *keyheap_domain_create(const char *name, unsigned f
     khi_stats_at_exit();
 out:
     pthread_mutex_unlock(&khi_domains_lock);
-    return d;
+    return d != NULL ? khi_handle(d) : NULL;
 }
 
 /*
@@ -162,7 +158,7 @@ out:
  * answer, or while mappings outside keyheap carry it (the program tagged
  * its own memory with keyheap_domain_pkey's answer).
  */
-static void release_key(struct keyheap_domain *d)
+static void release_key(struct khi_heap *d)
 {
     char n[24], k[24];
     unsigned ad = d->abi.ad_bit;
@@ -184,8 +180,9 @@ static void release_key(struct keyheap_domain *d)
         unsigned bit = 1u << (2 * key);
         if (!(closing & bit))
             continue;
-        unsigned maps =
-            (key == (unsigned)d->pkey && !d->pkey_told) ? 0 : khi_pkey_mappings((int)key);
+        unsigned maps = (key == (unsigned)d->pkey && !records[d->slot].pkey_told)
+                            ? 0
+                            : khi_pkey_mappings((int)key);
         if (maps != 0) {
             if (key == (unsigned)d->pkey)
                 khi_warn("keyheap_domain_destroy(\"", d->name, "\"): ", khi_dec(n, maps),
@@ -204,7 +201,7 @@ static void release_key(struct keyheap_domain *d)
 KEYHEAP_API int keyheap_domain_destroy(keyheap_domain_t *handle)
 {
     pthread_mutex_lock(&khi_domains_lock);
-    struct keyheap_domain *d = khi_domain_check(handle, "keyheap_domain_destroy");
+    struct khi_heap *d = khi_domain_check(handle, "keyheap_domain_destroy");
     if (khi_threads_inside(d)) {
         pthread_mutex_unlock(&khi_domains_lock);
         errno = EBUSY;
@@ -219,28 +216,12 @@ KEYHEAP_API int keyheap_domain_destroy(keyheap_domain_t *handle)
     __atomic_store_n(&d->abi.live, 0u, __ATOMIC_RELEASE);
     khi_threads_wait_idle(d);
     khi_threads_drop_tcaches(d);
-    if (khi_je_arena_empty(d->arena))
-        khi_fatal("keyheap_domain_destroy(\"", d->name,
-                  "\"): jemalloc refused to empty "
-                  "the domain's arena",
-                  (char *)NULL);
-    /* Emptied, every extent must have been decommitted through the hooks
-     * (PROT_NONE): an extent jemalloc still believes committed would come
-     * back to the slot's next domain as the PROT_NONE pages of the discard
-     * below.  Such an arena is left alone for good; the next domain of the
-     * slot gets a new one, which carves fresh address space. */
-    if (khi_region_has_committed(d))
-        d->has_arena = false;
-    if (khi_region_discard(d))
-        khi_fatal("keyheap_domain_destroy(\"", d->name,
-                  "\"): cannot unmap the domain's "
-                  "memory; its key is kept",
-                  (char *)NULL);
+    const char *why = khi_heap_teardown(d);
+    if (why != NULL)
+        khi_fatal("keyheap_domain_destroy(\"", d->name, "\"): ", why, (char *)NULL);
     if (d->pkey > 0)
         release_key(d);
-    d->gen++;
-    d->free_gen = KHI_GEN_NEVER;
-    d->freed_at = ++destroys;
+    records[d->slot].freed_at = ++destroys;
     pthread_mutex_unlock(&khi_domains_lock);
     return 0;
 }
@@ -252,8 +233,8 @@ KEYHEAP_API const char *keyheap_domain_name(const keyheap_domain_t *d)
 
 KEYHEAP_API int keyheap_domain_pkey(const keyheap_domain_t *d)
 {
-    struct keyheap_domain *dom = khi_domain_check(d, "keyheap_domain_pkey");
-    dom->pkey_told = true;
+    struct khi_heap *dom = khi_domain_check(d, "keyheap_domain_pkey");
+    records[dom->slot].pkey_told = true;
     return dom->pkey;
 }
 
@@ -261,6 +242,19 @@ KEYHEAP_API keyheap_domain_t *keyheap_domain_of(const void *p)
 {
     if (!khi_in_span(p))
         return NULL;
-    struct keyheap_domain *d = khi_slot_of(p);
-    return khi_domain_live(d) ? d : NULL;
+    struct khi_heap *d = khi_heap_of(p);
+    return khi_heap_live(d) ? khi_handle(d) : NULL;
+}
+
+const struct khi_heap *khi_domain_of_key(unsigned key)
+{
+    for (unsigned s = 0; s < KHI_SLOTS; s++)
+        if (khi_heap_live(&khi_heaps[s]) && khi_heaps[s].pkey == (int)key)
+            return &khi_heaps[s];
+    return NULL;
+}
+
+KEYHEAP_API const char *keyheap_version(void)
+{
+    return PACKAGE_VERSION;
 }

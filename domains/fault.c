@@ -1,5 +1,5 @@
 /*
- * domains/fault.c - the fault report (README, "Fault report").
+ * domains/fault.c - the fault report (docs/guide.md, "Fault report").
  *
  * keyheap_domain_create installs this SIGSEGV handler once, at the first
  * domain that gets a hardware key.  On SEGV_PKUERR on the key of a live
@@ -44,11 +44,11 @@
 #include <ucontext.h>
 #include <unistd.h>
 
-#include "domains/conf.h"
+#include "alloc/conf.h"
+#include "alloc/fatal.h"
+#include "alloc/pkey.h"
 #include "domains/domain.h"
-#include "domains/fatal.h"
 #include "domains/fault.h"
-#include "domains/pkey.h"
 #include "domains/xsave.h"
 
 /* Bit 1 of the x86 page-fault error code: the access was a write. */
@@ -90,12 +90,12 @@ static void put_char(struct line *l, char c)
  * (quotes, backslashes, control characters, non-ASCII) become '?'.  At most
  * KEYHEAP_NAME_MAX bytes are read, so a name being rewritten by a racing
  * create cannot run the loop off the slot. */
-static void put_name(struct line *l, const struct keyheap_domain *d)
+static void put_name(struct line *l, const struct khi_heap *d)
 {
     put_char(l, '"');
     for (size_t i = 0; i < KEYHEAP_NAME_MAX && d->name[i] != '\0'; i++) {
         char c = d->name[i];
-        put_char(l, c >= 0x20 && c < 0x7f && c != '"' && c != '\\' ? c : '?');
+        put_char(l, khi_name_char(c));
     }
     put_char(l, '"');
 }
@@ -132,20 +132,6 @@ static void line_write(struct line *l)
 
 /* ---------------------------------------------------------- the report */
 
-/* The live domain that holds key, or NULL: the key is not keyheap's (a NULL
- * dereference has no key; another library's key is not in the table). */
-static const struct keyheap_domain *domain_of_key(int key)
-{
-    if (key <= 0)
-        return NULL;
-    for (unsigned i = 0; i < KHI_SLOTS; i++) {
-        const struct keyheap_domain *d = &khi_domains[i];
-        if (khi_domain_live(d) && d->pkey == key)
-            return d;
-    }
-    return NULL;
-}
-
 /* What a domain stack frame or a PKRU gives a domain. */
 enum rights { CLOSED, READ_ONLY, READ_WRITE };
 
@@ -156,7 +142,7 @@ static const char *rights_name(enum rights r)
 
 /* The rights pkru gives d's key: access-disable closes it whatever
  * write-disable says. */
-static enum rights pkru_rights(unsigned pkru, const struct keyheap_domain *d)
+static enum rights pkru_rights(unsigned pkru, const struct khi_heap *d)
 {
     unsigned bits = (pkru >> (2 * d->pkey)) & 3u;
     return bits & 1u ? CLOSED : bits & 2u ? READ_ONLY : READ_WRITE;
@@ -170,13 +156,13 @@ static unsigned stack_depth(const struct keyheap_abi_thread *t)
 
 /* The rights the domain stack gives d: the most any of its frames of d
  * gives (a read-only enter inside a read-write one stays writable). */
-static enum rights stack_rights(const struct keyheap_domain *d)
+static enum rights stack_rights(const struct khi_heap *d)
 {
     const struct keyheap_abi_thread *t = &keyheap_abi_self;
     enum rights r = CLOSED;
     for (unsigned i = 0, n = stack_depth(t); i < n; i++) {
         const struct keyheap_abi_frame *f = &t->stack[i];
-        if (khi_frame_domain(f) != d)
+        if (khi_frame_heap(f) != d)
             continue;
         if (f->readonly && r == CLOSED)
             r = READ_ONLY;
@@ -192,8 +178,8 @@ static enum rights stack_rights(const struct keyheap_domain *d)
 static bool pkru_differs(unsigned pkru)
 {
     for (unsigned i = 0; i < KHI_SLOTS; i++) {
-        const struct keyheap_domain *d = &khi_domains[i];
-        if (!khi_domain_live(d) || d->pkey <= 0 || (khi_internal_open & d->abi.ad_bit))
+        const struct khi_heap *d = &khi_heaps[i];
+        if (!khi_heap_live(d) || d->pkey <= 0 || (khi_internal_open & d->abi.ad_bit))
             continue;
         if (pkru_rights(pkru, d) != stack_rights(d))
             return true;
@@ -210,7 +196,7 @@ static void put_entered(struct line *l)
     bool any = false;
     for (unsigned i = 0, depth = stack_depth(t); i < depth; i++) {
         const struct keyheap_abi_frame *f = &t->stack[i];
-        const struct keyheap_domain *d = khi_frame_domain(f);
+        const struct khi_heap *d = khi_frame_heap(f);
         if (d == NULL && f->domain == NULL)
             continue;
         if (any)
@@ -231,8 +217,8 @@ static void put_readable(struct line *l, unsigned pkru)
 {
     bool any = false;
     for (unsigned i = 0; i < KHI_SLOTS; i++) {
-        const struct keyheap_domain *d = &khi_domains[i];
-        if (!khi_domain_live(d) || d->pkey <= 0 || pkru_rights(pkru, d) == CLOSED)
+        const struct khi_heap *d = &khi_heaps[i];
+        if (!khi_heap_live(d) || d->pkey <= 0 || pkru_rights(pkru, d) == CLOSED)
             continue;
         if (any)
             put(l, ", ");
@@ -262,7 +248,7 @@ static void put_open(struct line *l, const ucontext_t *uc)
            "domain closed, or PKRU changed outside keyheap)");
 }
 
-static void report(const struct keyheap_domain *d, const siginfo_t *si, const ucontext_t *uc)
+static void report(const struct khi_heap *d, const siginfo_t *si, const ucontext_t *uc)
 {
     struct line l;
     l.len = 0;
@@ -366,7 +352,7 @@ static void on_segv(int sig, siginfo_t *si, void *ctx)
 {
     int saved_errno = errno;
     if (si != NULL && si->si_code == SEGV_PKUERR) {
-        const struct keyheap_domain *d = domain_of_key((int)si->si_pkey);
+        const struct khi_heap *d = khi_domain_of_key(si->si_pkey);
         if (d != NULL)
             report(d, si, ctx);
     }

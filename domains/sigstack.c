@@ -29,8 +29,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "alloc/fatal.h"
 #include "domains/domain.h"
-#include "domains/fatal.h"
 
 typedef int (*sigaltstack_fn)(const stack_t *, stack_t *);
 
@@ -158,8 +158,8 @@ static void warn_once(const void *sp, size_t size)
         return;
     char at[24], n[24];
     const void *in = khi_in_span(sp) ? sp : (const void *)khi_span.base;
-    const struct keyheap_domain *d = khi_slot_of(in);
-    const char *name = khi_domain_live(d) ? d->name : "(none: a destroyed domain's memory)";
+    const struct khi_heap *d = khi_heap_of(in);
+    const char *name = khi_heap_live(d) ? d->name : "(none: a destroyed domain's memory)";
     khi_warn("sigaltstack: the stack at ", khi_hex(at, (unsigned long)sp), " (", khi_dec(n, size),
              " bytes) is memory of domain \"", name,
              "\", where every signal handler would fault on its first push (handlers run with "

@@ -30,11 +30,12 @@
 #include <threads.h>
 #include <time.h>
 
+#include "alloc/fatal.h"
+#include "alloc/malloc.h"
+#include "alloc/pkey.h"
 #include "domains/domain.h"
-#include "domains/fatal.h"
-#include "domains/pkey.h"
 #include "domains/thread.h"
-#include "domains/watchdog.h"
+#include "domains/rounds.h"
 
 /* What the creating thread restores after the real call. */
 struct closed {
@@ -68,8 +69,8 @@ static unsigned keys_of_stack(void)
     const struct keyheap_abi_thread *t = &keyheap_abi_self;
     unsigned bits = khi_internal_open;
     for (unsigned i = 0; i < t->depth && i < KEYHEAP_MAX_DEPTH; i++) {
-        const struct keyheap_domain *d = khi_frame_domain(&t->stack[i]);
-        if (d != NULL && khi_domain_live(d))
+        const struct khi_heap *d = khi_frame_heap(&t->stack[i]);
+        if (d != NULL && khi_heap_live(d))
             bits |= d->abi.ad_bit * 3u;
     }
     return bits;
@@ -171,7 +172,7 @@ struct start {
 static void *start_closed(void *p)
 {
     struct start s = *(struct start *)p;
-    kh_je_free(p);
+    khi_own_free(p);
     close_new_keys();
     unblock_ours();
     khi_thread_arm_exit();
@@ -186,7 +187,7 @@ KEYHEAP_API int pthread_create(pthread_t *thread, const pthread_attr_t *attr, vo
     static pthread_create_fn real;
     if (real == NULL)
         real = (pthread_create_fn)next_symbol("pthread_create");
-    struct start *s = kh_je_malloc(sizeof *s);
+    struct start *s = khi_own_malloc(sizeof *s);
     if (s == NULL)
         return EAGAIN;
     s->fn = fn;
@@ -195,7 +196,7 @@ KEYHEAP_API int pthread_create(pthread_t *thread, const pthread_attr_t *attr, vo
     int rc = real(thread, attr, start_closed, s);
     reopen_after(c);
     if (rc != 0)
-        kh_je_free(s);
+        khi_own_free(s);
     return rc;
 }
 
@@ -209,7 +210,7 @@ struct thrd_start {
 static int thrd_start_closed(void *p)
 {
     struct thrd_start s = *(struct thrd_start *)p;
-    kh_je_free(p);
+    khi_own_free(p);
     close_new_keys();
     unblock_ours();
     khi_thread_arm_exit();
@@ -223,7 +224,7 @@ KEYHEAP_API int thrd_create(thrd_t *thread, thrd_start_t fn, void *arg)
     static thrd_create_fn real;
     if (real == NULL)
         real = (thrd_create_fn)next_symbol("thrd_create");
-    struct thrd_start *s = kh_je_malloc(sizeof *s);
+    struct thrd_start *s = khi_own_malloc(sizeof *s);
     if (s == NULL)
         return thrd_nomem;
     s->fn = fn;
@@ -232,7 +233,7 @@ KEYHEAP_API int thrd_create(thrd_t *thread, thrd_start_t fn, void *arg)
     int rc = real(thread, thrd_start_closed, s);
     reopen_after(c);
     if (rc != thrd_success)
-        kh_je_free(s);
+        khi_own_free(s);
     return rc;
 }
 
@@ -270,7 +271,7 @@ KEYHEAP_API int timer_create(clockid_t clock, struct sigevent *restrict ev, time
             for (unsigned j = 0; j < nbefore && !old; j++)
                 old = before[j] == after[i];
             if (!old)
-                khi_watchdog_exempt(after[i]);
+                khi_rounds_exempt(after[i]);
         }
         __atomic_store_n(&helper_known, true, __ATOMIC_RELEASE);
     }

@@ -17,17 +17,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "domains/conf.h"
-#include "domains/fatal.h"
-#include "domains/pkey.h"
+#include "alloc/conf.h"
+#include "alloc/fatal.h"
+#include "alloc/malloc.h"
+#include "alloc/pkey.h"
 #include "domains/thread.h"
 #include "domains/watchdog.h"
 
 KEYHEAP_API __thread struct keyheap_abi_thread keyheap_abi_self;
-__thread struct khi_thread_tc khi_thread_tcs[KHI_SLOTS];
-__thread unsigned khi_internal_open;
-__thread unsigned khi_heap_busy;
-__thread bool khi_thread_known;
 
 /* A registered thread: one that entered a domain or made a cache for one.
  * The node is ordinary memory of the default heap, not the thread's TLS:
@@ -37,15 +34,16 @@ __thread bool khi_thread_known;
 struct khi_thread {
     struct khi_thread *next, *prev;
     struct keyheap_abi_thread *abi;
-    struct khi_thread_tc *tcs;
+    struct khi_tcache *tcs;
     const unsigned *busy; /* its khi_heap_busy */
     pid_t tid;
 };
 
 static __thread struct khi_thread *me; /* this thread's node, or NULL */
-static __thread bool exiting;          /* the exit hook's last round ran */
 static struct khi_thread registry = {&registry, &registry, NULL, NULL, NULL, 0};
-static pthread_mutex_t threads_lock = PTHREAD_MUTEX_INITIALIZER;
+/* The registry is kept under alloc/'s lock of every thread's caches: it
+ * is the list through which a teardown reaches them. */
+#define threads_lock khi_tcache_lock
 static pthread_key_t exit_key;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static bool have_membarrier;
@@ -54,7 +52,7 @@ static void unlink_thread(struct khi_thread *t)
 {
     t->prev->next = t->next;
     t->next->prev = t->prev;
-    kh_je_free(t);
+    khi_own_free(t);
 }
 
 /* Drops the nodes of threads that are gone.  pre: the threads lock. */
@@ -65,36 +63,6 @@ static void sweep_dead(void)
         next = t->next;
         if (syscall(SYS_tgkill, pid, t->tid, 0) != 0 && errno == ESRCH)
             unlink_thread(t);
-    }
-}
-
-/* Gives the blocks of tc's magazine back to jemalloc, when they still
- * exist: when the domain that owns them is alive, in the same generation.
- * (A domain destroy resets its arena, and every magazine's blocks with it.)
- * pre: the threads lock is held, so no destroy runs meanwhile. */
-static void flush_magazine(struct khi_thread_tc *tc, unsigned slot)
-{
-    const struct keyheap_domain *d = &khi_domains[slot];
-    if (tc->gen == 0 || tc->gen != d->gen || !khi_domain_live(d))
-        return;
-    for (unsigned c = 0; c < KHI_MAG_CLASSES; c++) {
-        for (unsigned i = 0; i < tc->mag->count[c]; i++)
-            kh_je_dallocx(tc->mag->block[c][i], tc->flags);
-        tc->mag->count[c] = 0;
-    }
-}
-
-static void drop_all_tcaches(struct khi_thread *t)
-{
-    for (unsigned s = 0; s < KHI_SLOTS; s++) {
-        struct khi_thread_tc *tc = &t->tcs[s];
-        if (tc->gen != 0) {
-            flush_magazine(tc, s);
-            khi_je_tcache_destroy(tc->id);
-            tc->gen = 0;
-        }
-        kh_je_free(tc->mag);
-        tc->mag = NULL;
     }
 }
 
@@ -133,13 +101,13 @@ static void thread_exit(void *arg)
     bool registered = me != NULL;
     if (registered) {
         pthread_mutex_lock(&threads_lock);
-        drop_all_tcaches(me);
+        khi_tcache_drop_all(me->tcs);
         unlink_thread(me);
         me = NULL;
     }
     /* Frees after this point (later destructors) use no cache. */
-    exiting = true;
-    khi_thread_known = true;
+    khi_tcache_final = true;
+    khi_tcache_enlisted = true;
     leave_all_at_exit();
     if (registered)
         pthread_mutex_unlock(&threads_lock);
@@ -182,17 +150,17 @@ bool khi_thread_registered(pid_t tid)
 
 static void register_self(void)
 {
-    if (me != NULL || exiting)
+    if (me != NULL || khi_tcache_final)
         return;
-    khi_thread_known = true;
+    khi_tcache_enlisted = true;
     khi_threads_init();
-    struct khi_thread *t = kh_je_calloc(1, sizeof *t);
+    struct khi_thread *t = khi_own_calloc(1, sizeof *t);
     if (t == NULL)
         khi_fatal("out of memory for the thread registry: a thread that enters a domain must "
                   "be visible to keyheap_domain_destroy",
                   (char *)NULL);
     t->abi = &keyheap_abi_self;
-    t->tcs = khi_thread_tcs;
+    t->tcs = khi_tcaches;
     t->busy = &khi_heap_busy;
     t->tid = (pid_t)syscall(SYS_gettid);
     pthread_mutex_lock(&threads_lock);
@@ -208,33 +176,7 @@ static void register_self(void)
 void khi_thread_register(void)
 {
     register_self();
-    khi_thread_known = true;
-}
-
-int khi_thread_flags_slow(struct keyheap_domain *d)
-{
-    int no_cache = KHI_JE_ARENA(d->arena) | KHI_JE_TCACHE_NONE;
-    if (exiting)
-        return no_cache;
-    register_self();
-    unsigned id;
-    pthread_mutex_lock(&threads_lock);
-    struct khi_thread_tc *tc = &khi_thread_tcs[d->slot];
-    if (tc->gen != 0) /* a cache of a destroyed domain that used this slot */
-        khi_je_tcache_destroy(tc->id);
-    tc->gen = 0;
-    if (tc->mag == NULL)
-        tc->mag = kh_je_malloc(sizeof *tc->mag);
-    if (tc->mag == NULL || khi_je_tcache_create(&id)) {
-        pthread_mutex_unlock(&threads_lock);
-        return no_cache;
-    }
-    memset(tc->mag->count, 0, sizeof tc->mag->count);
-    tc->id = id;
-    tc->flags = KHI_JE_ARENA(d->arena) | KHI_JE_TCACHE((int)id);
-    tc->gen = d->gen;
-    pthread_mutex_unlock(&threads_lock);
-    return tc->flags;
+    khi_tcache_enlisted = true;
 }
 
 /* A full memory barrier on every CPU running a thread of this process. */
@@ -256,7 +198,7 @@ static void barrier_all_threads(void)
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
-bool khi_threads_inside(const struct keyheap_domain *d)
+bool khi_threads_inside(const struct khi_heap *d)
 {
     bool inside = false;
     pthread_mutex_lock(&threads_lock);
@@ -273,7 +215,7 @@ bool khi_threads_inside(const struct keyheap_domain *d)
     return inside;
 }
 
-void khi_threads_wait_idle(const struct keyheap_domain *d)
+void khi_threads_wait_idle(const struct khi_heap *d)
 {
     struct timespec step = {0, 100000};
     for (;;) {
@@ -290,31 +232,12 @@ void khi_threads_wait_idle(const struct keyheap_domain *d)
     }
 }
 
-void khi_heap_racing_destroy(const struct keyheap_domain *d, const void *p, const char *op)
-{
-    char buf[24];
-    if (p != NULL)
-        khi_fatal(op, " of ", khi_hex(buf, (unsigned long)p), " in domain \"", d->name,
-                  "\" while keyheap_domain_destroy destroys it (no thread may use a domain "
-                  "that is being destroyed)",
-                  (char *)NULL);
-    khi_fatal(op, " in domain \"", d->name,
-              "\" while keyheap_domain_destroy destroys it (no thread may use a domain that is "
-              "being destroyed)",
-              (char *)NULL);
-}
-
-void khi_threads_drop_tcaches(const struct keyheap_domain *d)
+void khi_threads_drop_tcaches(const struct khi_heap *d)
 {
     pthread_mutex_lock(&threads_lock);
     sweep_dead();
-    for (struct khi_thread *t = registry.next; t != &registry; t = t->next) {
-        struct khi_thread_tc *tc = &t->tcs[d->slot];
-        if (tc->gen == d->gen) {
-            khi_je_tcache_destroy(tc->id);
-            tc->gen = 0;
-        }
-    }
+    for (struct khi_thread *t = registry.next; t != &registry; t = t->next)
+        khi_tcache_drop(t->tcs, d);
     pthread_mutex_unlock(&threads_lock);
 }
 
@@ -337,7 +260,7 @@ static void fork_child(void)
     while (t != &registry) {
         struct khi_thread *next = t->next;
         if (t != me) {
-            drop_all_tcaches(t);
+            khi_tcache_drop_all(t->tcs);
             unlink_thread(t);
         }
         t = next;
@@ -351,6 +274,7 @@ static void fork_child(void)
 
 static void init(void)
 {
+    khi_tcache_enlist = khi_thread_register;
     if (pthread_key_create(&exit_key, thread_exit) != 0)
         khi_fatal("pthread_key_create failed: no thread-exit hook for domain caches", (char *)NULL);
     pthread_atfork(fork_prepare, fork_parent, fork_child);
@@ -360,194 +284,4 @@ static void init(void)
 void khi_threads_init(void)
 {
     pthread_once(&init_once, init);
-}
-
-/* ------------------------------------------------------- enter and leave */
-
-static const char *name_or_address(const keyheap_domain_t *d, char *buf)
-{
-    const struct keyheap_domain *dom = khi_table_entry(d);
-    return dom != NULL ? dom->name : khi_hex(buf, (uintptr_t)d);
-}
-
-/* All closed, then every frame of the stack applied in order, as
- * keyheap_abi_enter applies it. */
-unsigned khi_thread_shadow(unsigned hw)
-{
-    const struct keyheap_abi_thread *t = &keyheap_abi_self;
-    unsigned pkru = khi_pkru_close(hw, khi_keys_held());
-    for (unsigned i = 0; i < t->depth && i < KEYHEAP_MAX_DEPTH; i++) {
-        const struct keyheap_domain *d = khi_frame_domain(&t->stack[i]);
-        if (d == NULL)
-            continue; /* an enter that has not written its frame yet */
-        unsigned ad = d->abi.ad_bit;
-        pkru = t->stack[i].readonly ? (pkru & ~ad) | ((pkru & ad) << 1) : pkru & ~(ad * 3u);
-    }
-    return pkru;
-}
-
-const char *khi_key_rights(unsigned pkru, unsigned key)
-{
-    unsigned bits = (pkru >> (2 * key)) & 3u;
-    return bits & 1u ? "none" : bits & 2u ? "read-only" : "read-write";
-}
-
-const struct keyheap_domain *khi_domain_of_key(unsigned key)
-{
-    for (unsigned s = 0; s < KHI_SLOTS; s++)
-        if (khi_domain_live(&khi_domains[s]) && khi_domains[s].pkey == (int)key)
-            return &khi_domains[s];
-    return NULL;
-}
-
-/* The access-disable bits of the keys to which pkru gives more than want:
- * reading where want has the key closed, or writing where want has it
- * closed or read-only. */
-static unsigned more_rights(unsigned pkru, unsigned want)
-{
-    const unsigned ad = 0x55555555u;
-    unsigned reads = want & ~pkru & ad;
-    unsigned writes = ~pkru & ~(pkru >> 1) & (want | want >> 1) & ad;
-    return reads | writes;
-}
-
-/* verify mode: before every enter and leave, the register must give no key
- * more than the shadow does (what: "keyheap_enter(\"x\")", ...).  Fewer
- * is no mismatch: a signal handler runs with every key closed while the
- * domain stack is still the interrupted code's. */
-static void verify(const char *op, const struct keyheap_domain *d)
-{
-    unsigned hw = keyheap_abi_rdpkru(), want = khi_thread_shadow(hw);
-    unsigned more = more_rights(hw, want);
-    if (more == 0)
-        return;
-    unsigned key = (unsigned)__builtin_ctz(more) / 2;
-    const struct keyheap_domain *owner = khi_domain_of_key(key);
-    char h[24], w[24], k[24];
-    khi_fatal("KEYHEAP_CONF verify: at ", op, "(\"", d->name, "\") PKRU is ", khi_hex(h, hw),
-              " but the domain stack says ", khi_hex(w, want), ": key ", khi_dec(k, key),
-              " of domain \"", owner != NULL ? owner->name : "?", "\" is ", khi_key_rights(hw, key),
-              " instead of ", khi_key_rights(want, key), (char *)NULL);
-}
-
-KEYHEAP_API void keyheap_abi_enter_slow(keyheap_domain_t *d, unsigned readonly)
-{
-    struct keyheap_domain *dom =
-        khi_domain_check(d, readonly ? "keyheap_enter_ro" : "keyheap_enter");
-    struct keyheap_abi_thread *t = &keyheap_abi_self;
-    if (t->depth >= KEYHEAP_MAX_DEPTH)
-        khi_fatal(readonly ? "keyheap_enter_ro(\"" : "keyheap_enter(\"", dom->name,
-                  "\"): domains nested deeper than KEYHEAP_MAX_DEPTH (64)", (char *)NULL);
-    if (t->mode == KEYHEAP_ABI_UNSET) {
-        if (exiting)
-            khi_fatal(readonly ? "keyheap_enter_ro(\"" : "keyheap_enter(\"", dom->name,
-                      "\") in a thread that is exiting, after keyheap's last thread-exit hook "
-                      "(the last round of thread-specific-data destructors): enter domains "
-                      "in earlier destructors or before the thread ends",
-                      (char *)NULL);
-        register_self();
-        t->mode = !khi_pku_usable()        ? KEYHEAP_ABI_SOFT
-                  : khi_conf_get()->verify ? KEYHEAP_ABI_VERIFY
-                                           : KEYHEAP_ABI_PKU;
-    }
-    if (t->mode != KEYHEAP_ABI_VERIFY) {
-        keyheap_abi_enter(d, readonly);
-        return;
-    }
-    /* Verify mode: what keyheap_abi_enter does, with the check first and
-     * the frame marked, so that its leave comes to keyheap_abi_leave_slow. */
-    verify(readonly ? "keyheap_enter_ro" : "keyheap_enter", dom);
-    struct keyheap_abi_frame *f = &t->stack[t->depth];
-    t->depth++; /* first, as keyheap_abi_enter does */
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    f->domain = (keyheap_domain_t *)((uintptr_t)d | 1);
-    f->target = t->target;
-    f->readonly = readonly;
-    unsigned pkru = keyheap_abi_rdpkru(), ad = dom->abi.ad_bit;
-    f->pkru = pkru;
-    keyheap_abi_wrpkru(readonly ? (pkru & ~ad) | ((pkru & ad) << 1) : pkru & ~(ad * 3u));
-    if (!readonly)
-        t->target = d;
-}
-
-KEYHEAP_API void keyheap_abi_leave_slow(keyheap_domain_t *d)
-{
-    char a[24], b[24];
-    struct keyheap_abi_thread *t = &keyheap_abi_self;
-    if (t->depth == 0)
-        khi_fatal("keyheap_leave(\"", name_or_address(d, a), "\") without a matching keyheap_enter",
-                  (char *)NULL);
-    struct keyheap_abi_frame *f = &t->stack[t->depth - 1];
-    if (f->domain != (keyheap_domain_t *)((uintptr_t)d | 1))
-        khi_fatal("keyheap_leave(\"", name_or_address(d, a),
-                  "\") does not match the innermost keyheap_enter(\"",
-                  name_or_address((keyheap_domain_t *)khi_frame_domain(f), b), "\")", (char *)NULL);
-    /* A frame of verify mode. */
-    verify("keyheap_leave", khi_frame_domain(f));
-    keyheap_abi_wrpkru(f->pkru);
-    t->target = f->target;
-    f->domain = NULL; /* as keyheap_leave does */
-    t->depth--;
-}
-
-KEYHEAP_API keyheap_domain_t *keyheap_current(void)
-{
-    return keyheap_abi_self.target;
-}
-
-/* --------------------------------------------------------------- audit */
-
-static void report(const char *what, unsigned key, const struct keyheap_domain *owner, unsigned hw,
-                   unsigned want)
-{
-    char k[24];
-    if (owner != NULL)
-        khi_warn("audit: key ", khi_dec(k, key), " of domain \"", owner->name, "\": PKRU says ",
-                 khi_key_rights(hw, key), ", the domain stack says ", khi_key_rights(want, key),
-                 what, (char *)NULL);
-    else
-        khi_warn("audit: key ", khi_dec(k, key), what, khi_key_rights(hw, key), (char *)NULL);
-}
-
-KEYHEAP_API int keyheap_audit(unsigned flags)
-{
-    if (!khi_pku_usable())
-        return 0;
-    unsigned hw = keyheap_abi_rdpkru();
-    unsigned want = khi_thread_shadow(hw);
-    unsigned allocated = khi_pkeys_allocated();
-    bool say = flags & KEYHEAP_AUDIT_REPORT;
-    const char *fix = flags & KEYHEAP_AUDIT_REPAIR ? "; repaired" : "";
-    int mismatches = 0;
-    for (unsigned key = 1; key < 16; key++) {
-        unsigned bits = 3u << (2 * key), ad = 1u << (2 * key);
-        if (khi_keys_held() & ad) {
-            const struct keyheap_domain *owner = khi_domain_of_key(key);
-            if ((hw ^ want) & bits) {
-                mismatches++;
-                if (say && owner != NULL)
-                    report(fix, key, owner, hw, want);
-                else if (say)
-                    report(flags & KEYHEAP_AUDIT_REPAIR
-                               ? ", kept by keyheap after a destroy, is open (now closed): "
-                               : ", kept by keyheap after a destroy, is open: ",
-                           key, NULL, hw, want);
-            }
-        } else if (!(allocated & (1u << key))) {
-            if (!(hw & ad)) {
-                mismatches++;
-                want = (want & ~bits) | ad;
-                if (say)
-                    report(flags & KEYHEAP_AUDIT_REPAIR
-                               ? ", which no code has allocated, is open (now closed): "
-                               : ", which no code has allocated, is open: ",
-                           key, NULL, hw, want);
-            }
-        } else if (say) {
-            report(" belongs to other code (foreign), left alone: ", key, NULL, hw, want);
-        }
-    }
-    if (mismatches != 0 && (flags & KEYHEAP_AUDIT_REPAIR))
-        keyheap_abi_wrpkru(want);
-    return mismatches;
 }

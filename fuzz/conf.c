@@ -1,12 +1,12 @@
 /*
  * fuzz/conf.c - libFuzzer target for the KEYHEAP_CONF parser,
- * khi_conf_parse (domains/conf.c, hidden in the library: this target is
- * linked with domains/conf.c and domains/fatal.c themselves).
+ * khi_conf_parse (alloc/conf.c, hidden in the library: this target is
+ * linked with alloc/conf.c and alloc/fatal.c themselves).
  *
  * The input, up to its first NUL, is the text of KEYHEAP_CONF.  The target
  * computes what the documented syntax gives (include/keyheap.h, README
  * "Configuration") with its own small parser, written from the
- * documentation and not from domains/conf.c, and checks that
+ * documentation and not from alloc/conf.c, and checks that
  * khi_conf_parse gives exactly that: the defaults, changed by exactly the
  * valid options (the last one of a key wins), and one problem counted for
  * each option that is not key:value, has an unknown key or a bad value.
@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "domains/conf.h"
+#include "alloc/conf.h"
 
 #define CHECK(cond)                                                                               \
     do {                                                                                          \

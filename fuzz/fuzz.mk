@@ -19,7 +19,7 @@
 ## own malloc, keyheap only its keyheap_* API.  A shared library rather than
 ## objects in the program, so that keyheap's pthread_create wrapper stays
 ## behind AddressSanitizer's interceptor instead of replacing it.  The conf
-## target links domains/conf.c and domains/fatal.c themselves: the parser,
+## target links alloc/conf.c and alloc/fatal.c themselves: the parser,
 ## khi_conf_parse, is hidden in the library.  tools/fuzz-run runs them
 ## (README, "Fuzzing").
 
@@ -29,7 +29,7 @@ fuzz_replay_api_CPPFLAGS = $(KH_PUBLIC_CPPFLAGS)
 fuzz_replay_api_CFLAGS = $(AM_CFLAGS)
 fuzz_replay_api_LDFLAGS = -no-install
 fuzz_replay_api_LDADD = libkeyheap.la -ldl
-fuzz_replay_conf_SOURCES = fuzz/replay.c fuzz/conf.c domains/conf.c domains/fatal.c
+fuzz_replay_conf_SOURCES = fuzz/replay.c fuzz/conf.c alloc/conf.c alloc/fatal.c
 fuzz_replay_conf_CFLAGS = $(AM_CFLAGS)
 fuzz_replay_conf_LDFLAGS = -no-install
 fuzz_replay_conf_LDADD = -lpthread

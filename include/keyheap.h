@@ -24,10 +24,24 @@
  *    one, as glibc does; valloc and pvalloc align to the page size, pvalloc
  *    also rounds the size up to whole pages.
  *  - Every failure to find memory returns NULL with errno ENOMEM.
+ *  - C23's free_sized(p, size) and free_aligned_sized(p, alignment, size),
+ *    which glibc 2.36 lacks, are exported too (declare them yourself where
+ *    <stdlib.h> does not).  On the default heap they are free(p): the size is
+ *    not used.  On a block of a domain they check it first, and abort with
+ *      keyheap: wrong-size free_sized of <address> in domain "<name>"
+ *               (size <n>, but the block's usable size is <m>)
+ *    (one line; free_aligned_sized likewise) when size is more than the
+ *    block's usable size, and free_aligned_sized with
+ *      keyheap: wrong-alignment free_aligned_sized of <address> in domain
+ *               "<name>" (alignment <a> is not a power of two)
+ *    or "(alignment <a>, but the block is not aligned to it)".  Any size up
+ *    to the usable size is accepted: keyheap cannot tell a smaller one from
+ *    the requested size, since realloc keeps a shrinking block in place.
+ *    A pointer that is not a live block gets free's own message.
  *
  * The private jemalloc reads its options from the MALLOC_CONF environment
  * variable like any jemalloc; keyheap's own defaults are documented in the
- * README ("Tuning") and are overridden by MALLOC_CONF option by option.
+ * docs/configuration.md ("Tuning") and are overridden by MALLOC_CONF option by option.
  *
  * Configuration: the environment variable KEYHEAP_CONF, "key:value,..."
  * (booleans take true/false, on/off, yes/no, 1/0), read once, at the first
@@ -159,7 +173,7 @@ typedef struct keyheap_domain keyheap_domain_t;
  * (MADV_DONTDUMP), and its heap aborts with one "keyheap: <kind> <op> of
  * <address> in domain "<name>"" line on a double free, a use-after-free
  * realloc or malloc_usable_size, an interior-pointer or wild free, and any
- * of them on a block of a destroyed domain (README, "Misuse of a domain
+ * of them on a block of a destroyed domain (docs/guide.md, "Misuse of a domain
  * heap is caught").  Domain blocks are at least 16 bytes.  Every large
  * block (over 14 KiB, jemalloc's largest small size class; also any block
  * aligned to more than a page) is followed by a guard page (PROT_NONE): a
@@ -208,8 +222,9 @@ typedef struct keyheap_domain keyheap_domain_t;
  *   ENAMETOOLONG  name is longer than KEYHEAP_NAME_MAX;
  *   ENOSPC        no protection key (the CPU has 15, other code in the
  *                 process may hold some; keys kept after a destroy count)
- *                 or no domain slot is left (64 live and recently
- *                 destroyed domains);
+ *                 or no domain slot is left (64 live domains: a
+ *                 destroyed domain's slot is reused, once 4 others were
+ *                 destroyed after it or when no fresh slot is left);
  *   other         what pkey_alloc(2) itself failed with (EPERM from a
  *                 seccomp filter, for one);
  *   ENOTSUP       the CPU or kernel has no usable protection keys (or
@@ -297,16 +312,18 @@ KEYHEAP_API KEYHEAP_NODISCARD keyheap_domain_t *keyheap_current(void);
  * keyheap_free(p) and keyheap_usable_size(p) work on any pointer keyheap
  * returned, from any thread, inside or outside p's domain.
  *
- * The ordinary malloc family does the same by address: free, realloc and
- * malloc_usable_size follow the pointer; malloc, calloc, posix_memalign,
- * aligned_alloc, memalign, valloc, pvalloc, C++ new (and libc functions that
- * allocate, such as strdup) allocate in keyheap_current().
+ * The ordinary malloc family does the same by address: free, free_sized,
+ * free_aligned_sized, realloc and malloc_usable_size follow the pointer;
+ * malloc, calloc, posix_memalign, aligned_alloc, memalign, valloc, pvalloc,
+ * C++ new (and libc functions that allocate, such as strdup) allocate in
+ * keyheap_current().
  *
  * A library configured with --disable-malloc-replacement (for programs in
  * which AddressSanitizer or another allocator owns malloc) exports neither
- * the malloc family nor the C++ operators: there plain malloc, strdup and
- * new are never routed into a domain, even inside keyheap_enter; only the
- * keyheap_* functions above allocate in domains.
+ * the malloc family (free_sized and free_aligned_sized included) nor the C++
+ * operators: there plain malloc, strdup and new are never routed into a
+ * domain, even inside keyheap_enter; only the keyheap_* functions above
+ * allocate in domains.
  *
  * Thread-safe.
  */
@@ -351,7 +368,7 @@ struct keyheap_stats {
  * that.  They are counted on each call from keyheap's record of the
  * domain's blocks (the block map), which costs time in proportion to the
  * address space the domain ever used (about 0.5 ms per 100 MiB on the
- * README's benchmark machine): not for hot paths.  Reads no byte of the
+ * benchmark machine of docs/benchmarks.md): not for hot paths.  Reads no byte of the
  * domain's memory, so it works with d closed.
  *
  * KEYHEAP_CONF=stats_print:true prints, at exit, one line per live domain
@@ -555,6 +572,14 @@ KEYHEAP_ABI_INLINE void keyheap_abi_wrpkru(unsigned pkru)
     __asm__ volatile(".byte 0x0f,0x01,0xef" : : "a"(pkru), "c"(0), "d"(0) : "memory");
 }
 
+/* pkru with the key of ad_bit opened.  Read-write clears both bits of the
+ * key; read-only clears access-disable and sets write-disable only where
+ * access was disabled, so an enclosing read-write enter stays writable. */
+KEYHEAP_ABI_INLINE unsigned keyheap_abi_open(unsigned pkru, unsigned ad_bit, unsigned readonly)
+{
+    return readonly ? (pkru & ~ad_bit) | ((pkru & ad_bit) << 1) : pkru & ~(ad_bit * 3u);
+}
+
 KEYHEAP_ABI_INLINE void keyheap_abi_enter(keyheap_domain_t *d, unsigned readonly)
 {
     struct keyheap_abi_thread *t = &keyheap_abi_self;
@@ -584,12 +609,7 @@ KEYHEAP_ABI_INLINE void keyheap_abi_enter(keyheap_domain_t *d, unsigned readonly
     if (mode == KEYHEAP_ABI_PKU) {
         unsigned pkru = keyheap_abi_rdpkru();
         f->pkru = pkru;
-        /* Read-write clears both bits of the key; read-only clears
-         * access-disable and sets write-disable only where access was
-         * disabled, so an enclosing read-write enter stays writable. */
-        unsigned open = readonly ? (pkru & ~a->ad_bit) | ((pkru & a->ad_bit) << 1)
-                                 : pkru & ~(a->ad_bit * 3u);
-        keyheap_abi_wrpkru(open);
+        keyheap_abi_wrpkru(keyheap_abi_open(pkru, a->ad_bit, readonly));
     }
     if (!readonly)
         t->target = d;
@@ -694,12 +714,15 @@ KEYHEAP_ABI_INLINE void keyheap_leave(keyheap_domain_t *d)
  *    innermost guard is left, destructors, cleanups and pthread cleanup
  *    handlers see every domain closed whatever the domain stack says;
  *    each leave then restores what its enter found.
- *    WARNING: the first pthread_exit, cancellation or backtrace() of a
- *    process makes glibc load its unwinder (libgcc_s, with dlopen); inside
- *    a domain the loader's allocations land there, and exit() later
- *    faults in the dynamic loader.  Do one of them outside every domain
- *    first (a thread that calls pthread_exit, or one call of backtrace),
- *    as for any library that initialises lazily.
+ *    The first pthread_exit, cancellation or backtrace() of a process
+ *    makes glibc load its unwinder (libgcc_s, with dlopen); inside a
+ *    domain the loader's allocations would land there, and exit() would
+ *    later fault in the dynamic loader.  keyheap loads it on the default
+ *    heap at the first keyheap_domain_create.
+ *    WARNING: a thread that enters a domain while another thread's first
+ *    keyheap_domain_create is still loading it (a creation does not wait
+ *    for a load started elsewhere) can still meet this; other libraries
+ *    that load code lazily must be initialised before entering, as always.
  */
 #define KEYHEAP_SCOPE_CAT2(a, b) a##b
 #define KEYHEAP_SCOPE_CAT(a, b) KEYHEAP_SCOPE_CAT2(a, b)

@@ -2284,6 +2284,257 @@ START_TEST(test_guard_page_of_freed_or_shrunk_large_block_is_usable_again)
 }
 END_TEST
 
+/* ------------------------------------------ C23's sized deallocation */
+
+#ifndef KHT_NO_REPLACEMENT
+/* C23's, which glibc 2.36's <stdlib.h> does not declare; keyheap exports
+ * them with the malloc family (not with --disable-malloc-replacement). */
+void free_sized(void *p, size_t size);
+void free_aligned_sized(void *p, size_t alignment, size_t size);
+
+static void (*volatile v_free_sized)(void *, size_t) = free_sized;
+static void (*volatile v_free_aligned_sized)(void *, size_t, size_t) = free_aligned_sized;
+
+/* The size and alignment do_free_sized and do_free_aligned_sized pass
+ * (set before kht_expect_abort forks). */
+static size_t sized_size, sized_align;
+
+static void do_free_sized(void *p)
+{
+    v_free_sized(p, sized_size);
+}
+
+static void do_free_aligned_sized(void *p)
+{
+    v_free_aligned_sized(p, sized_align, sized_size);
+}
+
+static const char *wrong_size_line(const char *op, const void *p, const char *name, size_t size,
+                                   size_t usable)
+{
+    static char line[256];
+    snprintf(line, sizeof line,
+             "keyheap: wrong-size %s of %p in domain \"%s\" (size %zu, but the block's usable "
+             "size is %zu)\n",
+             op, p, name, size, usable);
+    return line;
+}
+
+static const char *wrong_alignment_line(const void *p, const char *name, size_t align)
+{
+    static char line[256];
+    if (align != 0 && (align & (align - 1)) == 0)
+        snprintf(line, sizeof line,
+                 "keyheap: wrong-alignment free_aligned_sized of %p in domain \"%s\" (alignment "
+                 "%zu, but the block is not aligned to it)\n",
+                 p, name, align);
+    else
+        snprintf(line, sizeof line,
+                 "keyheap: wrong-alignment free_aligned_sized of %p in domain \"%s\" (alignment "
+                 "%zu is not a power of two)\n",
+                 p, name, align);
+    return line;
+}
+
+static size_t live_objects(keyheap_domain_t *d)
+{
+    struct keyheap_stats now;
+    ck_assert_int_eq(keyheap_domain_stats(d, &now), 0);
+    return now.objects;
+}
+
+/* Freed with the right size, from outside the domain: gone from the
+ * domain's count, and (magazine sizes: the block comes back to this
+ * thread's cache, as in test_free_of_domain_block_from_outside_...)
+ * scrubbed.  Also calloc's n * m, a block realloc shrank (in place: its
+ * usable size stays the bigger one) and a large, guarded block. */
+START_TEST(test_free_sized_in_domain_with_right_size_frees_and_scrubs)
+{
+    keyheap_domain_t *d = domain("sized");
+    static const size_t sizes[] = {0, 1, 16, 17, 100, 200, 1000, 1024};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t n = sizes[i];
+        unsigned char *p = secret(d, n, 0xee);
+        size_t usable = malloc_usable_size(p);
+        keyheap_enter(d);
+        memset(p, 0xee, usable);
+        keyheap_leave(d);
+        ck_assert_uint_eq(live_objects(d), 1);
+        v_free_sized(p, n);
+        ck_assert_uint_eq(live_objects(d), 0);
+        keyheap_enter(d);
+        unsigned char *again = v_malloc(n);
+        ck_assert_ptr_eq(again, p);
+        for (size_t k = 0; k < usable; k++)
+            ck_assert_msg(again[k] == 0, "size %zu: byte %zu not scrubbed", n, k);
+        keyheap_leave(d);
+        v_free_sized(again, n);
+    }
+    keyheap_enter(d);
+    unsigned char *z = calloc(3, 33);
+    unsigned char *shrunk = v_malloc(20000), *small_shrunk = v_malloc(100);
+    unsigned char *large = v_malloc(100000);
+    ck_assert_ptr_nonnull(z);
+    ck_assert_ptr_nonnull(shrunk);
+    ck_assert_ptr_nonnull(small_shrunk);
+    ck_assert_ptr_nonnull(large);
+    shrunk = v_realloc(shrunk, 100);
+    small_shrunk = v_realloc(small_shrunk, 20);
+    ck_assert_ptr_nonnull(shrunk);
+    ck_assert_ptr_nonnull(small_shrunk);
+    keyheap_leave(d);
+    ck_assert_ptr_eq(keyheap_domain_of(z), d);
+    ck_assert_ptr_eq(keyheap_domain_of(shrunk), d);
+    ck_assert_ptr_eq(keyheap_domain_of(small_shrunk), d);
+    ck_assert_ptr_eq(keyheap_domain_of(large), d);
+    ck_assert_uint_eq(live_objects(d), 4);
+    v_free_sized(z, 99);
+    v_free_sized(shrunk, 100);
+    v_free_sized(small_shrunk, 20);
+    v_free_sized(large, 100000);
+    ck_assert_uint_eq(live_objects(d), 0);
+    ck_assert_int_eq(keyheap_domain_destroy(d), 0);
+}
+END_TEST
+
+/* A size cannot be told from the requested one when the block would be
+ * the same for it (a smaller one, also since realloc shrinks in place):
+ * every size from 0 to the usable size is accepted, one more aborts.  For
+ * a request of 17 (a bigger class) and of 20000 (large). */
+START_TEST(test_free_sized_in_domain_accepts_sizes_up_to_usable_size_and_aborts_past_it)
+{
+    keyheap_domain_t *d = domain("sized-class");
+    static const size_t requests[] = {17, 20000};
+    for (size_t r = 0; r < sizeof requests / sizeof requests[0]; r++) {
+        size_t req = requests[r];
+        unsigned char *p = secret(d, req, 1);
+        size_t usable = malloc_usable_size(p);
+        ck_assert_uint_ge(usable, req);
+        sized_size = usable + 1;
+        kht_expect_abort(do_free_sized, p,
+                         wrong_size_line("free_sized", p, "sized-class", usable + 1, usable));
+        sized_size = SIZE_MAX;
+        kht_expect_abort(do_free_sized, p,
+                         wrong_size_line("free_sized", p, "sized-class", SIZE_MAX, usable));
+        /* The twins: the block is still live, and frees with its size. */
+        ck_assert_uint_eq(live_objects(d), 1);
+        v_free_sized(p, req);
+        ck_assert_uint_eq(live_objects(d), 0);
+        const size_t accepted[] = {0, 1, req - 1, req, usable};
+        for (size_t i = 0; i < sizeof accepted / sizeof accepted[0]; i++) {
+            unsigned char *q = secret(d, req, 2);
+            ck_assert_uint_eq(malloc_usable_size(q), usable);
+            v_free_sized(q, accepted[i]);
+            ck_assert_uint_eq(live_objects(d), 0);
+        }
+    }
+    ck_assert_int_eq(keyheap_domain_destroy(d), 0);
+}
+END_TEST
+
+/* free_aligned_sized: the alignment must be a power of two the block is
+ * aligned to, and the size as for free_sized. */
+START_TEST(test_free_aligned_sized_in_domain_checks_alignment_and_size)
+{
+    keyheap_domain_t *d = domain("sized-align");
+    static const size_t aligns[] = {64, 4096, 1 << 16};
+    for (size_t i = 0; i < sizeof aligns / sizeof aligns[0]; i++) {
+        size_t a = aligns[i];
+        keyheap_enter(d);
+        unsigned char *p = aligned_alloc(a, 17);
+        keyheap_leave(d);
+        ck_assert_ptr_nonnull(p);
+        ck_assert_ptr_eq(keyheap_domain_of(p), d);
+        ck_assert_uint_eq((uintptr_t)p % a, 0);
+        size_t usable = malloc_usable_size(p);
+        /* An alignment p does not have: twice its lowest set bit. */
+        size_t beyond = ((uintptr_t)p & -(uintptr_t)p) * 2;
+        static const size_t bad[] = {0, 3, 48, 100};
+        sized_size = 17;
+        for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+            sized_align = bad[k];
+            kht_expect_abort(do_free_aligned_sized, p,
+                             wrong_alignment_line(p, "sized-align", bad[k]));
+        }
+        sized_align = beyond;
+        kht_expect_abort(do_free_aligned_sized, p, wrong_alignment_line(p, "sized-align", beyond));
+        sized_align = a;
+        sized_size = usable + 1;
+        kht_expect_abort(
+            do_free_aligned_sized, p,
+            wrong_size_line("free_aligned_sized", p, "sized-align", usable + 1, usable));
+        /* The twins: the right alignment and size, and smaller ones that
+         * the block has too. */
+        ck_assert_uint_eq(live_objects(d), 1);
+        v_free_aligned_sized(p, a, 17);
+        ck_assert_uint_eq(live_objects(d), 0);
+        static const size_t smaller[] = {1, 16};
+        for (size_t k = 0; k < sizeof smaller / sizeof smaller[0]; k++) {
+            p = keyheap_aligned_alloc(d, a, 17);
+            ck_assert_ptr_nonnull(p);
+            v_free_aligned_sized(p, smaller[k], usable);
+            ck_assert_uint_eq(live_objects(d), 0);
+        }
+    }
+    ck_assert_int_eq(keyheap_domain_destroy(d), 0);
+}
+END_TEST
+
+/* A pointer that is no live block gets free's own message, whatever the
+ * size and alignment. */
+START_TEST(test_free_sized_of_freed_interior_wild_or_destroyed_pointer_aborts_like_free)
+{
+    keyheap_domain_t *d = domain("sized-misuse");
+    unsigned char *p = secret(d, 48, 1), *q = secret(d, 100, 2);
+    v_free_sized(p, 48);
+    sized_size = 48;
+    sized_align = 16;
+    kht_expect_abort(do_free_sized, p, misuse_line("double free", p, "sized-misuse"));
+    kht_expect_abort(do_free_aligned_sized, p, misuse_line("double free", p, "sized-misuse"));
+    sized_size = 16;
+    kht_expect_abort(do_free_sized, q + 16,
+                     misuse_line("interior-pointer free", q + 16, "sized-misuse"));
+    kht_expect_abort(do_free_aligned_sized, q + 16,
+                     misuse_line("interior-pointer free", q + 16, "sized-misuse"));
+    unsigned char *wild = q + 256 * MiB;
+    ck_assert_ptr_eq(keyheap_domain_of(wild), d);
+    kht_expect_abort(do_free_sized, wild, misuse_line("wild free", wild, "sized-misuse"));
+    /* The twin: the live block frees. */
+    v_free_sized(q, 100);
+    ck_assert_uint_eq(live_objects(d), 0);
+    unsigned char *gone = secret(d, 64, 3);
+    ck_assert_int_eq(keyheap_domain_destroy(d), 0);
+    sized_size = 64;
+    kht_expect_abort(do_free_sized, gone,
+                     misuse_line("use-after-destroy free", gone, "sized-misuse"));
+}
+END_TEST
+
+/* KEYHEAP_STRICT holds for free_sized as for free. */
+START_TEST(test_free_sized_in_strict_domain_from_outside_aborts_like_free)
+{
+    keyheap_domain_t *d = keyheap_domain_create("sized-strict", KEYHEAP_STRICT);
+    ck_assert_ptr_nonnull(d);
+    unsigned char *p = secret(d, 64, 1);
+    char expect[256];
+    snprintf(expect, sizeof expect,
+             "keyheap: outside free of %p in domain \"sized-strict\" (KEYHEAP_STRICT: free only "
+             "inside the domain)\n",
+             (void *)p);
+    sized_size = 64;
+    sized_align = 16;
+    kht_expect_abort(do_free_sized, p, expect);
+    kht_expect_abort(do_free_aligned_sized, p, expect);
+    /* The twin: inside. */
+    keyheap_enter(d);
+    v_free_sized(p, 64);
+    keyheap_leave(d);
+    ck_assert_uint_eq(live_objects(d), 0);
+    ck_assert_int_eq(keyheap_domain_destroy(d), 0);
+}
+END_TEST
+#endif /* KHT_NO_REPLACEMENT */
+
 int main(void)
 {
     Suite *s = suite_create("domain");
@@ -2435,5 +2686,20 @@ int main(void)
     tcase_add_loop_test(guard, test_guard_page_of_freed_or_shrunk_large_block_is_usable_again, 0,
                         2);
     suite_add_tcase(s, guard);
+
+#ifndef KHT_NO_REPLACEMENT
+    /* C23's free_sized and free_aligned_sized (keyheap's, with the malloc
+     * family). */
+    TCase *sized = tcase_create("sized");
+    tcase_set_timeout(sized, 120);
+    tcase_add_test(sized, test_free_sized_in_domain_with_right_size_frees_and_scrubs);
+    tcase_add_test(sized,
+                   test_free_sized_in_domain_accepts_sizes_up_to_usable_size_and_aborts_past_it);
+    tcase_add_test(sized, test_free_aligned_sized_in_domain_checks_alignment_and_size);
+    tcase_add_test(sized,
+                   test_free_sized_of_freed_interior_wild_or_destroyed_pointer_aborts_like_free);
+    tcase_add_test(sized, test_free_sized_in_strict_domain_from_outside_aborts_like_free);
+    suite_add_tcase(s, sized);
+#endif
     return kht_main(s);
 }

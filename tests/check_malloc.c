@@ -574,6 +574,187 @@ START_TEST(test_thousand_threads_leave_memory_bounded)
 }
 END_TEST
 
+/* ------------------------------------------ C23's sized deallocation */
+
+/* C23's, which glibc 2.36's <stdlib.h> does not declare; keyheap exports
+ * them (include/keyheap.h, the malloc family). */
+void free_sized(void *p, size_t size);
+void free_aligned_sized(void *p, size_t alignment, size_t size);
+
+static void (*volatile v_free_sized)(void *, size_t) = free_sized;
+static void (*volatile v_free_aligned_sized)(void *, size_t, size_t) = free_aligned_sized;
+
+START_TEST(test_free_sized_and_free_aligned_sized_resolve_to_keyheap)
+{
+    const char *lib = kht_object_of((void *)keyheap_version);
+    static const char *const names[] = {"free_sized", "free_aligned_sized"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const char *from = kht_provider(names[i]);
+        ck_assert_msg(strcmp(from, lib) == 0, "%s comes from %s, not %s", names[i], from, lib);
+    }
+}
+END_TEST
+
+START_TEST(test_free_sized_of_null_does_nothing)
+{
+    /* C23: a null pointer does nothing, whatever the size and alignment. */
+    v_free_sized(NULL, 0);
+    v_free_sized(NULL, 100);
+    v_free_sized(NULL, SIZE_MAX);
+    v_free_aligned_sized(NULL, 64, 0);
+    v_free_aligned_sized(NULL, 3, 5);
+    v_free_aligned_sized(NULL, 0, SIZE_MAX);
+    /* The heap works on. */
+    void *p = v_malloc(100);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_uint_ge(malloc_usable_size(p), 100);
+    v_free_sized(p, 100);
+}
+END_TEST
+
+/* Every size from 0 to 64 MiB, from malloc, calloc (n * m), realloc
+ * growing and realloc shrinking, freed with its requested size; each block
+ * is fully usable before, and the heap hands out sound blocks after. */
+START_TEST(test_free_sized_frees_malloc_calloc_and_realloc_blocks_of_every_size)
+{
+    collect_sizes();
+    for (size_t i = 0; i < n_test_sizes; i++) {
+        size_t n = test_sizes[i];
+        unsigned char *p = v_malloc(n);
+        ck_assert_msg(p != NULL, "malloc(%zu) failed", n);
+        size_t usable = malloc_usable_size(p);
+        ck_assert_uint_ge(usable, n);
+        fill(p, usable, (unsigned)i);
+        v_free_sized(p, n);
+
+        /* calloc(3, k): the requested size is 3 * k. */
+        size_t k = n / 3 + 1;
+        unsigned char *z = v_calloc(3, k);
+        ck_assert_msg(z != NULL, "calloc(3, %zu) failed", k);
+        ck_assert_uint_ge(malloc_usable_size(z), 3 * k);
+        ck_assert_uint_eq(z[3 * k - 1], 0);
+        v_free_sized(z, 3 * k);
+
+        /* realloc to n (n > 0: realloc(p, 0) frees), from smaller and from
+         * bigger; the size C23 wants is realloc's. */
+        if (n == 0)
+            continue;
+        unsigned char *g = v_malloc(n / 2 + 1);
+        ck_assert_ptr_nonnull(g);
+        g = v_realloc(g, n);
+        ck_assert_msg(g != NULL, "realloc to %zu failed", n);
+        ck_assert_uint_ge(malloc_usable_size(g), n);
+        g[n - 1] = 1;
+        v_free_sized(g, n);
+        unsigned char *s = v_malloc(n + 5000);
+        ck_assert_ptr_nonnull(s);
+        s = v_realloc(s, n);
+        ck_assert_msg(s != NULL, "realloc down to %zu failed", n);
+        ck_assert_uint_ge(malloc_usable_size(s), n);
+        s[n - 1] = 2;
+        v_free_sized(s, n);
+
+        /* What comes next is a sound block of its own. */
+        unsigned char *after = v_malloc(n);
+        ck_assert_ptr_nonnull(after);
+        usable = malloc_usable_size(after);
+        ck_assert_uint_ge(usable, n);
+        fill(after, usable, (unsigned)i + 1);
+        ck_assert(check_fill(after, usable, (unsigned)i + 1));
+        v_free_sized(after, n);
+    }
+}
+END_TEST
+
+START_TEST(test_free_aligned_sized_frees_aligned_alloc_blocks_of_every_alignment)
+{
+    for (size_t a = 1; a <= MiB; a <<= 1) {
+        static const size_t mult[] = {0, 1, 3};
+        for (size_t m = 0; m < sizeof mult / sizeof mult[0]; m++) {
+            size_t n = mult[m] * a + m; /* 0, a + 1, 3a + 2 */
+            unsigned char *p = v_aligned_alloc(a, n);
+            ck_assert_msg(p != NULL, "aligned_alloc(%zu, %zu) failed", a, n);
+            ck_assert_uint_eq((uintptr_t)p % a, 0);
+            ck_assert_uint_ge(malloc_usable_size(p), n);
+            memset(p, 0x5a, n);
+            v_free_aligned_sized(p, a, n);
+        }
+    }
+}
+END_TEST
+
+/* The size does not reach jemalloc on the default heap (alloc/malloc.c:
+ * sdallocx would file a block under the class of the size it is told).
+ * With a wrong one (undefined in C23, documented as plain free by keyheap)
+ * a 16-byte block freed as 8192 bytes must not come back as an 8192-byte
+ * block over its neighbours: every block keeps its own bytes. */
+START_TEST(test_free_sized_with_wrong_size_on_default_heap_is_plain_free)
+{
+    enum { SMALL = 256, BIG = 64 };
+    unsigned char *small[SMALL], *big[BIG];
+    for (int i = 0; i < SMALL; i++) {
+        small[i] = v_malloc(16);
+        ck_assert_ptr_nonnull(small[i]);
+        memset(small[i], i & 0xff, 16);
+    }
+    for (int i = 0; i < SMALL; i += 2)
+        v_free_sized(small[i], 8192);
+    unsigned char *aligned = v_aligned_alloc(64, 64);
+    ck_assert_ptr_nonnull(aligned);
+    v_free_aligned_sized(aligned, 4096, 8192);
+    for (int i = 0; i < BIG; i++) {
+        big[i] = v_malloc(8192);
+        ck_assert_ptr_nonnull(big[i]);
+        ck_assert_uint_ge(malloc_usable_size(big[i]), 8192);
+        memset(big[i], 0xc3, 8192);
+    }
+    for (int i = 1; i < SMALL; i += 2)
+        for (int k = 0; k < 16; k++)
+            ck_assert_msg(small[i][k] == (i & 0xff), "live block %d lost byte %d", i, k);
+    for (int i = 0; i < BIG; i++) {
+        for (int k = 0; k < 8192; k++)
+            KHT_REQUIRE(big[i][k] == 0xc3, "block %d of 8192 lost byte %d", i, k);
+        v_free_sized(big[i], 8192);
+    }
+    for (int i = 1; i < SMALL; i += 2) {
+        ck_assert_uint_ge(malloc_usable_size(small[i]), 16);
+        v_free_sized(small[i], 16);
+    }
+}
+END_TEST
+
+/* Blocks freed with free_sized and free_aligned_sized are given back: 64
+ * rounds of 8 MiB (every page touched) and 200000 of 1 KiB would leave 512
+ * MiB and 200 MiB resident if they were not. */
+START_TEST(test_free_sized_gives_memory_back)
+{
+    size_t before = kht_rss();
+    for (int round = 0; round < 64; round++) {
+        size_t n = 8 * MiB;
+        unsigned char *p = v_malloc(n);
+        KHT_REQUIRE(p != NULL, "round %d: malloc failed", round);
+        for (size_t k = 0; k < n; k += PAGE)
+            p[k] = 1;
+        v_free_sized(p, n);
+        unsigned char *a = v_aligned_alloc(PAGE, n);
+        KHT_REQUIRE(a != NULL, "round %d: aligned_alloc failed", round);
+        for (size_t k = 0; k < n; k += PAGE)
+            a[k] = 1;
+        v_free_aligned_sized(a, PAGE, n);
+    }
+    for (int round = 0; round < 200000; round++) {
+        unsigned char *p = v_malloc(1024);
+        KHT_REQUIRE(p != NULL, "round %d: malloc failed", round);
+        p[0] = p[1023] = 1;
+        v_free_sized(p, 1024);
+    }
+    size_t after = kht_rss();
+    size_t growth = after > before ? after - before : 0;
+    ck_assert_msg(growth < 64 * MiB, "RSS grew by %zu MiB (%zu -> %zu MiB)", growth / MiB,
+                  before / MiB, after / MiB);
+}
+END_TEST
+
 static Suite *malloc_suite(void)
 {
     Suite *s = suite_create("malloc");
@@ -602,6 +783,16 @@ static Suite *malloc_suite(void)
     tcase_add_test(th, test_fork_while_threads_busy_in_malloc_leaves_child_that_can_malloc);
     tcase_add_test(th, test_thousand_threads_leave_memory_bounded);
     suite_add_tcase(s, th);
+
+    TCase *sized = tcase_create("sized");
+    tcase_set_timeout(sized, 120);
+    tcase_add_test(sized, test_free_sized_and_free_aligned_sized_resolve_to_keyheap);
+    tcase_add_test(sized, test_free_sized_of_null_does_nothing);
+    tcase_add_test(sized, test_free_sized_frees_malloc_calloc_and_realloc_blocks_of_every_size);
+    tcase_add_test(sized, test_free_aligned_sized_frees_aligned_alloc_blocks_of_every_alignment);
+    tcase_add_test(sized, test_free_sized_with_wrong_size_on_default_heap_is_plain_free);
+    tcase_add_test(sized, test_free_sized_gives_memory_back);
+    suite_add_tcase(s, sized);
     return s;
 }
 

@@ -43,9 +43,10 @@ EXTRA_DIST += tools/valgrind-run
 CLEANFILES += $(VALGRIND_TESTS) $(VALGRIND_TESTS:.vg=.log) $(VALGRIND_TESTS:.vg=.trs) \
 	tests/valgrind/test-suite.log
 
-# Absolute paths, so P.vg also works when run by hand from anywhere; bash
+# Absolute paths of this build (so never committed: .gitignore), so P.vg
+# also works when run by hand from anywhere; bash
 # explicitly, so valgrind-run needs no execute bit in the source tree.
-$(VALGRIND_TESTS): $(top_srcdir)/tests/valgrind.mk
+$(VALGRIND_TESTS): $(top_srcdir)/tests/valgrind.mk Makefile
 	$(AM_V_GEN)$(MKDIR_P) $(@D) && \
 	program=tests/`basename '$@' .vg`'$(EXEEXT)' && \
 	{ echo '#!/bin/sh'; \

@@ -1,10 +1,12 @@
 /*
- * domains/conf.h - KEYHEAP_CONF, read once.
+ * alloc/conf.h - KEYHEAP_CONF, read once.
  */
-#ifndef KH_DOMAINS_CONF_H
-#define KH_DOMAINS_CONF_H
+#ifndef KH_ALLOC_CONF_H
+#define KH_ALLOC_CONF_H
 
 #include <stdbool.h>
+
+#include "alloc/hidden.h"
 
 struct khi_conf {
     bool pku;             /* pku:on|off - use protection keys where they work */
@@ -21,14 +23,13 @@ struct khi_conf {
 
 /* khi_conf_get - the parsed configuration (defaults where KEYHEAP_CONF is
  * silent or wrong).  Thread-safe; parses on first call. */
-__attribute__((visibility("hidden"))) const struct khi_conf *khi_conf_get(void);
+KHI_HIDDEN const struct khi_conf *khi_conf_get(void);
 
 /* khi_conf_parse - parses text (KEYHEAP_CONF's syntax, NULL: nothing) into
  * *conf, which starts from the defaults; each unknown key or bad value is
  * reported with a "keyheap: KEYHEAP_CONF: ..." line and skipped.  Returns
  * the number of such problems.  Pure apart from those lines: the fuzz
  * target calls it directly. */
-__attribute__((visibility("hidden"))) unsigned khi_conf_parse(const char *text,
-                                                              struct khi_conf *conf);
+KHI_HIDDEN unsigned khi_conf_parse(const char *text, struct khi_conf *conf);
 
-#endif /* KH_DOMAINS_CONF_H */
+#endif /* KH_ALLOC_CONF_H */

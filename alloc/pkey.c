@@ -1,5 +1,5 @@
 /*
- * domains/pkey.c - the CPU and kernel probe for memory protection keys, and
+ * alloc/pkey.c - the CPU and kernel probe for memory protection keys, and
  * the key system calls.  This is the one file of keyheap that makes them.
  */
 #include "config.h"
@@ -12,10 +12,10 @@
 #include <pthread.h>
 #include <sys/mman.h>
 
-#include "domains/conf.h"
-#include "domains/fatal.h"
-#include "domains/pkey.h"
-#include "domains/procfs.h"
+#include "alloc/conf.h"
+#include "alloc/fatal.h"
+#include "alloc/pkey.h"
+#include "alloc/procfs.h"
 #include "include/keyheap.h"
 
 /* CPUID leaf 7, subleaf 0, ECX: PKU (the CPU has protection keys) and
@@ -120,27 +120,6 @@ bool khi_pkey_is_allocated(unsigned key)
     /* Back to key 0: the page never keeps a key that may be freed. */
     pkey_mprotect(page, 4096, PROT_NONE, 0);
     return true;
-}
-
-unsigned khi_pkeys_allocated(void)
-{
-    static pthread_mutex_t scratch_lock = PTHREAD_MUTEX_INITIALIZER;
-    static void *scratch;
-    unsigned mask = 0;
-    pthread_mutex_lock(&scratch_lock);
-    if (scratch == NULL) {
-        void *p = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        scratch = p == MAP_FAILED ? NULL : p;
-    }
-    if (scratch != NULL) {
-        for (int key = 1; key < 16; key++)
-            if (pkey_mprotect(scratch, 4096, PROT_NONE, key) == 0)
-                mask |= 1u << key;
-        /* Back to key 0, so the page holds no key that may be freed. */
-        pkey_mprotect(scratch, 4096, PROT_NONE, 0);
-    }
-    pthread_mutex_unlock(&scratch_lock);
-    return mask;
 }
 
 /* The value of a "Name:  <decimal>" line of smaps, or -1. */

@@ -1,5 +1,5 @@
 /*
- * domains/fatal.c - keyheap's messages and its one way to die.
+ * alloc/fatal.c - keyheap's messages and its one way to die.
  */
 #include "config.h"
 
@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "domains/fatal.h"
+#include "alloc/fatal.h"
 
 /* Builds the whole line first, so that it reaches stderr in one write and
  * does not interleave with other threads' output. */

@@ -1,13 +1,13 @@
 /*
- * domains/procfs.h - reading a /proc file line by line, without malloc.
+ * alloc/procfs.h - reading a /proc file line by line, without malloc.
  *
  * keyheap reads /proc/self/maps, /proc/self/smaps and a task's status from
  * places where the heap may not be used (a destroy may run inside another
  * domain, whose heap malloc would reach): the lines go through a buffer on
  * the stack.
  */
-#ifndef KH_DOMAINS_PROCFS_H
-#define KH_DOMAINS_PROCFS_H
+#ifndef KH_ALLOC_PROCFS_H
+#define KH_ALLOC_PROCFS_H
 
 #include <stdbool.h>
 
@@ -19,4 +19,4 @@ __attribute__((visibility("hidden"))) bool khi_proc_lines(const char *path,
                                                                        void *ctx),
                                                           void *ctx);
 
-#endif /* KH_DOMAINS_PROCFS_H */
+#endif /* KH_ALLOC_PROCFS_H */

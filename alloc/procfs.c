@@ -1,5 +1,5 @@
 /*
- * domains/procfs.c - reading a /proc file line by line, without malloc.
+ * alloc/procfs.c - reading a /proc file line by line, without malloc.
  */
 #include "config.h"
 
@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "domains/procfs.h"
+#include "alloc/procfs.h"
 
 bool khi_proc_lines(const char *path, bool (*each)(const char *line, void *ctx), void *ctx)
 {

@@ -1,0 +1,75 @@
+/*
+ * alloc/span.h - the reserved span of address space, one fixed region of
+ * it per heap slot, and the block map that describes it.
+ */
+#ifndef KH_ALLOC_SPAN_H
+#define KH_ALLOC_SPAN_H
+
+#include <stdint.h>
+
+#include "alloc/hidden.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Heap slots, and the address region each slot owns: slot i owns
+ * [khi_span.base + (i << khi_span.shift), + (1 << khi_span.shift)).
+ * Regions are 16 GiB (a 1 TiB span) where the kernel allows it; where it
+ * does not (valgrind manages only a few tens of GiB for the whole program),
+ * they are halved until the span fits, down to 64 MiB. */
+#define KHI_SLOTS 64u
+#define KHI_REGION_SHIFT_MAX 34u /* 16 GiB of address space per heap */
+#define KHI_REGION_SHIFT_MIN 26u /* 64 MiB */
+
+/* The span: its start, length and region size, in one cache line.  Until
+ * it is reserved, size is 0 (so the test below is false for every pointer),
+ * and base is an address at the top of the address space where no user
+ * pointer can be, in case a thread sees the new size before the new base. */
+struct khi_span {
+    uintptr_t base;
+    uintptr_t size;     /* KHI_SLOTS << shift, or 0 */
+    unsigned shift;     /* log2 of the region size */
+    unsigned char *map; /* the block map, below */
+};
+KHI_HIDDEN extern struct khi_span khi_span;
+
+/* khi_in_span - whether p lies in some heap's region.  One subtraction and
+ * one comparison: the test free() makes on every call. */
+static inline int khi_in_span(const void *p)
+{
+    return (uintptr_t)p - khi_span.base < khi_span.size;
+}
+
+/* khi_span_slot - the slot whose region holds p.  pre: khi_in_span(p). */
+static inline unsigned khi_span_slot(const void *p)
+{
+    return (unsigned)(((uintptr_t)p - khi_span.base) >> khi_span.shift);
+}
+
+/* The block map: one byte per KHI_GRANULE bytes of the span, outside every
+ * heap's memory (key 0, readable everywhere), saying which addresses are
+ * the start of a block that is live (and its size class if small), or was
+ * freed.  Heap blocks are at least KHI_GRANULE bytes and KHI_GRANULE-aligned,
+ * so each block has its own byte: free, realloc and malloc_usable_size check
+ * it in O(1), and no two threads write the same byte for different blocks
+ * (plain stores).  The map is reserved with the span (MAP_NORESERVE): only
+ * the parts that describe used memory take pages.  A discarded region's part
+ * is zeroed. */
+#define KHI_GRANULE_SHIFT 4u
+#define KHI_GRANULE ((size_t)1 << KHI_GRANULE_SHIFT)
+/* A live block's byte also tells its size class when it is small enough
+ * for the magazines (alloc/tcache.h): KHI_MAP_CLASS + class. */
+enum { KHI_MAP_NONE = 0, KHI_MAP_LIVE = 1, KHI_MAP_CLASS = 2, KHI_MAP_FREED = 0xff };
+
+/* khi_map_of - p's byte in the block map.  pre: khi_in_span(p). */
+static inline unsigned char *khi_map_of(const void *p)
+{
+    return khi_span.map + (((uintptr_t)p - khi_span.base) >> KHI_GRANULE_SHIFT);
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KH_ALLOC_SPAN_H */
