@@ -66,9 +66,11 @@ fuzz/api-fuzzer: $(srcdir)/fuzz/api.c fuzz/lib/libkeyheap-fuzz.so $(srcdir)/incl
 	$(AM_V_CCLD)$(FUZZ_CC) $(FUZZ_API_CFLAGS) -fsanitize=fuzzer -o $@ $(srcdir)/fuzz/api.c \
 	  fuzz/lib/libkeyheap-fuzz.so -Wl,-rpath,$(abs_top_builddir)/fuzz/lib -ldl
 
-fuzz/conf-fuzzer: $(srcdir)/fuzz/conf.c fuzz/lib/domains/conf.o fuzz/lib/domains/fatal.o
+# The parser's files: the library's sources that fuzz/replay_conf links.
+FUZZ_CONF_OBJECTS = $(patsubst %.c,fuzz/lib/%.o,$(filter-out fuzz/%,$(fuzz_replay_conf_SOURCES)))
+fuzz/conf-fuzzer: $(srcdir)/fuzz/conf.c $(FUZZ_CONF_OBJECTS)
 	$(AM_V_CCLD)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $(srcdir)/fuzz/conf.c \
-	  fuzz/lib/domains/conf.o fuzz/lib/domains/fatal.o -lpthread
+	  $(FUZZ_CONF_OBJECTS) -lpthread
 
 # fuzz/api-replace-fuzzer: the API target against a library that does
 # replace the malloc family (as a default build does), so that keyheap's own
