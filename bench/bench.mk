@@ -14,6 +14,7 @@
 
 noinst_PROGRAMS += bench/churn
 bench_churn_SOURCES = bench/churn.c
+bench_churn_CPPFLAGS = $(KH_PUBLIC_CPPFLAGS)
 bench_churn_CFLAGS = $(AM_CFLAGS) -pthread
 bench_churn_LDFLAGS = $(AM_LDFLAGS) -pthread
 bench_churn_LDADD = -ldl

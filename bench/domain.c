@@ -28,14 +28,14 @@
  *
  * The program links keyheap, Debian's libjemalloc, libsodium and libcrypto
  * (keyheap first, so malloc is keyheap's; mallocx and mallctl are
- * libjemalloc's).  libsodium and libcrypto are optional (configure); rows
- * without them say "not built".
+ * libjemalloc's).  libsodium and libcrypto are optional here; rows
+ * without them say "not built".  Built as a user's program is, with the
+ * public header only (no config.h): Makefile.am defines HAVE_SODIUM where
+ * configure found libsodium, and HAVE_LIBCRYPTO (configure requires it).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "config.h"
-
 #include <errno.h>
 #include <jemalloc/jemalloc.h>
 #include <stdio.h>
@@ -52,7 +52,7 @@
 #include <openssl/crypto.h>
 #endif
 
-#include "include/keyheap.h"
+#include <keyheap.h>
 
 #define ROUNDS 7               /* processes per row (default of -n) */
 #define INPROC 3               /* timed runs per process, median taken */

@@ -15,6 +15,9 @@
  * (default 2000; 200 in the QEMU machine).  Exit status 0 when every claim
  * held, 1 otherwise.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memmem, mincore */
+#endif
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -29,7 +32,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#include "include/keyheap.h"
+#include <keyheap.h>
 
 #ifndef KEYHEAP_SRCDIR
 #define KEYHEAP_SRCDIR "."

@@ -45,7 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "include/keyheap.h"
+#include <keyheap.h>
 
 #define MAX_DOMAINS 16
 #define MAX_BLOCKS 64

@@ -25,6 +25,7 @@
 
 check_PROGRAMS += fuzz/replay_api fuzz/replay_conf
 fuzz_replay_api_SOURCES = fuzz/replay.c fuzz/api.c
+fuzz_replay_api_CPPFLAGS = $(KH_PUBLIC_CPPFLAGS)
 fuzz_replay_api_CFLAGS = $(AM_CFLAGS)
 fuzz_replay_api_LDFLAGS = -no-install
 fuzz_replay_api_LDADD = libkeyheap.la -ldl
@@ -47,6 +48,11 @@ FUZZ_CFLAGS = -g -O1 -std=c11 -fPIC $(FUZZ_SANITIZE) -DKH_NO_MALLOC_REPLACEMENT=
 FUZZ_LIB_OBJECTS = $(patsubst %.c,fuzz/lib/%.o,$(filter %.c,$(libkeyheap_la_SOURCES)))
 FUZZ_DEPEND = $(srcdir)/include/keyheap.h $(top_builddir)/config.h \
 	$(addprefix $(srcdir)/,$(filter %.h,$(libkeyheap_la_SOURCES)))
+# fuzz/api.c (and fuzz/replay.c) are compiled as a user's program is, as in
+# make check: the public header only (KH_PUBLIC_CPPFLAGS), without config.h,
+# the internal headers or the library's -D flags.  FUZZ_API_CFLAGS here,
+# FUZZ_REPLACE_API_CFLAGS and FUZZ_COVERAGE_API_CFLAGS below.
+FUZZ_API_CFLAGS = -g -O1 -std=c11 -fPIC $(FUZZ_SANITIZE) $(KH_PUBLIC_CPPFLAGS) $(KH_CFLAGS)
 
 fuzz/lib/%.o: $(srcdir)/%.c $(FUZZ_DEPEND)
 	@$(MKDIR_P) $(@D)
@@ -56,13 +62,15 @@ fuzz/lib/libkeyheap-fuzz.so: $(FUZZ_LIB_OBJECTS) alloc/kh_jemalloc.a
 	$(AM_V_CCLD)$(FUZZ_CC) -shared -o $@ -Wl,-soname,libkeyheap-fuzz.so \
 	  $(FUZZ_LIB_OBJECTS) alloc/kh_jemalloc.a -Wl,--exclude-libs,ALL -ldl -lpthread
 
-fuzz/api-fuzzer: $(srcdir)/fuzz/api.c fuzz/lib/libkeyheap-fuzz.so $(FUZZ_DEPEND)
-	$(AM_V_CCLD)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $(srcdir)/fuzz/api.c \
+fuzz/api-fuzzer: $(srcdir)/fuzz/api.c fuzz/lib/libkeyheap-fuzz.so $(srcdir)/include/keyheap.h
+	$(AM_V_CCLD)$(FUZZ_CC) $(FUZZ_API_CFLAGS) -fsanitize=fuzzer -o $@ $(srcdir)/fuzz/api.c \
 	  fuzz/lib/libkeyheap-fuzz.so -Wl,-rpath,$(abs_top_builddir)/fuzz/lib -ldl
 
-fuzz/conf-fuzzer: $(srcdir)/fuzz/conf.c fuzz/lib/domains/conf.o fuzz/lib/domains/fatal.o
+# The parser's files: the library's sources that fuzz/replay_conf links.
+FUZZ_CONF_OBJECTS = $(patsubst %.c,fuzz/lib/%.o,$(filter-out fuzz/%,$(fuzz_replay_conf_SOURCES)))
+fuzz/conf-fuzzer: $(srcdir)/fuzz/conf.c $(FUZZ_CONF_OBJECTS)
 	$(AM_V_CCLD)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $(srcdir)/fuzz/conf.c \
-	  fuzz/lib/domains/conf.o fuzz/lib/domains/fatal.o -lpthread
+	  $(FUZZ_CONF_OBJECTS) -lpthread
 
 # fuzz/api-replace-fuzzer: the API target against a library that does
 # replace the malloc family (as a default build does), so that keyheap's own
@@ -71,6 +79,8 @@ fuzz/conf-fuzzer: $(srcdir)/fuzz/conf.c fuzz/lib/domains/conf.o fuzz/lib/domains
 # model's content checks catch corruption.
 FUZZ_REPLACE_CFLAGS = -g -O1 -std=c11 -fPIC -fsanitize=undefined -fno-sanitize-recover=all \
 	$(DEFS) -I$(top_builddir) $(AM_CPPFLAGS) $(KH_CFLAGS)
+FUZZ_REPLACE_API_CFLAGS = -g -O1 -std=c11 -fPIC -fsanitize=undefined -fno-sanitize-recover=all \
+	$(KH_PUBLIC_CPPFLAGS) $(KH_CFLAGS)
 FUZZ_REPLACE_OBJECTS = $(patsubst %.c,fuzz/lib-replace/%.o,$(filter %.c,$(libkeyheap_la_SOURCES)))
 
 fuzz/lib-replace/%.o: $(srcdir)/%.c $(FUZZ_DEPEND)
@@ -81,8 +91,9 @@ fuzz/lib-replace/libkeyheap-replace.so: $(FUZZ_REPLACE_OBJECTS) alloc/kh_jemallo
 	$(AM_V_CCLD)$(FUZZ_CC) -shared -o $@ -Wl,-soname,libkeyheap-replace.so \
 	  $(FUZZ_REPLACE_OBJECTS) alloc/kh_jemalloc.a -Wl,--exclude-libs,ALL -ldl -lpthread
 
-fuzz/api-replace-fuzzer: $(srcdir)/fuzz/api.c fuzz/lib-replace/libkeyheap-replace.so $(FUZZ_DEPEND)
-	$(AM_V_CCLD)$(FUZZ_CC) $(FUZZ_REPLACE_CFLAGS) -fsanitize=fuzzer -o $@ $(srcdir)/fuzz/api.c \
+fuzz/api-replace-fuzzer: $(srcdir)/fuzz/api.c fuzz/lib-replace/libkeyheap-replace.so \
+		$(srcdir)/include/keyheap.h
+	$(AM_V_CCLD)$(FUZZ_CC) $(FUZZ_REPLACE_API_CFLAGS) -fsanitize=fuzzer -o $@ $(srcdir)/fuzz/api.c \
 	  fuzz/lib-replace/libkeyheap-replace.so -Wl,-rpath,$(abs_top_builddir)/fuzz/lib-replace -ldl
 
 fuzz: fuzz/api-fuzzer fuzz/conf-fuzzer fuzz/api-replace-fuzzer
@@ -101,6 +112,8 @@ FUZZ_PROFDATA = llvm-profdata-14
 FUZZ_COV = llvm-cov-14
 FUZZ_COVERAGE_CFLAGS = -g -O1 -std=c11 -fprofile-instr-generate -fcoverage-mapping \
 	-DKH_NO_MALLOC_REPLACEMENT=1 $(DEFS) -I$(top_builddir) $(AM_CPPFLAGS) $(KH_CFLAGS)
+FUZZ_COVERAGE_API_CFLAGS = -g -O1 -std=c11 -fprofile-instr-generate -fcoverage-mapping \
+	$(KH_PUBLIC_CPPFLAGS) $(KH_CFLAGS)
 FUZZ_COVERAGE_OBJECTS = $(patsubst %.c,fuzz/coverage/%.o,$(filter %.c,$(libkeyheap_la_SOURCES)))
 
 fuzz/coverage/%.o: $(srcdir)/%.c $(FUZZ_DEPEND)
@@ -108,8 +121,8 @@ fuzz/coverage/%.o: $(srcdir)/%.c $(FUZZ_DEPEND)
 	$(AM_V_CC)$(FUZZ_CC) $(FUZZ_COVERAGE_CFLAGS) -c -o $@ $<
 
 fuzz/coverage/api-replay: $(srcdir)/fuzz/api.c $(srcdir)/fuzz/replay.c $(FUZZ_COVERAGE_OBJECTS) \
-		alloc/kh_jemalloc.a $(FUZZ_DEPEND)
-	$(AM_V_CCLD)$(FUZZ_CC) $(FUZZ_COVERAGE_CFLAGS) -o $@ $(srcdir)/fuzz/api.c \
+		alloc/kh_jemalloc.a $(srcdir)/include/keyheap.h
+	$(AM_V_CCLD)$(FUZZ_CC) $(FUZZ_COVERAGE_API_CFLAGS) -o $@ $(srcdir)/fuzz/api.c \
 	  $(srcdir)/fuzz/replay.c $(FUZZ_COVERAGE_OBJECTS) alloc/kh_jemalloc.a -ldl -lpthread -lm
 
 fuzz-coverage: fuzz/coverage/api-replay
