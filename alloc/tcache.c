@@ -12,7 +12,6 @@ __thread struct khi_tcache khi_tcaches[KHI_SLOTS];
 __thread unsigned khi_heap_busy;
 __thread bool khi_tcache_enlisted;
 __thread bool khi_tcache_final;
-void (*khi_tcache_enlist)(void);
 pthread_mutex_t khi_tcache_lock = PTHREAD_MUTEX_INITIALIZER;
 
 int khi_tcache_flags_slow(struct khi_heap *h)

@@ -6,8 +6,8 @@
  * alloc/ does not keep the list of threads: the owner of threads
  * (domains/thread.c) does, under khi_tcache_lock, and is told of each
  * thread the first time it makes a cache or marks itself busy
- * (khi_tcache_enlist), so that a heap's teardown can reach every cache
- * and wait for every busy thread.
+ * (khi_tcache_enlist, which it defines), so that a heap's teardown can
+ * reach every cache and wait for every busy thread.
  */
 #ifndef KH_ALLOC_TCACHE_H
 #define KH_ALLOC_TCACHE_H
@@ -55,10 +55,14 @@ KHI_HIDDEN extern pthread_mutex_t khi_tcache_lock;
 KHI_HIDDEN extern __thread unsigned khi_heap_busy;
 
 /* Whether this thread was enlisted (or can no longer be: it is past its
- * last exit hook), and the owner of threads' function that enlists it:
- * set once, before the first heap is made. */
+ * last exit hook). */
 KHI_HIDDEN extern __thread bool khi_tcache_enlisted;
-KHI_HIDDEN extern void (*khi_tcache_enlist)(void);
+
+/* khi_tcache_enlist - makes this thread known to the owner of threads,
+ * once.  alloc/ declares it and calls it; the owner of threads defines it
+ * (domains/thread.c), so the call is direct, through no pointer a stray
+ * write could change, and no header of the layer above is included. */
+KHI_HIDDEN void khi_tcache_enlist(void);
 
 /* Set by the owner of threads when this thread is past its last exit hook:
  * no cache is made for it any more (its allocations take no cache). */

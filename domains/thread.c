@@ -179,6 +179,12 @@ void khi_thread_register(void)
     khi_tcache_enlisted = true;
 }
 
+/* alloc/'s way to tell the registry of a thread that uses a heap. */
+void khi_tcache_enlist(void)
+{
+    khi_thread_register();
+}
+
 /* A full memory barrier on every CPU running a thread of this process. */
 static void barrier_all_threads(void)
 {
@@ -274,7 +280,6 @@ static void fork_child(void)
 
 static void init(void)
 {
-    khi_tcache_enlist = khi_thread_register;
     if (pthread_key_create(&exit_key, thread_exit) != 0)
         khi_fatal("pthread_key_create failed: no thread-exit hook for domain caches", (char *)NULL);
     pthread_atfork(fork_prepare, fork_parent, fork_child);

@@ -12,7 +12,8 @@
 #include "domains/domain.h"
 
 /* khi_thread_register - puts this thread in the registry (once; never
- * after its last exit hook).  alloc/ calls it through khi_tcache_enlist. */
+ * after its last exit hook).  alloc/ calls it through khi_tcache_enlist,
+ * defined beside it. */
 KHI_HIDDEN void khi_thread_register(void);
 
 /* khi_threads_wait_idle - waits until no registered thread is busy in d's
