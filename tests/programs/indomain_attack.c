@@ -44,7 +44,7 @@ static const char secret_text[] = "indomain-secret: 0123456789abcdef";
 static char *secret;
 static int secret_key;
 
-static void die(int code, const char *line)
+static __attribute__((noreturn)) void die(int code, const char *line)
 {
     ssize_t unused = write(STDERR_FILENO, line, strlen(line));
     (void)unused;
