@@ -1,5 +1,6 @@
 /*
- * alloc/heap.c - allocation in domain heaps.
+ * alloc/heap.c - a heap: made and torn down, allocation, free and realloc
+ * in it, its misuse checks and the guard pages of its large blocks.
  *
  * A domain's blocks come from its own jemalloc arena through this thread's
  * own cache for that domain.  jemalloc touches no user page to allocate or

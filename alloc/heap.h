@@ -89,7 +89,8 @@ static inline int khi_heap_live(const struct khi_heap *h)
 }
 
 /* The keys this thread has open for keyheap's own use (khi_heap_open), as
- * PKRU bits: the watchdog's audit (domains/watchdog.c) leaves them alone. */
+ * PKRU bits: the watchdog's audit (khi_audit_close, domains/audit.c)
+ * leaves them alone. */
 KHI_HIDDEN extern __thread unsigned khi_internal_open;
 
 /* What khi_heap_close restores. */

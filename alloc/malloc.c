@@ -1,6 +1,7 @@
 /*
- * alloc/malloc.c - the exported malloc family and keyheap's explicit
- * allocation API.
+ * alloc/malloc.c - the exported malloc family, keyheap_realloc, keyheap_free
+ * and keyheap_usable_size, and the explicit allocation (by heap) behind
+ * keyheap_malloc and its kin (domains/explicit.c).
  *
  * Each function gives glibc's documented edge cases (see include/keyheap.h)
  * and routes the call: allocations go to this thread's malloc target (the

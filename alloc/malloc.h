@@ -1,5 +1,7 @@
 /*
- * alloc/malloc.h - helpers the malloc family shares with the C++ operators.
+ * alloc/malloc.h - what the malloc family shares with the C++ operators
+ * and with domains/ (the explicit allocation by heap, keyheap's own
+ * memory).
  */
 #ifndef KH_ALLOC_MALLOC_H
 #define KH_ALLOC_MALLOC_H

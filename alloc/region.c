@@ -1,6 +1,6 @@
 /*
- * alloc/region.c - one reserved address span, one fixed region per domain
- * slot, and the extent hooks that carve a domain's extents from its region.
+ * alloc/region.c - one reserved address span, one fixed region per heap
+ * slot, and the extent hooks that carve a heap's extents from its region.
  *
  * Facts this rests on (../shared/PKU-FACTS.md): a pkey tag survives
  * madvise(MADV_DONTNEED / MADV_FREE) and plain mprotect, and is lost by a

@@ -14,9 +14,13 @@
  * creating thread, and inside a domain that would land there and fault in
  * the new thread later.
  *
+ * The same concern, every thread within keyheap's reach, makes the signal
+ * mask calls wrapped here too (below, "signal masks"): no thread blocks
+ * the signal by which keyheap closes keys in it (domains/rounds.c).
+ *
  * Threads made by raw clone(2) and clone3(2) are not wrapped; they start
  * with their creator's PKRU, and keyheap_domain_destroy closes the
- * destroyed key in them like in every task (domains/watchdog.c).
+ * destroyed key in them like in every task (domains/rounds.c).
  */
 #include "config.h"
 

@@ -1,8 +1,8 @@
 /*
- * domains/thread.c - per-thread domain state: the registry of threads that
- * entered a domain or used its heap, their explicit jemalloc caches (one per
- * thread and domain), the out-of-line paths of enter and leave, the audit,
- * and the thread-exit hook.
+ * domains/thread.c - the registry of threads that entered a domain or used
+ * a domain's heap (their caches are alloc/tcache.c's), what is asked of all
+ * of them (is any inside a domain, is any busy in its heap), the
+ * thread-exit hook and the fork handlers.
  */
 #include "config.h"
 
