@@ -405,8 +405,10 @@ KEYHEAP_API int keyheap_domain_stats(const keyheap_domain_t *d, struct keyheap_s
  *                         per mismatch and per foreign key.
  * Returns 0 when domains are not hardware-protected.  Thread-safe; it
  * audits the calling thread (see KEYHEAP_CONF=watchdog for all threads).
- * It makes 16 system calls: not for hot paths (KEYHEAP_CONF=verify:true
- * checks keyheap's keys at every enter and leave instead).
+ * It makes up to 30 system calls (one or two pkey_mprotect calls per key
+ * keyheap does not hold, to ask the kernel whether some code allocated
+ * it): not for hot paths (KEYHEAP_CONF=verify:true checks keyheap's keys
+ * at every enter and leave instead).
  */
 #define KEYHEAP_AUDIT_REPAIR 0x1u
 #define KEYHEAP_AUDIT_REPORT 0x2u
