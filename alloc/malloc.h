@@ -43,23 +43,12 @@ KHI_HIDDEN void *khi_aligned_alloc_in(struct khi_heap *h, size_t align, size_t s
 
 /* keyheap's own memory (the thread registry, the watchdog's lists, the
  * start records of new threads): the default heap, whatever this
- * thread's malloc target is, so never a domain's. */
-static inline void *khi_own_malloc(size_t size)
-{
-    return khi_je_malloc(size);
-}
-static inline void *khi_own_calloc(size_t n, size_t size)
-{
-    return khi_je_calloc(n, size);
-}
-static inline void *khi_own_realloc(void *p, size_t size)
-{
-    return khi_je_realloc(p, size);
-}
-static inline void khi_own_free(void *p)
-{
-    khi_je_free(p);
-}
+ * thread's malloc target is, so never a domain's: jemalloc's own calls
+ * (alloc/je.h) under the names domains/ uses for them. */
+#define khi_own_malloc khi_je_malloc
+#define khi_own_calloc khi_je_calloc
+#define khi_own_realloc khi_je_realloc
+#define khi_own_free khi_je_free
 
 #ifdef __cplusplus
 }
