@@ -15,6 +15,9 @@
  *   magazines:true|false      false: no per-thread magazines in front of
  *                             domain heaps (every domain malloc and free
  *                             goes to jemalloc; for debugging)
+ *   keys:<n>                  take at most n protection keys (1..15; 15):
+ *                             more domains than keys share them through the
+ *                             key cache
  * Booleans also take on/off, yes/no and 1/0.  An unknown key or a bad value
  * is reported on stderr, quoting the text, and the default stays.
  */
@@ -33,14 +36,15 @@ static const struct khi_conf defaults = {
     .unprotected = false,
     .fault_report = true,
     .magazines = true,
+    .keys = 15,
 };
 
-enum kind { BOOL, MILLIS };
+enum kind { BOOL, MILLIS, KEYS };
 
 static const struct option {
     const char *key;
     enum kind kind;
-    size_t offset; /* of a bool (BOOL) or an unsigned (MILLIS) in struct khi_conf */
+    size_t offset; /* of a bool (BOOL) or an unsigned (MILLIS, KEYS) in struct khi_conf */
 } options[] = {
     {"pku", BOOL, offsetof(struct khi_conf, pku)},
     {"unprotected", BOOL, offsetof(struct khi_conf, unprotected)},
@@ -49,6 +53,7 @@ static const struct option {
     {"watchdog", MILLIS, offsetof(struct khi_conf, watchdog_ms)},
     {"stats_print", BOOL, offsetof(struct khi_conf, stats_print)},
     {"magazines", BOOL, offsetof(struct khi_conf, magazines)},
+    {"keys", KEYS, offsetof(struct khi_conf, keys)},
 };
 
 static struct khi_conf conf;
@@ -90,6 +95,16 @@ static bool parse_millis(const char *v, size_t n, unsigned *out)
     return true;
 }
 
+/* Decimal digits only (leading zeros allowed), 1 to 15. */
+static bool parse_keys(const char *v, size_t n, unsigned *out)
+{
+    unsigned value;
+    if (!parse_millis(v, n, &value) || value < 1 || value > 15)
+        return false;
+    *out = value;
+    return true;
+}
+
 /* Copies n bytes of s into buf as a C string, cut to fit (with "..."), and
  * with bytes that are not printable ASCII shown as '?'. */
 static const char *quote(char *buf, size_t cap, const char *s, size_t n)
@@ -119,11 +134,14 @@ static unsigned parse_option(const char *opt, size_t len, struct khi_conf *c)
         if (!equals(opt, klen, o->key))
             continue;
         char *field = (char *)c + o->offset;
-        if (o->kind == BOOL ? parse_bool(colon + 1, vlen, (bool *)field)
-                            : parse_millis(colon + 1, vlen, (unsigned *)(void *)field))
+        if (o->kind == BOOL     ? parse_bool(colon + 1, vlen, (bool *)field)
+            : o->kind == MILLIS ? parse_millis(colon + 1, vlen, (unsigned *)(void *)field)
+                                : parse_keys(colon + 1, vlen, (unsigned *)(void *)field))
             return 0;
         khi_warn("KEYHEAP_CONF: bad value in \"", quote(text, sizeof text, opt, len), "\" (",
-                 o->kind == BOOL ? "expected true or false" : "expected milliseconds, 0 to 3600000",
+                 o->kind == BOOL     ? "expected true or false"
+                 : o->kind == MILLIS ? "expected milliseconds, 0 to 3600000"
+                                     : "expected a number of keys, 1 to 15",
                  "); default kept", (char *)NULL);
         return 1;
     }

@@ -16,6 +16,7 @@ struct khi_conf {
     unsigned watchdog_ms; /* watchdog:<ms> - audit every thread this often; 0: off */
     bool stats_print;     /* stats_print:true|false - per-domain stats at exit */
     bool magazines;       /* magazines:true|false - per-thread magazines */
+    unsigned keys;        /* keys:<n> - at most this many protection keys (1..15) */
 };
 
 /* The largest watchdog:<ms> (one hour). */

@@ -98,7 +98,7 @@ static size_t block_usable(const void *p)
  * vm.max_map_count, is reached). */
 static bool guard(const struct khi_heap *d, void *p, size_t n)
 {
-    if (mprotect((char *)p + n, guard_page, PROT_NONE) != 0)
+    if (khi_region_protect(d, (char *)p + n, guard_page, false))
         return true;
     khi_stats_decommit(d, guard_page);
     return false;
@@ -106,7 +106,7 @@ static bool guard(const struct khi_heap *d, void *p, size_t n)
 
 static bool unguard(const struct khi_heap *d, void *p, size_t n)
 {
-    if (mprotect((char *)p + n, guard_page, PROT_READ | PROT_WRITE) != 0)
+    if (khi_region_protect(d, (char *)p + n, guard_page, true))
         return true;
     khi_stats_commit(d, guard_page);
     return false;
@@ -438,7 +438,7 @@ static void *domain_alloc(struct khi_heap *d, size_t size, size_t align, bool ze
  * afford the busy mark around even a magazine pop. */
 void *khi_domain_alloc(struct khi_heap *d, size_t size, size_t align, bool zero)
 {
-    unsigned busy = khi_busy_begin(d, NULL, zero ? "calloc" : "malloc");
+    unsigned busy = zero ? khi_busy_resident(d, NULL, "calloc") : khi_busy_begin(d, NULL, "malloc");
     void *p = domain_alloc(d, size, align, zero);
     khi_busy_end(busy);
     return p;
@@ -470,7 +470,8 @@ static __attribute__((noinline)) void free_slow(struct khi_heap *d, void *p, uns
         *khi_map_of(p) = (unsigned char)code; /* the block stays as it was */
         strict_outside(d, p);
     }
-    unsigned busy = khi_busy_begin(d, p, "free");
+    unsigned busy = d->flags & KEYHEAP_NOSCRUB ? khi_busy_begin(d, p, "free")
+                                               : khi_busy_resident(d, p, "free");
     if (!(d->flags & KEYHEAP_NOSCRUB)) {
         size_t n = code >= KHI_MAP_CLASS ? mag_size[code - KHI_MAP_CLASS] : block_usable(p);
         struct khi_open pkru = khi_heap_open(d);
@@ -548,7 +549,7 @@ void *khi_domain_realloc(void *p, size_t size)
 {
     unsigned char *map;
     struct khi_heap *d = live_block(p, "realloc", &map);
-    unsigned busy = khi_busy_begin(d, p, "realloc");
+    unsigned busy = khi_busy_resident(d, p, "realloc");
     void *q = domain_realloc(d, map, p, size);
     khi_busy_end(busy);
     return q;

@@ -39,7 +39,8 @@ struct __attribute__((aligned(256))) khi_heap {
     uint64_t gen;                    /* bumped at every create and destroy of this slot */
     uint64_t free_gen;               /* gen when free's fast path applies (NOSCRUB and not
                                         STRICT), else KHI_GEN_NEVER */
-    int pkey;                        /* the key its pages carry, or -1: untagged */
+    int pkey;                        /* the key its pages carry, -1: untagged, or
+                                        KHI_PKEY_PARKED; changed under carve_lock */
     unsigned flags;                  /* KEYHEAP_* flags */
     unsigned arena;                  /* jemalloc arena index, made on the slot's first use */
     bool has_arena;                  /* the slot's arena exists */
@@ -83,10 +84,31 @@ static inline struct khi_heap *khi_frame_heap(const struct keyheap_abi_frame *f)
     return khi_heap_entry((const void *)((uintptr_t)f->domain & ~(uintptr_t)1));
 }
 
+/* khi_heap_live - whether h is a live heap: resident (it holds its key, or
+ * it is untagged) or parked (it has no key; its memory is PROT_NONE). */
 static inline int khi_heap_live(const struct khi_heap *h)
+{
+    unsigned live = __atomic_load_n(&h->abi.live, __ATOMIC_ACQUIRE);
+    return live == KEYHEAP_ABI_LIVE || live == KEYHEAP_ABI_PARKED;
+}
+
+/* khi_heap_resident - whether h is live and its memory is accessible to
+ * whoever has its key open (or to all, untagged). */
+static inline int khi_heap_resident(const struct khi_heap *h)
 {
     return __atomic_load_n(&h->abi.live, __ATOMIC_ACQUIRE) == KEYHEAP_ABI_LIVE;
 }
+
+/* The pkey field of a parked heap: its committed pages are PROT_NONE with
+ * key 0, and pages it commits stay so until it gets a key. */
+#define KHI_PKEY_PARKED (-2)
+
+/* khi_heap_unpark - gives h, a live heap that may be parked, a key again
+ * (the key cache, domains/keys.c, defines it: a direct call, no pointer),
+ * waiting while every key is held by a domain some thread is inside.
+ * Returns with h resident, or dead (destroyed meanwhile).  pre: this
+ * thread is not busy in any heap and holds no lock of keyheap. */
+KHI_HIDDEN void khi_heap_unpark(struct khi_heap *h);
 
 /* The keys this thread has open for keyheap's own use (khi_heap_open), as
  * PKRU bits: the watchdog's audit (khi_audit_close, domains/audit.c)
@@ -95,22 +117,24 @@ KHI_HIDDEN extern __thread unsigned khi_internal_open;
 
 /* What khi_heap_close restores. */
 struct khi_open {
-    unsigned pkru, prev;
+    unsigned pkru, prev, bits;
 };
 
 /* khi_heap_open - opens h read-write in this thread for keyheap's own use
  * (scrubbing, copying, zeroing, mlock); returns what khi_heap_close
- * restores.  Nests.  Nothing happens for untagged heaps.  The one place
- * that opens a key for keyheap itself. */
+ * restores.  Nests.  Nothing happens for untagged (or parked) heaps.  The
+ * one place that opens a key for keyheap itself.  pre: h keeps its key
+ * until the close: this thread is inside h, busy in it and saw it
+ * resident (khi_busy_resident), or holds its carve lock. */
 static inline struct khi_open khi_heap_open(const struct khi_heap *h)
 {
-    struct khi_open o = {0, khi_internal_open};
-    if (h->abi.ad_bit == 0)
+    struct khi_open o = {0, khi_internal_open, h->abi.ad_bit * 3u};
+    if (o.bits == 0)
         return o;
-    khi_internal_open = o.prev | h->abi.ad_bit * 3u;
+    khi_internal_open = o.prev | o.bits;
     __asm__ volatile("" ::: "memory"); /* marked before it is open */
     o.pkru = keyheap_abi_rdpkru();
-    keyheap_abi_wrpkru(keyheap_abi_open(o.pkru, h->abi.ad_bit, 0));
+    keyheap_abi_wrpkru(o.pkru & ~o.bits);
     return o;
 }
 
@@ -118,9 +142,9 @@ static inline void khi_heap_close(const struct khi_heap *h, struct khi_open o)
 {
     /* h's key back as it was; every other key as it is now: a close round
      * may have closed one meanwhile, and o.pkru must not reopen it. */
-    unsigned bits = h->abi.ad_bit * 3u;
-    if (bits != 0)
-        keyheap_abi_wrpkru((keyheap_abi_rdpkru() & ~bits) | (o.pkru & bits));
+    (void)h;
+    if (o.bits != 0)
+        keyheap_abi_wrpkru((keyheap_abi_rdpkru() & ~o.bits) | (o.pkru & o.bits));
     __asm__ volatile("" ::: "memory"); /* closed before it is unmarked */
     khi_internal_open = o.prev;
 }

@@ -58,7 +58,23 @@ static unsigned char *reserve_map(uintptr_t size)
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (map == MAP_FAILED)
         return NULL;
+    /* Each region's part is touched at a different place: small pages, or
+     * every domain would cost a transparent huge page of map. */
     madvise(map, size >> KHI_GRANULE_SHIFT, MADV_DONTDUMP);
+    madvise(map, size >> KHI_GRANULE_SHIFT, MADV_NOHUGEPAGE);
+    return map;
+}
+
+/* Reserves the commit map for a span of size bytes, as reserve_map does. */
+static uint64_t *reserve_commit_map(uintptr_t size)
+{
+    size_t len = (size >> KHI_PAGE_SHIFT) / 8;
+    void *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                     -1, 0);
+    if (map == MAP_FAILED)
+        return NULL;
+    madvise(map, len, MADV_DONTDUMP);
+    madvise(map, len, MADV_NOHUGEPAGE);
     return map;
 }
 
@@ -70,10 +86,15 @@ bool khi_span_reserve(void)
         unsigned shift = KHI_REGION_SHIFT_MAX;
         uintptr_t base = 0;
         unsigned char *map = NULL;
+        uint64_t *committed = NULL;
         for (;; shift--) {
             uintptr_t size = (uintptr_t)KHI_SLOTS << shift;
-            if ((base = reserve_aligned(shift)) != 0 && (map = reserve_map(size)) != NULL)
+            if ((base = reserve_aligned(shift)) != 0 && (map = reserve_map(size)) != NULL &&
+                (committed = reserve_commit_map(size)) != NULL)
                 break;
+            if (map != NULL)
+                munmap(map, size >> KHI_GRANULE_SHIFT);
+            map = NULL;
             if (base != 0)
                 munmap((void *)base, size);
             base = 0;
@@ -88,6 +109,7 @@ bool khi_span_reserve(void)
             madvise((void *)base, size, MADV_DONTDUMP);
             khi_span.shift = shift;
             khi_span.map = map;
+            khi_span.committed = committed;
             /* base before size: a reader that sees the new size sees it. */
             __atomic_store_n(&khi_span.base, base, __ATOMIC_RELEASE);
             __atomic_store_n(&khi_span.size, size, __ATOMIC_RELEASE);
@@ -95,6 +117,43 @@ bool khi_span_reserve(void)
     }
     pthread_mutex_unlock(&span_lock);
     return failed;
+}
+
+/* ------------------------------------------------------- the commit map */
+
+/* Marks the pages of [addr, addr + len) committed (on) or not.  pre: the
+ * carve lock of their heap; addr and len are multiples of the page. */
+static void commit_mark(uintptr_t addr, size_t len, bool on)
+{
+    size_t i = (addr - khi_span.base) >> KHI_PAGE_SHIFT, end = i + (len >> KHI_PAGE_SHIFT);
+    uint64_t *w = khi_span.committed;
+    while (i < end) {
+        if (i % 64 == 0 && end - i >= 64) {
+            w[i / 64] = on ? ~(uint64_t)0 : 0;
+            i += 64;
+            continue;
+        }
+        uint64_t bit = (uint64_t)1 << (i % 64);
+        w[i / 64] = on ? w[i / 64] | bit : w[i / 64] & ~bit;
+        i++;
+    }
+}
+
+/* The first page at or after i (page index in the span), below end, whose
+ * commit bit is set (want) or clear (!want); end when there is none. */
+static size_t commit_next(size_t i, size_t end, bool want)
+{
+    const uint64_t *w = khi_span.committed;
+    while (i < end) {
+        uint64_t word = want ? w[i / 64] : ~w[i / 64];
+        word &= ~(uint64_t)0 << (i % 64);
+        if (word != 0) {
+            size_t at = (i & ~(size_t)63) + (size_t)__builtin_ctzll(word);
+            return at < end ? at : end;
+        }
+        i = (i & ~(size_t)63) + 64;
+    }
+    return end;
 }
 
 /* The hygiene flags of d on pages just tagged read-write: KEYHEAP_WIPEONFORK
@@ -106,7 +165,8 @@ static bool secure_pages(const struct khi_heap *d, void *addr, size_t size)
 {
     if ((d->flags & KEYHEAP_WIPEONFORK) && madvise(addr, size, MADV_WIPEONFORK) != 0)
         goto undo;
-    if (d->flags & KEYHEAP_MLOCK) {
+    /* A parked heap's pages are locked when it gets its key back. */
+    if ((d->flags & KEYHEAP_MLOCK) && d->pkey != KHI_PKEY_PARKED) {
         struct khi_open pkru = khi_heap_open(d);
         int rc = mlock(addr, size);
         khi_heap_close(d, pkru);
@@ -127,6 +187,16 @@ undo:;
     mprotect(addr, size, PROT_NONE);
     errno = e;
     return true;
+}
+
+/* Makes [addr, addr + size) of d usable memory: read-write with d's key,
+ * or, while d is parked, PROT_NONE with key 0 until it gets one.  pre: d's
+ * carve lock. */
+static bool commit_pages(const struct khi_heap *d, void *addr, size_t size)
+{
+    if (d->pkey == KHI_PKEY_PARKED)
+        return khi_pkey_mprotect(addr, size, PROT_NONE, 0);
+    return khi_pkey_mprotect(addr, size, PROT_READ | PROT_WRITE, d->pkey);
 }
 
 static struct khi_heap *domain_of_hooks(khi_extent_hooks_t *hooks)
@@ -153,12 +223,13 @@ static void *hook_alloc(khi_extent_hooks_t *hooks, void *new_addr, size_t size, 
     if (new_addr != NULL && (uintptr_t)new_addr != addr)
         addr = 0;
     if (addr != 0 && addr + size > addr && addr + size <= d->end &&
-        (!*commit || (!khi_pkey_mprotect((void *)addr, size, PROT_READ | PROT_WRITE, d->pkey) &&
-                      !secure_pages(d, (void *)addr, size)))) {
+        (!*commit || (!commit_pages(d, (void *)addr, size) && !secure_pages(d, (void *)addr, size)))) {
         /* The alignment gap before addr stays PROT_NONE: a guard. */
         d->next = addr + size;
-        if (*commit)
+        if (*commit) {
+            commit_mark(addr, size, true);
             khi_stats_commit(d, size);
+        }
         result = (void *)addr;
         *zero = true; /* fresh anonymous pages, or PROT_NONE until committed */
     }
@@ -190,7 +261,12 @@ static bool hook_commit(khi_extent_hooks_t *hooks, void *addr, size_t size, size
     (void)size, (void)arena_ind;
     struct khi_heap *d = domain_of_hooks(hooks);
     char *p = (char *)addr + offset;
-    if (khi_pkey_mprotect(p, length, PROT_READ | PROT_WRITE, d->pkey) || secure_pages(d, p, length))
+    pthread_mutex_lock(&d->carve_lock);
+    bool failed = commit_pages(d, p, length) || secure_pages(d, p, length);
+    if (!failed)
+        commit_mark((uintptr_t)p, length, true);
+    pthread_mutex_unlock(&d->carve_lock);
+    if (failed)
         return true;
     khi_stats_commit(d, length);
     return false;
@@ -200,17 +276,20 @@ static bool hook_decommit(khi_extent_hooks_t *hooks, void *addr, size_t size, si
                           size_t length, unsigned arena_ind)
 {
     (void)size, (void)arena_ind;
+    struct khi_heap *d = domain_of_hooks(hooks);
     char *p = (char *)addr + offset;
+    pthread_mutex_lock(&d->carve_lock);
     /* Locked pages cannot be dropped: unlock them first (commit locks
-     * them again). */
-    if ((domain_of_hooks(hooks)->flags & KEYHEAP_MLOCK) && munlock(p, length) != 0)
+     * them again).  Plain mprotect keeps the key tag; the pages themselves
+     * are dropped. */
+    bool failed = ((d->flags & KEYHEAP_MLOCK) && munlock(p, length) != 0) ||
+                  madvise(p, length, MADV_DONTNEED) != 0 || mprotect(p, length, PROT_NONE) != 0;
+    if (!failed)
+        commit_mark((uintptr_t)p, length, false);
+    pthread_mutex_unlock(&d->carve_lock);
+    if (failed)
         return true;
-    /* Plain mprotect keeps the key tag; the pages themselves are dropped. */
-    if (madvise(p, length, MADV_DONTNEED) != 0)
-        return true;
-    if (mprotect(p, length, PROT_NONE) != 0)
-        return true;
-    khi_stats_decommit(domain_of_hooks(hooks), length);
+    khi_stats_decommit(d, length);
     return false;
 }
 
@@ -288,6 +367,9 @@ bool khi_region_discard(struct khi_heap *d)
     if (p == MAP_FAILED)
         return true;
     khi_stats_reset(d);
+    pthread_mutex_lock(&d->carve_lock);
+    commit_mark(d->start, used, false);
+    pthread_mutex_unlock(&d->carve_lock);
     /* The carve pointer stays: the arena retains what was carved and will
      * hand it out again. */
     madvise((void *)d->start, used, MADV_DONTDUMP);
@@ -298,6 +380,70 @@ bool khi_region_discard(struct khi_heap *d)
     if (madvise(map, map_used, MADV_DONTNEED) != 0)
         memset(map, 0, map_used);
     return false;
+}
+
+bool khi_region_protect(const struct khi_heap *h, void *addr, size_t len, bool usable)
+{
+    struct khi_heap *d = (struct khi_heap *)h; /* its carve lock only */
+    pthread_mutex_lock(&d->carve_lock);
+    bool failed = usable ? commit_pages(d, addr, len) : mprotect(addr, len, PROT_NONE) != 0;
+    if (!failed)
+        commit_mark((uintptr_t)addr, len, usable);
+    pthread_mutex_unlock(&d->carve_lock);
+    return failed;
+}
+
+bool khi_region_park(struct khi_heap *d)
+{
+    pthread_mutex_lock(&d->carve_lock);
+    size_t used = d->next - d->start;
+    /* One call for the whole used range: the commit map keeps what was
+     * usable.  Key 0, so that no page of the heap carries the key it
+     * gives up. */
+    bool failed = used != 0 && khi_pkey_mprotect((void *)d->start, used, PROT_NONE, 0);
+    if (!failed) {
+        d->pkey = KHI_PKEY_PARKED;
+        d->abi.ad_bit = 0;
+    }
+    pthread_mutex_unlock(&d->carve_lock);
+    return failed;
+}
+
+unsigned khi_region_resume(struct khi_heap *d, int key)
+{
+    unsigned runs = 0;
+    bool failed = false;
+    pthread_mutex_lock(&d->carve_lock);
+    d->pkey = key;
+    d->abi.ad_bit = 1u << (2 * key);
+    size_t i = (d->start - khi_span.base) >> KHI_PAGE_SHIFT;
+    size_t end = (d->next - khi_span.base) >> KHI_PAGE_SHIFT;
+    while (!failed && (i = commit_next(i, end, true)) < end) {
+        size_t stop = commit_next(i, end, false);
+        void *p = (void *)(khi_span.base + (i << KHI_PAGE_SHIFT));
+        size_t len = (stop - i) << KHI_PAGE_SHIFT;
+        failed = khi_pkey_mprotect(p, len, PROT_READ | PROT_WRITE, key);
+        if (!failed && (d->flags & KEYHEAP_MLOCK)) {
+            /* Pages committed while parked are locked now (mlock faults
+             * them in, which needs the key open). */
+            struct khi_open o = khi_heap_open(d);
+            failed = mlock(p, len) != 0;
+            khi_heap_close(d, o);
+        }
+        runs++;
+        i = stop;
+    }
+    if (failed) {
+        int e = errno;
+        size_t used = d->next - d->start;
+        if (used != 0)
+            khi_pkey_mprotect((void *)d->start, used, PROT_NONE, 0);
+        d->pkey = KHI_PKEY_PARKED;
+        d->abi.ad_bit = 0;
+        errno = e;
+    }
+    pthread_mutex_unlock(&d->carve_lock);
+    return failed ? 0u : runs + 1;
 }
 
 /* Whether the maps line (lo-hi perms ...) is a readable or writable

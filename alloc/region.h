@@ -28,4 +28,24 @@ KHI_HIDDEN bool khi_region_discard(struct khi_heap *d);
  * after the arena was emptied, none may be.  False where it cannot tell. */
 KHI_HIDDEN bool khi_region_has_committed(const struct khi_heap *d);
 
+/* khi_region_protect - makes [addr, addr + len), page-aligned memory of
+ * d's used region, usable (as a commit does: read-write with d's key, or
+ * PROT_NONE while d is parked) or not (PROT_NONE: a guard page), and
+ * records it in the commit map.  Returns true on error (errno). */
+KHI_HIDDEN bool khi_region_protect(const struct khi_heap *h, void *addr, size_t len, bool usable);
+
+/* khi_region_park - takes d's key off its memory: the whole used part of
+ * its region becomes PROT_NONE with key 0 (one system call; contents,
+ * locks and madvise flags stay), d->pkey becomes KHI_PKEY_PARKED and its
+ * ad_bit 0.  pre: d resident, no thread inside it or busy in it, its key
+ * closed in every thread.  Returns true on error (d unchanged). */
+KHI_HIDDEN bool khi_region_park(struct khi_heap *d);
+
+/* khi_region_resume - gives parked d the key: every run of committed pages
+ * (the commit map) becomes read-write with key, locked again for
+ * KEYHEAP_MLOCK, and d->pkey and ad_bit say key.  Returns the number of
+ * system calls' runs plus one (at least 1) on success, 0 on error (d is
+ * parked again, errno set). */
+KHI_HIDDEN unsigned khi_region_resume(struct khi_heap *d, int key);
+
 #endif /* KH_ALLOC_REGION_H */

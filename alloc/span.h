@@ -15,12 +15,16 @@ extern "C" {
 
 /* Heap slots, and the address region each slot owns: slot i owns
  * [khi_span.base + (i << khi_span.shift), + (1 << khi_span.shift)).
- * Regions are 16 GiB (a 1 TiB span) where the kernel allows it; where it
- * does not (valgrind manages only a few tens of GiB for the whole program),
- * they are halved until the span fits, down to 64 MiB. */
-#define KHI_SLOTS 64u
-#define KHI_REGION_SHIFT_MAX 34u /* 16 GiB of address space per heap */
-#define KHI_REGION_SHIFT_MIN 26u /* 64 MiB */
+ * Regions are 4 GiB (a 4 TiB span, plus 256 GiB of block map and 128 MiB
+ * of commit map, all PROT_NONE or untouched MAP_NORESERVE) where the
+ * kernel allows it; where it does not (valgrind manages only a few tens of
+ * GiB for the whole program, a strict overcommit policy charges the maps),
+ * they are halved until the span fits, down to 32 MiB (a 32 GiB span).
+ * 1024 slots: domains are not limited by the 15 protection keys (the key
+ * cache, domains/keys.c), so the slots are the limit. */
+#define KHI_SLOTS 1024u
+#define KHI_REGION_SHIFT_MAX 32u /* 4 GiB of address space per heap */
+#define KHI_REGION_SHIFT_MIN 25u /* 32 MiB */
 
 /* The span: its start, length and region size, in one cache line.  Until
  * it is reserved, size is 0 (so the test below is false for every pointer),
@@ -31,6 +35,7 @@ struct khi_span {
     uintptr_t size;     /* KHI_SLOTS << shift, or 0 */
     unsigned shift;     /* log2 of the region size */
     unsigned char *map; /* the block map, below */
+    uint64_t *committed; /* the commit map, below */
 };
 KHI_HIDDEN extern struct khi_span khi_span;
 
@@ -67,6 +72,16 @@ static inline unsigned char *khi_map_of(const void *p)
 {
     return khi_span.map + (((uintptr_t)p - khi_span.base) >> KHI_GRANULE_SHIFT);
 }
+
+/* The commit map: one bit per page of the span, set while the page is
+ * committed (jemalloc holds it as usable memory: read-write with its
+ * heap's key, or PROT_NONE while the heap is parked), clear for carved but
+ * uncommitted space, decommitted extents, guard pages and never-carved
+ * space.  Each heap's bits are changed under its carve lock only; a heap's
+ * region covers whole words (a region is at least 32 MiB).  Parking a heap
+ * makes its whole used range PROT_NONE in one call; the map says what to
+ * make read-write again, run by run, when it gets a key back. */
+#define KHI_PAGE_SHIFT 12u
 
 #ifdef __cplusplus
 }

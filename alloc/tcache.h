@@ -96,6 +96,21 @@ static inline void khi_busy_end(unsigned prev)
     khi_heap_busy = prev;
 }
 
+/* khi_busy_resident - khi_busy_begin, with h resident for as long as the
+ * mark stays (a key cache takes no key from a heap a thread is busy in):
+ * a parked h gets its key back first, without the mark (khi_heap_unpark).
+ * For the calls that touch h's memory: zeroing, scrubbing, copying. */
+static inline unsigned khi_busy_resident(struct khi_heap *h, const void *p, const char *op)
+{
+    for (;;) {
+        unsigned prev = khi_busy_begin(h, p, op);
+        if (__builtin_expect(khi_heap_resident(h), 1))
+            return prev;
+        khi_busy_end(prev);
+        khi_heap_unpark(h);
+    }
+}
+
 /* khi_tcache_flags_slow - creates this thread's cache for h and returns
  * its flags; without a cache (the thread is past its last exit hook, or
  * jemalloc has none left) the flags ask for no cache. */

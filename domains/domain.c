@@ -14,6 +14,7 @@
 #include "alloc/region.h"
 #include "alloc/stats.h"
 #include "domains/fault.h"
+#include "domains/keys.h"
 #include "domains/stats.h"
 #include "domains/thread.h"
 #include "domains/rounds.h"
@@ -125,23 +126,28 @@ KEYHEAP_API keyheap_domain_t *keyheap_domain_create(const char *name, unsigned f
         goto out;
     }
     int key = -1;
-    if (khi_pku_usable() && (key = khi_pkey_alloc()) < 0) {
-        /* ENOSPC: every key is taken; anything else (EPERM from a seccomp
-         * filter, ENOSYS) is the kernel's own answer, passed on. */
+    if (khi_pku_usable() && (key = khi_keys_for_new()) == -1) {
+        /* keyheap holds no key and the kernel gives none.  ENOSPC: every
+         * key is taken; anything else (EPERM from a seccomp filter,
+         * ENOSYS) is the kernel's own answer, passed on.  With keys in
+         * the pool, a domain without one of its own starts parked. */
         d = NULL;
         goto out;
     }
     records[d - khi_heaps].pkey_told = false;
     if (khi_heap_make(d, key, flags, name)) {
-        khi_pkey_free(key);
+        /* A key stays in the pool, spare. */
         errno = ENOMEM;
         d = NULL;
         goto out;
     }
-    khi_keys_ad_mask |= d->abi.ad_bit;
-    __atomic_store_n(&d->abi.live, KEYHEAP_ABI_LIVE, __ATOMIC_RELEASE);
-    khi_fault_install();
     if (key > 0)
+        khi_keys_bind(d, key);
+    d->abi.used = 1;
+    __atomic_store_n(&d->abi.live, key == KHI_PKEY_PARKED ? KEYHEAP_ABI_PARKED : KEYHEAP_ABI_LIVE,
+                     __ATOMIC_RELEASE);
+    khi_fault_install();
+    if (key != -1)
         khi_watchdog_install();
     khi_stats_at_exit();
 out:
@@ -219,8 +225,10 @@ KEYHEAP_API int keyheap_domain_destroy(keyheap_domain_t *handle)
     const char *why = khi_heap_teardown(d);
     if (why != NULL)
         khi_fatal("keyheap_domain_destroy(\"", d->name, "\"): ", why, (char *)NULL);
-    if (d->pkey > 0)
+    if (d->pkey > 0) {
+        khi_keys_unbind(d);
         release_key(d);
+    }
     records[d->slot].freed_at = ++destroys;
     pthread_mutex_unlock(&khi_domains_lock);
     return 0;
@@ -233,9 +241,26 @@ KEYHEAP_API const char *keyheap_domain_name(const keyheap_domain_t *d)
 
 KEYHEAP_API int keyheap_domain_pkey(const keyheap_domain_t *d)
 {
+    pthread_mutex_lock(&khi_domains_lock);
     struct khi_heap *dom = khi_domain_check(d, "keyheap_domain_pkey");
-    records[dom->slot].pkey_told = true;
-    return dom->pkey;
+    enum khi_keys_wait why;
+    int key = -1;
+    /* A parked domain gets a key first; a domain whose key was given out
+     * keeps it until it is destroyed (pages outside keyheap may carry it
+     * now), so the key cache never takes it. */
+    if (khi_keys_resident(dom, &why)) {
+        errno = why == KHI_KEYS_FAILED ? ENOMEM : EAGAIN;
+    } else {
+        records[dom->slot].pkey_told = true;
+        key = dom->pkey;
+    }
+    pthread_mutex_unlock(&khi_domains_lock);
+    return key;
+}
+
+bool khi_domain_key_told(const struct khi_heap *d)
+{
+    return records[d->slot].pkey_told;
 }
 
 KEYHEAP_API keyheap_domain_t *keyheap_domain_of(const void *p)

@@ -32,6 +32,10 @@ KHI_HIDDEN struct khi_heap *khi_domain_check(const keyheap_domain_t *d, const ch
  * Async-signal-safe (it reads the domain table, takes no lock). */
 KHI_HIDDEN const struct khi_heap *khi_domain_of_key(unsigned key);
 
+/* khi_domain_key_told - whether keyheap_domain_pkey gave d's key out: d
+ * then keeps it until it is destroyed.  pre: the domain lock. */
+KHI_HIDDEN bool khi_domain_key_told(const struct khi_heap *d);
+
 /* khi_name_char - c as a report shows a byte of a domain's name: quotes,
  * backslashes and bytes that are not printable ASCII become '?'. */
 static inline char khi_name_char(char c)
@@ -39,7 +43,8 @@ static inline char khi_name_char(char c)
     return c >= 0x20 && c < 0x7f && c != '"' && c != '\\' ? c : '?';
 }
 
-/* The PKRU access-disable bits of every key keyheap's live domains hold. */
+/* The PKRU access-disable bits of every key in keyheap's pool (the key
+ * cache, domains/keys.h): its resident domains' and its spare keys. */
 KHI_HIDDEN extern unsigned khi_keys_ad_mask;
 
 /* The access-disable bits of keys keyheap keeps without a domain: keys of

@@ -12,6 +12,7 @@
 #include "alloc/fatal.h"
 #include "alloc/pkey.h"
 #include "alloc/tcache.h"
+#include "domains/keys.h"
 #include "domains/audit.h"
 #include "domains/thread.h"
 
@@ -41,16 +42,51 @@ static void verify(const char *op, const struct khi_heap *d)
               " instead of ", khi_key_rights(want, key), (char *)NULL);
 }
 
+/* The enter itself, as keyheap_abi_enter does it (the order is the key
+ * cache's argument, domains/keys.c), with the frame marked in verify mode
+ * so that its leave comes to keyheap_abi_leave_slow.  Returns false, with
+ * the frame taken back, when d is not resident. */
+static bool try_enter(struct keyheap_abi_thread *t, keyheap_domain_t *d, unsigned readonly)
+{
+    struct keyheap_abi_domain *a = (struct keyheap_abi_domain *)(void *)d;
+    unsigned n = t->depth;
+    struct keyheap_abi_frame *f = &t->stack[n];
+    t->depth = n + 1; /* first, as keyheap_abi_enter does */
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    f->domain = t->mode == KEYHEAP_ABI_VERIFY ? (keyheap_domain_t *)((uintptr_t)d | 1) : d;
+    f->target = t->target;
+    f->readonly = readonly;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    unsigned live = *(volatile const unsigned *)&a->live;
+    unsigned ad_bit = *(volatile const unsigned *)&a->ad_bit;
+    if (live != KEYHEAP_ABI_LIVE) {
+        f->domain = NULL;
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+        t->depth = n;
+        return false;
+    }
+    a->used = 1;
+    if (t->mode == KEYHEAP_ABI_PKU || t->mode == KEYHEAP_ABI_VERIFY) {
+        unsigned pkru = keyheap_abi_rdpkru();
+        f->pkru = pkru;
+        keyheap_abi_wrpkru(keyheap_abi_open(pkru, ad_bit, readonly));
+    }
+    if (!readonly)
+        t->target = d;
+    return true;
+}
+
 KEYHEAP_API void keyheap_abi_enter_slow(keyheap_domain_t *d, unsigned readonly)
 {
-    struct khi_heap *dom = khi_domain_check(d, readonly ? "keyheap_enter_ro" : "keyheap_enter");
+    const char *op = readonly ? "keyheap_enter_ro" : "keyheap_enter";
+    struct khi_heap *dom = khi_domain_check(d, op);
     struct keyheap_abi_thread *t = &keyheap_abi_self;
     if (t->depth >= KEYHEAP_MAX_DEPTH)
-        khi_fatal(readonly ? "keyheap_enter_ro(\"" : "keyheap_enter(\"", dom->name,
-                  "\"): domains nested deeper than KEYHEAP_MAX_DEPTH (64)", (char *)NULL);
+        khi_fatal(op, "(\"", dom->name, "\"): domains nested deeper than KEYHEAP_MAX_DEPTH (64)",
+                  (char *)NULL);
     if (t->mode == KEYHEAP_ABI_UNSET) {
         if (khi_tcache_final)
-            khi_fatal(readonly ? "keyheap_enter_ro(\"" : "keyheap_enter(\"", dom->name,
+            khi_fatal(op, "(\"", dom->name,
                       "\") in a thread that is exiting, after keyheap's last thread-exit hook "
                       "(the last round of thread-specific-data destructors): enter domains "
                       "in earlier destructors or before the thread ends",
@@ -60,24 +96,14 @@ KEYHEAP_API void keyheap_abi_enter_slow(keyheap_domain_t *d, unsigned readonly)
                   : khi_conf_get()->verify ? KEYHEAP_ABI_VERIFY
                                            : KEYHEAP_ABI_PKU;
     }
-    if (t->mode != KEYHEAP_ABI_VERIFY) {
-        keyheap_abi_enter(d, readonly);
-        return;
+    if (t->mode == KEYHEAP_ABI_VERIFY)
+        verify(op, dom);
+    /* A parked domain gets a key (the key cache), and the enter is tried
+     * again: another thread's miss may take the key back in between. */
+    while (!try_enter(t, d, readonly)) {
+        khi_heap_unpark(dom);
+        khi_domain_check(d, op); /* destroyed meanwhile: the same abort */
     }
-    /* Verify mode: what keyheap_abi_enter does, with the check first and
-     * the frame marked, so that its leave comes to keyheap_abi_leave_slow. */
-    verify(readonly ? "keyheap_enter_ro" : "keyheap_enter", dom);
-    struct keyheap_abi_frame *f = &t->stack[t->depth];
-    t->depth++; /* first, as keyheap_abi_enter does */
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    f->domain = (keyheap_domain_t *)((uintptr_t)d | 1);
-    f->target = t->target;
-    f->readonly = readonly;
-    unsigned pkru = keyheap_abi_rdpkru();
-    f->pkru = pkru;
-    keyheap_abi_wrpkru(keyheap_abi_open(pkru, dom->abi.ad_bit, readonly));
-    if (!readonly)
-        t->target = d;
 }
 
 KEYHEAP_API void keyheap_abi_leave_slow(keyheap_domain_t *d)

@@ -70,9 +70,13 @@
 static struct {
     unsigned close; /* AD bits of keys to close, whatever the thread's stack */
     bool audit;     /* the watchdog's round: close what the thread must not have */
+    const struct khi_heap *victim; /* an eviction's domain: a thread inside it or
+                                      busy in it keeps its key, and refuses */
+    unsigned victim_bit;           /* the victim's key's AD bit */
 } rq;
 static unsigned round_no;
 static unsigned reopened; /* handlers of this round that found a key to close */
+static unsigned refused;  /* handlers of this round inside or busy in the victim */
 
 /* The tasks of one batch of a round, and the round each has answered. */
 #define BATCH 512u
@@ -156,12 +160,15 @@ static void on_signal(int sig, siginfo_t *info, void *ctx)
     (void)sig, (void)info;
     int saved_errno = errno;
     ucontext_t *uc = ctx;
-    unsigned r, close;
+    unsigned r, close, victim_bit;
     bool audit;
+    const struct khi_heap *victim;
     do {
         r = __atomic_load_n(&round_no, __ATOMIC_ACQUIRE);
         close = __atomic_load_n(&rq.close, __ATOMIC_RELAXED);
         audit = __atomic_load_n(&rq.audit, __ATOMIC_RELAXED);
+        victim = __atomic_load_n(&rq.victim, __ATOMIC_RELAXED);
+        victim_bit = __atomic_load_n(&rq.victim_bit, __ATOMIC_RELAXED);
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
     } while (r != __atomic_load_n(&round_no, __ATOMIC_RELAXED));
     /* A destroy closes only keys it keeps: a late signal (queued while
@@ -171,6 +178,21 @@ static void on_signal(int sig, siginfo_t *info, void *ctx)
 
     struct keyheap_abi_thread *t = &keyheap_abi_self;
     unsigned depth = t->depth < KEYHEAP_MAX_DEPTH ? t->depth : KEYHEAP_MAX_DEPTH;
+    /* An eviction: this thread interrupted at any instruction either has
+     * a frame naming the victim already (an enter writes it before it
+     * reads the domain's state), or a busy mark in it (set before the
+     * check for a key), and refuses; or it reads the victim parked when
+     * it goes on, and takes the out-of-line path.  Either way it never
+     * opens the key for the victim's memory after this answer. */
+    if (victim != NULL) {
+        bool uses = khi_heap_busy == victim->slot + 1;
+        for (unsigned i = 0; i < depth && !uses; i++)
+            uses = khi_frame_heap(&t->stack[i]) == victim;
+        if (uses) {
+            close &= ~victim_bit;
+            __atomic_add_fetch(&refused, 1, __ATOMIC_RELAXED);
+        }
+    }
     struct khi_audit_keys q = {0, 0};
     bool changed = false;
     uint64_t *bv;
@@ -467,23 +489,37 @@ static void close_here(unsigned close)
 }
 
 /* One round; returns how many tasks did not answer, and in *found how
- * many handlers had something to close. */
-static unsigned run_round(unsigned close, bool audit, unsigned *found)
+ * many handlers had something to close (for an eviction of victim, plus
+ * how many refused). */
+static unsigned run_round_of(unsigned close, bool audit, const struct khi_heap *victim,
+                             unsigned *found, unsigned *refusals)
 {
     pthread_mutex_lock(&round_lock);
     __atomic_store_n(&rq.close, close, __ATOMIC_RELAXED);
     __atomic_store_n(&rq.audit, audit, __ATOMIC_RELAXED);
+    __atomic_store_n(&rq.victim, victim, __ATOMIC_RELAXED);
+    __atomic_store_n(&rq.victim_bit, victim != NULL ? close : 0u, __ATOMIC_RELAXED);
     __atomic_store_n(&reopened, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&refused, 0, __ATOMIC_RELAXED);
     unsigned r = __atomic_add_fetch(&round_no, 1, __ATOMIC_RELEASE);
     if (r == 0) /* 0 is "never answered" */
         r = __atomic_add_fetch(&round_no, 1, __ATOMIC_RELEASE);
     unsigned missing = signal_tasks(r);
     *found = __atomic_load_n(&reopened, __ATOMIC_RELAXED);
+    if (refusals != NULL)
+        *refusals = __atomic_load_n(&refused, __ATOMIC_RELAXED);
     /* A signal delivered after the round (it was queued) closes nothing. */
     __atomic_store_n(&rq.close, 0u, __ATOMIC_RELAXED);
     __atomic_store_n(&rq.audit, false, __ATOMIC_RELAXED);
+    __atomic_store_n(&rq.victim, NULL, __ATOMIC_RELAXED);
+    __atomic_store_n(&rq.victim_bit, 0u, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&round_lock);
     return missing;
+}
+
+static unsigned run_round(unsigned close, bool audit, unsigned *found)
+{
+    return run_round_of(close, audit, NULL, found, NULL);
 }
 
 /* Rounds of a destroy, while a handler still found the key open. */
@@ -503,6 +539,22 @@ unsigned khi_close_key_everywhere(unsigned ad_bits)
     /* Still re-opened after every pass: count it as unanswered, so the
      * key is kept. */
     return missing + found;
+}
+
+bool khi_close_key_evicting(unsigned ad_bit, const struct khi_heap *victim)
+{
+    if (!installed)
+        return false;
+    close_here(ad_bit);
+    for (unsigned pass = 0; pass < CLOSE_PASSES; pass++) {
+        unsigned found = 0, refusals = 0;
+        unsigned missing = run_round_of(ad_bit, false, victim, &found, &refusals);
+        if (missing != 0 || refusals != 0)
+            return true;
+        if (found == 0)
+            return false;
+    }
+    return true;
 }
 
 unsigned khi_round_audit(void)

@@ -28,6 +28,17 @@ KHI_HIDDEN bool khi_rounds_installed(void);
  * every thread has the keys closed. */
 KHI_HIDDEN unsigned khi_close_key_everywhere(unsigned ad_bits);
 
+/* khi_close_key_evicting - an eviction's round: closes the key of ad_bit
+ * (which must be among khi_keys_kept during the round) in every task but
+ * the caller, which closes it itself, unless the task is inside victim or
+ * busy in it.  pre: victim is marked parked (KEYHEAP_ABI_PARKED), so that
+ * a task that was not inside it when signalled reads it parked after.
+ * Returns true when the key may not be taken from victim: some task is
+ * inside it or busy in it, did not answer, or reopened the key in every
+ * pass. */
+struct khi_heap;
+KHI_HIDDEN bool khi_close_key_evicting(unsigned ad_bit, const struct khi_heap *victim);
+
 /* khi_rounds_exempt - records tid as a task that blocks every signal
  * and runs no user code (glibc's timer helper): rounds do not wait for it
  * once it is seen to block keyheap's signal and never used a domain. */

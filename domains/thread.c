@@ -221,6 +221,32 @@ bool khi_threads_inside(const struct khi_heap *d)
     return inside;
 }
 
+bool khi_threads_using(const struct khi_heap *d)
+{
+    bool using = false;
+    const struct keyheap_abi_thread *self = &keyheap_abi_self;
+    for (unsigned i = 0; i < self->depth && i < KEYHEAP_MAX_DEPTH && !using; i++)
+        using = khi_frame_heap(&self->stack[i]) == d;
+    pthread_mutex_lock(&threads_lock);
+    for (struct khi_thread *t = registry.next; t != &registry && !using; t = t->next) {
+        using = __atomic_load_n(t->busy, __ATOMIC_RELAXED) == d->slot + 1;
+        unsigned depth = __atomic_load_n(&t->abi->depth, __ATOMIC_RELAXED);
+        for (unsigned i = 0; i < depth && i < KEYHEAP_MAX_DEPTH && !using; i++)
+            using = khi_frame_heap(&t->abi->stack[i]) == d;
+    }
+    pthread_mutex_unlock(&threads_lock);
+    return using;
+}
+
+bool khi_thread_inside_self(const struct khi_heap *d)
+{
+    const struct keyheap_abi_thread *self = &keyheap_abi_self;
+    for (unsigned i = 0; i < self->depth && i < KEYHEAP_MAX_DEPTH; i++)
+        if (khi_frame_heap(&self->stack[i]) == d)
+            return true;
+    return false;
+}
+
 void khi_threads_wait_idle(const struct khi_heap *d)
 {
     struct timespec step = {0, 100000};

@@ -26,6 +26,14 @@ KHI_HIDDEN void khi_threads_wait_idle(const struct khi_heap *d);
  * domain lock. */
 KHI_HIDDEN bool khi_threads_inside(const struct khi_heap *d);
 
+/* khi_threads_using - whether some thread seems inside d or busy in it
+ * now: a plain scan of the registry, no barrier (the key cache's choice
+ * of a victim; its round is what decides). */
+KHI_HIDDEN bool khi_threads_using(const struct khi_heap *d);
+
+/* khi_thread_inside_self - whether this thread's domain stack names d. */
+KHI_HIDDEN bool khi_thread_inside_self(const struct khi_heap *d);
+
 /* khi_threads_drop_tcaches - destroys every thread's cache for d. */
 KHI_HIDDEN void khi_threads_drop_tcaches(const struct khi_heap *d);
 

@@ -57,6 +57,22 @@ static bool model_option(const char *opt, struct khi_conf *c)
         c->watchdog_ms = (unsigned)ms;
         return true;
     }
+    if (strcmp(key, "keys") == 0) {
+        /* Decimal digits only, 1 to 15 (leading zeros allowed). */
+        size_t n = strlen(v);
+        if (n == 0 || strspn(v, "0123456789") != n)
+            return false;
+        unsigned long long k = 0;
+        for (size_t i = 0; i < n; i++) {
+            k = k * 10 + (unsigned long long)(v[i] - '0');
+            if (k > 15)
+                return false;
+        }
+        if (k == 0)
+            return false;
+        c->keys = (unsigned)k;
+        return true;
+    }
     bool *field = strcmp(key, "pku") == 0            ? &c->pku
                   : strcmp(key, "unprotected") == 0  ? &c->unprotected
                   : strcmp(key, "fault_report") == 0 ? &c->fault_report
@@ -84,7 +100,8 @@ static unsigned model_parse(char *text, struct khi_conf *c)
                            .verify = false,
                            .watchdog_ms = 0,
                            .stats_print = false,
-                           .magazines = true};
+                           .magazines = true,
+                           .keys = 15};
     unsigned problems = 0;
     char *opt = text;
     for (;;) {
@@ -104,7 +121,7 @@ static bool same(const struct khi_conf *a, const struct khi_conf *b)
     return a->pku == b->pku && a->unprotected == b->unprotected &&
            a->fault_report == b->fault_report && a->verify == b->verify &&
            a->watchdog_ms == b->watchdog_ms && a->stats_print == b->stats_print &&
-           a->magazines == b->magazines;
+           a->magazines == b->magazines && a->keys == b->keys;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -125,6 +142,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(same(&got, &want));
     CHECK(problems == want_problems);
     CHECK(got.watchdog_ms <= KHI_WATCHDOG_MAX_MS);
+    CHECK(got.keys >= 1 && got.keys <= 15);
 
     CHECK(khi_conf_parse(NULL, &defaults) == 0);
     if (strchr(text, ':') == NULL)

@@ -541,10 +541,15 @@ struct keyheap_abi_thread {
 
 /* The first fields of every struct keyheap_domain. */
 struct keyheap_abi_domain {
-    unsigned live;   /* KEYHEAP_ABI_LIVE while the domain exists */
-    unsigned ad_bit; /* PKRU access-disable bit of its key; 0 when unprotected */
+    unsigned live;   /* KEYHEAP_ABI_LIVE while the domain exists and holds a
+                        key (or is unprotected); KEYHEAP_ABI_PARKED while it
+                        exists without one (its memory is PROT_NONE) */
+    unsigned ad_bit; /* PKRU access-disable bit of its key; 0 when unprotected
+                        or parked */
+    unsigned used;   /* set by every enter, cleared by the key cache's clock */
 };
 #define KEYHEAP_ABI_LIVE 0x6b68646du
+#define KEYHEAP_ABI_PARKED 0x6b68706bu
 
 #if defined(__GNUC__) || defined(__clang__)
 extern __thread struct keyheap_abi_thread keyheap_abi_self
@@ -585,10 +590,9 @@ KEYHEAP_ABI_INLINE unsigned keyheap_abi_open(unsigned pkru, unsigned ad_bit, uns
 KEYHEAP_ABI_INLINE void keyheap_abi_enter(keyheap_domain_t *d, unsigned readonly)
 {
     struct keyheap_abi_thread *t = &keyheap_abi_self;
-    const struct keyheap_abi_domain *a = (const struct keyheap_abi_domain *)(const void *)d;
+    struct keyheap_abi_domain *a = (struct keyheap_abi_domain *)(void *)d;
     unsigned n = t->depth, mode = t->mode;
-    if (KEYHEAP_ABI_UNLIKELY(mode < KEYHEAP_ABI_SOFT || n >= KEYHEAP_MAX_DEPTH ||
-                             a->live != KEYHEAP_ABI_LIVE)) {
+    if (KEYHEAP_ABI_UNLIKELY(mode < KEYHEAP_ABI_SOFT || n >= KEYHEAP_MAX_DEPTH)) {
         keyheap_abi_enter_slow(d, readonly);
         return;
     }
@@ -608,10 +612,31 @@ KEYHEAP_ABI_INLINE void keyheap_abi_enter(keyheap_domain_t *d, unsigned readonly
     f->domain = d;
     f->target = t->target;
     f->readonly = readonly;
+    /* The domain's state is read after the frame names it, and in this
+     * order: the key cache takes a key from a domain only after a round of
+     * keyheap's PKRU signal in which no thread's stack named the domain,
+     * and a thread reads the state only after its frame does, so it either
+     * was seen inside by that round or reads the domain parked (and takes
+     * the out-of-line path, which gets it a key).  live is read before
+     * ad_bit, which the cache sets before live and clears after it. */
+    __asm__ volatile("" : : "m"(f->domain) : "memory");
+    unsigned live = *(volatile const unsigned *)&a->live;
+    unsigned ad_bit = *(volatile const unsigned *)&a->ad_bit;
+    if (KEYHEAP_ABI_UNLIKELY(live != KEYHEAP_ABI_LIVE)) {
+        /* Parked, destroyed or no domain: the frame is taken back, in the
+         * reverse order, and the out-of-line path does it all. */
+        f->domain = (keyheap_domain_t *)0;
+        __asm__ volatile("" : "=m"(t->depth) : "m"(f->domain));
+        t->depth = n;
+        keyheap_abi_enter_slow(d, readonly);
+        return;
+    }
+    if (KEYHEAP_ABI_UNLIKELY(a->used == 0))
+        a->used = 1; /* stored once per sweep of the key cache's clock */
     if (mode == KEYHEAP_ABI_PKU) {
         unsigned pkru = keyheap_abi_rdpkru();
         f->pkru = pkru;
-        keyheap_abi_wrpkru(keyheap_abi_open(pkru, a->ad_bit, readonly));
+        keyheap_abi_wrpkru(keyheap_abi_open(pkru, ad_bit, readonly));
     }
     if (!readonly)
         t->target = d;
