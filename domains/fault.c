@@ -3,7 +3,9 @@
  *
  * keyheap_domain_create installs this SIGSEGV handler once, at the first
  * domain that gets a hardware key.  On SEGV_PKUERR on the key of a live
- * domain it writes one line to stderr, for example
+ * domain (or SEGV_ACCERR on the memory of a parked one, which has no key:
+ * "(parked: it has no key until a thread enters it)" instead of the key)
+ * it writes one line to stderr, for example
  *
  *   keyheap: protection-key fault: thread 812 read of 0x7f3a00001000 in
  *   domain "tls-keys" (pkey 1) at ip 0x55d1c0a01139; open: "log" rw
@@ -248,7 +250,10 @@ static void put_open(struct line *l, const ucontext_t *uc)
            "domain closed, or PKRU changed outside keyheap)");
 }
 
-static void report(const struct khi_heap *d, const siginfo_t *si, const ucontext_t *uc)
+/* d is the domain of the fault; parked: the fault is SEGV_ACCERR on d's
+ * memory while d had no key (the key cache, domains/keys.c). */
+static void report(const struct khi_heap *d, const siginfo_t *si, const ucontext_t *uc,
+                   bool parked)
 {
     struct line l;
     l.len = 0;
@@ -264,9 +269,14 @@ static void report(const struct khi_heap *d, const siginfo_t *si, const ucontext
     put_hex(&l, (unsigned long)si->si_addr);
     put(&l, " in domain ");
     put_name(&l, d);
-    put(&l, " (pkey ");
-    put_dec(&l, (unsigned long)d->pkey);
-    put(&l, ") at ip ");
+    if (parked) {
+        put(&l, " (parked: it has no key until a thread enters it)");
+    } else {
+        put(&l, " (pkey ");
+        put_dec(&l, (unsigned long)d->pkey);
+        put(&l, ")");
+    }
+    put(&l, " at ip ");
     put_hex(&l, uc == NULL ? 0ul : (unsigned long)uc->uc_mcontext.gregs[REG_RIP]);
     put_open(&l, uc);
     line_write(&l);
@@ -354,7 +364,14 @@ static void on_segv(int sig, siginfo_t *si, void *ctx)
     if (si != NULL && si->si_code == SEGV_PKUERR) {
         const struct khi_heap *d = khi_domain_of_key(si->si_pkey);
         if (d != NULL)
-            report(d, si, ctx);
+            report(d, si, ctx, false);
+    } else if (si != NULL && si->si_code == SEGV_ACCERR && khi_in_span(si->si_addr)) {
+        /* PROT_NONE memory of a domain: reported when the domain is parked
+         * (its guard pages and given-back memory fault the same way, and
+         * are not reported). */
+        const struct khi_heap *d = khi_heap_of(si->si_addr);
+        if (__atomic_load_n(&d->abi.live, __ATOMIC_ACQUIRE) == KEYHEAP_ABI_PARKED)
+            report(d, si, ctx, true);
     }
     errno = saved_errno;
     pass_on(sig, si, ctx);

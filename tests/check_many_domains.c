@@ -1,0 +1,681 @@
+/*
+ * tests/check_many_domains.c - more domains than protection keys: the key
+ * cache (domains/keys.c).
+ *
+ * KEYHEAP_CONF keys:<n> caps the keys keyheap takes, so every test runs
+ * with 1 or 2 keys on any machine; one test takes keys first as other code
+ * would, and leaves keyheap only one.  Faults are attacked from outside
+ * and from inside another domain: a resident domain's memory faults with
+ * SEGV_PKUERR on its key, a parked one's with SEGV_ACCERR at the address
+ * (it is PROT_NONE), each with a twin that enters and reads fine.  A raw
+ * clone thread made inside a domain (its PKRU inherited, keyheap never saw
+ * it) cannot read the domain that gets the key next.  Counts stay bounded:
+ * misses under QEMU cost a few hundred microseconds each.
+ *
+ * Runs through tools/pku-run: natively on a CPU with PKU, otherwise (and
+ * with KEYHEAP_PKU_RUNNER=qemu) in a QEMU machine that emulates it.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <keyheap.h>
+
+#include "tests/khfault.h"
+#include "tests/khtest.h"
+
+#define SECRET 64
+#define MANY 1000
+
+static keyheap_domain_t *doms[MANY];
+static unsigned char *secrets[MANY];
+static unsigned version[MANY];
+
+static unsigned char byte_of(unsigned i, unsigned v, unsigned k)
+{
+    return (unsigned char)(i * 31u + v * 7u + k);
+}
+
+/* Creates n domains, each with a SECRET-byte block written inside. */
+static void make_many(unsigned n, const char *conf)
+{
+    setenv("KEYHEAP_CONF", conf, 1);
+    for (unsigned i = 0; i < n; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "many-%u", i);
+        doms[i] = keyheap_domain_create(name, 0);
+        ck_assert_msg(doms[i] != NULL, "domain %u: %s", i, strerror(errno));
+        keyheap_enter(doms[i]);
+        secrets[i] = malloc(SECRET);
+        ck_assert_ptr_nonnull(secrets[i]);
+        ck_assert_ptr_eq(keyheap_domain_of(secrets[i]), doms[i]);
+        for (unsigned k = 0; k < SECRET; k++)
+            secrets[i][k] = byte_of(i, 0, k);
+        version[i] = 0;
+        keyheap_leave(doms[i]);
+    }
+}
+
+/* Enters domain i, checks its secret and writes the next version. */
+static void visit(unsigned i)
+{
+    keyheap_enter(doms[i]);
+    for (unsigned k = 0; k < SECRET; k++)
+        ck_assert_msg(secrets[i][k] == byte_of(i, version[i], k), "domain %u byte %u", i, k);
+    version[i]++;
+    for (unsigned k = 0; k < SECRET; k++)
+        secrets[i][k] = byte_of(i, version[i], k);
+    keyheap_leave(doms[i]);
+}
+
+static void check_all(unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        keyheap_enter_ro(doms[i]);
+        for (unsigned k = 0; k < SECRET; k++)
+            ck_assert_msg(secrets[i][k] == byte_of(i, version[i], k), "domain %u byte %u", i, k);
+        keyheap_leave(doms[i]);
+    }
+}
+
+static void destroy_many(unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        free(secrets[i]);
+        ck_assert_int_eq(keyheap_domain_destroy(doms[i]), 0);
+    }
+}
+
+/* How many keys the kernel still gives (each taken, then freed). */
+static int free_keys(void)
+{
+    int keys[16], n = 0;
+    while (n < 16 && (keys[n] = (int)syscall(SYS_pkey_alloc, 0ul, 0ul)) >= 0)
+        n++;
+    for (int i = 0; i < n; i++)
+        syscall(SYS_pkey_free, keys[i]);
+    return n;
+}
+
+static uint64_t rng = 88172645463325252ull;
+static unsigned next_rand(unsigned n)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (unsigned)(rng % n);
+}
+
+/* ------------------------------------------------------------ many */
+
+START_TEST(test_thousand_domains_on_two_keys_keep_every_secret)
+{
+    int before = free_keys();
+    make_many(MANY, "keys:2");
+    /* keyheap took two keys, no more. */
+    ck_assert_int_eq(free_keys(), before - 2);
+    for (unsigned r = 0; r < 3000; r++)
+        visit(next_rand(MANY));
+    check_all(MANY);
+    destroy_many(MANY);
+    /* Every key is back with the kernel. */
+    ck_assert_int_eq(free_keys(), before);
+}
+END_TEST
+
+START_TEST(test_thousand_domains_with_one_key_left_by_other_code)
+{
+    /* Other code (a JIT, another library) holds every key but one. */
+    int foreign[16], n = 0;
+    while ((foreign[n] = (int)syscall(SYS_pkey_alloc, 0ul, 0ul)) >= 0)
+        n++;
+    ck_assert_int_ge(n, 2);
+    syscall(SYS_pkey_free, foreign[--n]);
+    /* The foreign keys' rights, as that code set them: open read-only. */
+    unsigned pkru = kht_pkru();
+    for (int i = 0; i < n; i++)
+        pkru = (pkru & ~(3u << (2 * foreign[i]))) | (2u << (2 * foreign[i]));
+    kht_wrpkru(pkru);
+    make_many(MANY, "keys:15");
+    ck_assert_int_eq(free_keys(), 0);
+    for (unsigned r = 0; r < 2000; r++)
+        visit(next_rand(MANY));
+    check_all(MANY);
+    /* Never taken, opened or closed: the foreign keys are as they were. */
+    for (int i = 0; i < n; i++)
+        ck_assert_uint_eq(kht_key_rights(foreign[i]), 2u);
+    destroy_many(MANY);
+    /* ... and still allocated: keyheap never freed one. */
+    for (int i = 0; i < n; i++)
+        ck_assert_int_eq(syscall(SYS_pkey_free, foreign[i]), 0);
+}
+END_TEST
+
+START_TEST(test_thousand_create_destroy_cycles_on_two_keys_leak_no_key)
+{
+    setenv("KEYHEAP_CONF", "keys:2", 1);
+    int before = free_keys();
+    keyheap_domain_t *keep = keyheap_domain_create("kept", 0);
+    ck_assert_ptr_nonnull(keep);
+    for (unsigned i = 0; i < 1000; i++) {
+        keyheap_domain_t *d = keyheap_domain_create("cycle", 0);
+        ck_assert_ptr_nonnull(d);
+        keyheap_enter(d);
+        unsigned char *p = malloc(100);
+        ck_assert_ptr_nonnull(p);
+        memset(p, (int)i, 100);
+        keyheap_leave(d);
+        if (i % 3 == 0) {
+            keyheap_enter(keep); /* parks d when the keys are short */
+            keyheap_leave(keep);
+        }
+        free(p);
+        ck_assert_int_eq(keyheap_domain_destroy(d), 0);
+    }
+    ck_assert_int_eq(keyheap_domain_destroy(keep), 0);
+    ck_assert_int_eq(free_keys(), before);
+}
+END_TEST
+
+/* --------------------------------------------------------- faults */
+
+/* Domains a (parked) and b (resident, holding the one key), with a
+ * secret each. */
+static keyheap_domain_t *a, *b;
+static unsigned char *pa, *pb;
+
+static void two_on_one_key(void)
+{
+    setenv("KEYHEAP_CONF", "keys:1", 1);
+    a = keyheap_domain_create("victim", 0);
+    b = keyheap_domain_create("holder", 0);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    keyheap_enter(a);
+    pa = malloc(SECRET);
+    memset(pa, 0xa1, SECRET);
+    keyheap_leave(a);
+    keyheap_enter(b); /* takes the key from a */
+    pb = malloc(SECRET);
+    memset(pb, 0xb2, SECRET);
+    keyheap_leave(b);
+}
+
+START_TEST(test_parked_domain_faults_from_outside_with_accerr)
+{
+    two_on_one_key();
+    kht_expect_accerr_fault(pa + 9);
+    kht_read(pa + 9);
+}
+END_TEST
+
+START_TEST(test_parked_domain_reads_fine_inside)
+{
+    two_on_one_key();
+    keyheap_enter(a);
+    ck_assert_uint_eq(kht_read(pa + 9), 0xa1);
+    keyheap_leave(a);
+    /* and b, parked now, is intact too */
+    keyheap_enter(b);
+    ck_assert_uint_eq(kht_read(pb + 9), 0xb2);
+    keyheap_leave(b);
+}
+END_TEST
+
+START_TEST(test_parked_domain_faults_from_inside_another_domain)
+{
+    two_on_one_key();
+    keyheap_enter(b);
+    kht_expect_accerr_fault(pa + 3);
+    kht_read(pa + 3);
+}
+END_TEST
+
+/* keys:2 : a and c resident; inside c, a read of a faults on a's key. */
+static void resident_pair(bool twin)
+{
+    setenv("KEYHEAP_CONF", "keys:2", 1);
+    keyheap_domain_t *c = keyheap_domain_create("reader", 0);
+    a = keyheap_domain_create("resident", 0);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_ptr_nonnull(a);
+    pa = keyheap_malloc(a, SECRET);
+    keyheap_enter(a);
+    memset(pa, 0x5a, SECRET);
+    keyheap_leave(a);
+    int key = keyheap_domain_pkey(a);
+    ck_assert_int_gt(key, 0);
+    keyheap_enter(c);
+    if (twin) {
+        keyheap_enter_ro(a);
+        ck_assert_uint_eq(kht_read(pa + 1), 0x5a);
+        keyheap_leave(a);
+    } else {
+        kht_expect_pku_fault(key);
+        kht_read(pa + 1);
+    }
+    keyheap_leave(c);
+}
+
+START_TEST(test_resident_domain_faults_inside_another_domain)
+{
+    resident_pair(false);
+}
+END_TEST
+
+START_TEST(test_resident_domain_reads_inside_after_entering_from_another)
+{
+    resident_pair(true);
+}
+END_TEST
+
+/* The fault report names the parked domain and says it was parked. */
+START_TEST(test_fault_report_names_the_parked_domain)
+{
+    two_on_one_key();
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        kht_read(pa + 5);
+        _exit(0);
+    }
+    close(fds[1]);
+    char text[1024];
+    size_t len = 0;
+    ssize_t got;
+    while (len < sizeof text - 1 && (got = read(fds[0], text + len, sizeof text - 1 - len)) > 0)
+        len += (size_t)got;
+    text[len] = '\0';
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "status %#x", status);
+    char want[256];
+    snprintf(want, sizeof want, " read of %p in domain \"victim\" (parked: it has no key until a "
+             "thread enters it) at ip ", (void *)(pa + 5));
+    ck_assert_msg(strncmp(text, "keyheap: protection-key fault: thread ", 38) == 0, "%s", text);
+    ck_assert_msg(strstr(text, want) != NULL, "report: %s", text);
+}
+END_TEST
+
+/* A raw clone thread made inside a, holding a's key open (inherited
+ * PKRU, and keyheap never saw the thread); a is parked and b gets the key:
+ * the eviction's round closed it in the clone, which faults on b. */
+static volatile int clone_phase;
+static unsigned char *volatile clone_reads;
+static volatile unsigned char clone_seen;
+
+static int clone_main(void *arg)
+{
+    (void)arg;
+    while (clone_phase == 0)
+        __asm__ volatile("pause");
+    clone_seen = kht_read(clone_reads);
+    clone_phase = 2;
+    while (clone_phase == 2)
+        __asm__ volatile("pause");
+    clone_seen = kht_read(clone_reads);
+    clone_phase = 4;
+    syscall(SYS_exit, 0);
+    return 0;
+}
+
+static void raw_clone_across_eviction(bool twin)
+{
+    setenv("KEYHEAP_CONF", "keys:1", 1);
+    a = keyheap_domain_create("cloned-in", 0);
+    b = keyheap_domain_create("next-owner", 0);
+    pa = keyheap_malloc(a, SECRET);
+    pb = keyheap_malloc(b, SECRET);
+    keyheap_enter(a);
+    memset(pa, 0x11, SECRET);
+    size_t size = 256 * 1024;
+    char *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ck_assert_ptr_ne(stack, MAP_FAILED);
+    int tid = clone(clone_main, stack + size,
+                    CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
+                        CLONE_SYSVSEM,
+                    NULL);
+    ck_assert_int_gt(tid, 0);
+    keyheap_leave(a);
+    /* The clone reads a while a still has the key: it has it open. */
+    clone_reads = pa + 2;
+    clone_phase = 1;
+    while (clone_phase != 2)
+        usleep(1000);
+    ck_assert_uint_eq(clone_seen, 0x11);
+    /* b takes the key (a is parked), and gets a secret. */
+    keyheap_enter(b);
+    memset(pb, 0x22, SECRET);
+    keyheap_leave(b);
+    int key = keyheap_domain_pkey(b);
+    ck_assert_int_gt(key, 0);
+    static unsigned char plain = 0x33;
+    clone_reads = twin ? &plain : pb + 2;
+    if (!twin)
+        kht_expect_pku_fault(key);
+    clone_phase = 3;
+    while (clone_phase != 4)
+        usleep(1000);
+    ck_assert_uint_eq(clone_seen, 0x33);
+    keyheap_enter(b);
+    ck_assert_uint_eq(kht_read(pb + 2), 0x22);
+    keyheap_leave(b);
+}
+
+START_TEST(test_raw_clone_made_inside_cannot_read_the_next_owner_of_the_key)
+{
+    raw_clone_across_eviction(false);
+}
+END_TEST
+
+START_TEST(test_raw_clone_made_inside_runs_and_the_next_owner_reads_inside)
+{
+    raw_clone_across_eviction(true);
+}
+END_TEST
+
+/* ---------------------------------------------------------- nesting */
+
+static void nest(void *arg)
+{
+    unsigned deep = (unsigned)(uintptr_t)arg;
+    setenv("KEYHEAP_CONF", "keys:2", 1);
+    keyheap_domain_t *ds[4];
+    unsigned char *ps[4];
+    for (unsigned i = 0; i < deep; i++) {
+        char name[8] = {'n', 'e', 's', 't', (char)('0' + i), 0};
+        ds[i] = keyheap_domain_create(name, 0);
+        ck_assert_ptr_nonnull(ds[i]);
+        ps[i] = keyheap_malloc(ds[i], 16);
+        ck_assert_ptr_nonnull(ps[i]);
+    }
+    for (unsigned i = 0; i < deep; i++) {
+        keyheap_enter(ds[i]);
+        memset(ps[i], (int)(0x40 + i), 16);
+    }
+    /* Every level is open at once. */
+    for (unsigned i = 0; i < deep; i++)
+        ck_assert_uint_eq(kht_read(ps[i] + 3), 0x40 + i);
+    for (unsigned i = deep; i-- > 0;)
+        keyheap_leave(ds[i]);
+}
+
+START_TEST(test_nesting_as_many_domains_as_keys_works)
+{
+    nest((void *)(uintptr_t)2);
+}
+END_TEST
+
+START_TEST(test_nesting_more_domains_than_keys_aborts)
+{
+    kht_expect_abort(nest, (void *)(uintptr_t)3,
+                     "keyheap: domain \"nest2\" needs a protection key, but every one of "
+                     "keyheap's 2 (KEYHEAP_CONF keys:2) is held by a domain this thread is "
+                     "inside or whose key keyheap_domain_pkey gave out: this thread cannot nest "
+                     "more domains than keyheap has keys\n");
+}
+END_TEST
+
+/* ---------------------------------------------------------- threads */
+
+#define THREADS 4
+#define TDOMAINS 24
+static pthread_barrier_t start;
+
+struct worker {
+    unsigned id;
+    unsigned char *blocks[TDOMAINS];
+    unsigned seed;
+};
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    cpu_set_t cpus;
+    CPU_ZERO(&cpus);
+    CPU_SET(w->id % 2, &cpus);
+    pthread_setaffinity_np(pthread_self(), sizeof cpus, &cpus);
+    pthread_barrier_wait(&start);
+    for (unsigned r = 0; r < 150; r++) {
+        w->seed = w->seed * 1103515245u + 12345u;
+        unsigned i = (w->seed >> 8) % TDOMAINS;
+        keyheap_enter(doms[i]);
+        unsigned char *old = w->blocks[i];
+        if (old != NULL)
+            for (unsigned k = 0; k < 32; k++)
+                if (old[k] != (unsigned char)(w->id * 16 + i))
+                    return (void *)"old block changed";
+        unsigned char *p = malloc(32 + r % 200);
+        if (p == NULL || keyheap_domain_of(p) != doms[i])
+            return (void *)"malloc inside did not land in the domain";
+        memset(p, (int)(w->id * 16 + i), 32);
+        free(old);
+        w->blocks[i] = p;
+        keyheap_leave(doms[i]);
+    }
+    for (unsigned i = 0; i < TDOMAINS; i++)
+        free(w->blocks[i]); /* from outside, parked or not */
+    return NULL;
+}
+
+START_TEST(test_four_threads_enter_random_domains_on_two_keys)
+{
+    make_many(TDOMAINS, "keys:2");
+    pthread_barrier_init(&start, NULL, THREADS);
+    pthread_t t[THREADS];
+    static struct worker w[THREADS];
+    for (unsigned i = 0; i < THREADS; i++) {
+        w[i] = (struct worker){.id = i, .seed = 77u + i};
+        ck_assert_int_eq(pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
+    }
+    for (unsigned i = 0; i < THREADS; i++) {
+        void *why;
+        ck_assert_int_eq(pthread_join(t[i], &why), 0);
+        ck_assert_msg(why == NULL, "thread %u: %s", i, (const char *)why);
+    }
+    check_all(TDOMAINS);
+    for (unsigned i = 0; i < TDOMAINS; i++) {
+        struct keyheap_stats s;
+        ck_assert_int_eq(keyheap_domain_stats(doms[i], &s), 0);
+        ck_assert_uint_eq(s.objects, 1); /* its secret only */
+    }
+    destroy_many(TDOMAINS);
+}
+END_TEST
+
+/* Blocks of a parked domain freed and reallocated by another thread. */
+static void *free_parked(void *arg)
+{
+    (void)arg;
+    unsigned char **blocks = (unsigned char **)pa;
+    for (unsigned i = 0; i < 8; i++)
+        free(blocks[i]);
+    blocks[8] = realloc(blocks[8], 5000); /* grows: copied while a has a key */
+    return NULL;
+}
+
+START_TEST(test_other_thread_frees_and_reallocs_blocks_of_a_parked_domain)
+{
+    setenv("KEYHEAP_CONF", "keys:1", 1);
+    a = keyheap_domain_create("parked-frees", 0);
+    b = keyheap_domain_create("key-holder", 0);
+    static unsigned char *blocks[9];
+    keyheap_enter(a);
+    for (unsigned i = 0; i < 9; i++) {
+        blocks[i] = malloc(100 + i * 300);
+        memset(blocks[i], 0x70 + (int)i, 100 + i * 300);
+    }
+    keyheap_leave(a);
+    keyheap_enter(b); /* a parked */
+    keyheap_leave(b);
+    /* Routing and stats need no key. */
+    ck_assert_ptr_eq(keyheap_domain_of(blocks[3]), a);
+    struct keyheap_stats s;
+    ck_assert_int_eq(keyheap_domain_stats(a, &s), 0);
+    ck_assert_uint_eq(s.objects, 9);
+    pa = (unsigned char *)blocks;
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, free_parked, NULL), 0);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert_ptr_nonnull(blocks[8]);
+    ck_assert_ptr_eq(keyheap_domain_of(blocks[8]), a);
+    ck_assert_int_eq(keyheap_domain_stats(a, &s), 0);
+    ck_assert_uint_eq(s.objects, 1);
+    keyheap_enter(a);
+    for (unsigned k = 0; k < 100 + 8 * 300; k++)
+        ck_assert_uint_eq(blocks[8][k], 0x78);
+    keyheap_leave(a);
+    free(blocks[8]);
+}
+END_TEST
+
+/* ---------------------------------------------------- lifecycle */
+
+START_TEST(test_destroy_of_parked_and_resident_domains_gives_every_key_back)
+{
+    int before = free_keys();
+    two_on_one_key(); /* a parked, b resident */
+    ck_assert_int_eq(free_keys(), before - 1);
+    /* The scrubbing free gives a the key back (b is parked), and a's
+     * destroy gives it to the kernel. */
+    free(pa);
+    ck_assert_int_eq(keyheap_domain_destroy(a), 0);
+    ck_assert_int_eq(free_keys(), before);
+    /* b, parked, takes a key again when entered, and intact. */
+    keyheap_enter(b);
+    ck_assert_uint_eq(kht_read(pb + 4), 0xb2);
+    keyheap_leave(b);
+    ck_assert_int_eq(free_keys(), before - 1);
+    free(pb);
+    ck_assert_int_eq(keyheap_domain_destroy(b), 0);
+    ck_assert_int_eq(free_keys(), before);
+}
+END_TEST
+
+START_TEST(test_pkey_of_a_parked_domain_gives_it_a_key_for_good)
+{
+    two_on_one_key(); /* a parked, b resident */
+    int key = keyheap_domain_pkey(a);
+    ck_assert_int_gt(key, 0);
+    /* a keeps it: b, parked now, cannot get it */
+    errno = 0;
+    ck_assert_int_eq(keyheap_domain_pkey(b), -1);
+    ck_assert_int_eq(errno, EAGAIN);
+    ck_assert_int_eq(keyheap_domain_pkey(a), key);
+    /* a's memory carries the key and is readable inside */
+    keyheap_enter(a);
+    ck_assert_uint_eq(kht_read(pa), 0xa1);
+    keyheap_leave(a);
+}
+END_TEST
+
+START_TEST(test_fork_child_enters_a_parked_domain)
+{
+    two_on_one_key();
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        keyheap_enter(a);
+        int ok = kht_read(pa + 1) == 0xa1;
+        keyheap_leave(a);
+        keyheap_enter(b);
+        ok = ok && kht_read(pb + 1) == 0xb2;
+        keyheap_leave(b);
+        _exit(ok ? 0 : 1);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+}
+END_TEST
+
+START_TEST(test_audit_finds_nothing_with_parked_domains)
+{
+    make_many(40, "keys:2");
+    for (unsigned r = 0; r < 100; r++)
+        visit(next_rand(40));
+    ck_assert_int_eq(keyheap_audit(KEYHEAP_AUDIT_REPORT), 0);
+    destroy_many(40);
+}
+END_TEST
+
+START_TEST(test_scrubbing_free_of_a_parked_block_zeroes_it)
+{
+    two_on_one_key(); /* a parked */
+    unsigned char *keep = pa;
+    free(pa); /* scrubbed: a gets the key for it */
+    keyheap_enter(a);
+    /* The same size comes back from this thread's magazine: the freed one. */
+    unsigned char *again = malloc(SECRET);
+    ck_assert_ptr_eq(again, keep);
+    for (unsigned k = 0; k < SECRET; k++)
+        ck_assert_uint_eq(again[k], 0);
+    keyheap_leave(a);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("many_domains");
+
+    TCase *many = tcase_create("many");
+    tcase_set_timeout(many, 300);
+    tcase_add_test(many, test_thousand_domains_on_two_keys_keep_every_secret);
+    tcase_add_test(many, test_thousand_domains_with_one_key_left_by_other_code);
+    tcase_add_test(many, test_thousand_create_destroy_cycles_on_two_keys_leak_no_key);
+    suite_add_tcase(s, many);
+
+    TCase *faults = tcase_create("faults");
+    tcase_set_timeout(faults, 60);
+    tcase_add_exit_test(faults, test_parked_domain_faults_from_outside_with_accerr,
+                        KHT_EXIT_ACCERR_FAULT);
+    tcase_add_test(faults, test_parked_domain_reads_fine_inside);
+    tcase_add_exit_test(faults, test_parked_domain_faults_from_inside_another_domain,
+                        KHT_EXIT_ACCERR_FAULT);
+    tcase_add_exit_test(faults, test_resident_domain_faults_inside_another_domain,
+                        KHT_EXIT_PKU_FAULT);
+    tcase_add_test(faults, test_resident_domain_reads_inside_after_entering_from_another);
+    tcase_add_test(faults, test_fault_report_names_the_parked_domain);
+    tcase_add_exit_test(faults, test_raw_clone_made_inside_cannot_read_the_next_owner_of_the_key,
+                        KHT_EXIT_PKU_FAULT);
+    tcase_add_test(faults, test_raw_clone_made_inside_runs_and_the_next_owner_reads_inside);
+    suite_add_tcase(s, faults);
+
+    TCase *nesting = tcase_create("nesting");
+    tcase_add_test(nesting, test_nesting_as_many_domains_as_keys_works);
+    tcase_add_test(nesting, test_nesting_more_domains_than_keys_aborts);
+    suite_add_tcase(s, nesting);
+
+    TCase *threads = tcase_create("threads");
+    tcase_set_timeout(threads, 300);
+    tcase_add_test(threads, test_four_threads_enter_random_domains_on_two_keys);
+    tcase_add_test(threads, test_other_thread_frees_and_reallocs_blocks_of_a_parked_domain);
+    suite_add_tcase(s, threads);
+
+    TCase *life = tcase_create("lifecycle");
+    tcase_set_timeout(life, 60);
+    tcase_add_test(life, test_destroy_of_parked_and_resident_domains_gives_every_key_back);
+    tcase_add_test(life, test_pkey_of_a_parked_domain_gives_it_a_key_for_good);
+    tcase_add_test(life, test_fork_child_enters_a_parked_domain);
+    tcase_add_test(life, test_audit_finds_nothing_with_parked_domains);
+    tcase_add_test(life, test_scrubbing_free_of_a_parked_block_zeroes_it);
+    suite_add_tcase(s, life);
+
+    return kht_main(s);
+}
