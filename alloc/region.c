@@ -31,12 +31,12 @@ struct khi_span khi_span __attribute__((aligned(64))) = {.base = SPAN_UNRESERVED
 
 static pthread_mutex_t span_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* Reserves KHI_SLOTS regions of 1 << shift bytes, the span aligned to a
+/* Reserves slots regions of 1 << shift bytes, the span aligned to a
  * region; 0 on failure.  It over-reserves by one region so the span can
  * start aligned, and gives the unused ends back. */
-static uintptr_t reserve_aligned(unsigned shift)
+static uintptr_t reserve_aligned(unsigned slots, unsigned shift)
 {
-    uintptr_t region = (uintptr_t)1 << shift, size = (uintptr_t)KHI_SLOTS << shift;
+    uintptr_t region = (uintptr_t)1 << shift, size = (uintptr_t)slots << shift;
     size_t len = size + region;
     char *raw = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (raw == MAP_FAILED)
@@ -83,13 +83,16 @@ bool khi_span_reserve(void)
     bool failed = false;
     pthread_mutex_lock(&span_lock);
     if (khi_span.size == 0) {
-        unsigned shift = KHI_REGION_SHIFT_MAX;
+        /* KHI_SLOTS regions of 4 GiB down to 512 MiB; where even that does
+         * not fit (valgrind), KHI_SLOTS_SHORT regions of 512 MiB down to
+         * 64 MiB, so that every domain still has room. */
+        unsigned slots = KHI_SLOTS, shift = KHI_REGION_SHIFT_MAX;
         uintptr_t base = 0;
         unsigned char *map = NULL;
         uint64_t *committed = NULL;
-        for (;; shift--) {
-            uintptr_t size = (uintptr_t)KHI_SLOTS << shift;
-            if ((base = reserve_aligned(shift)) != 0 && (map = reserve_map(size)) != NULL &&
+        for (;;) {
+            uintptr_t size = (uintptr_t)slots << shift;
+            if ((base = reserve_aligned(slots, shift)) != 0 && (map = reserve_map(size)) != NULL &&
                 (committed = reserve_commit_map(size)) != NULL)
                 break;
             if (map != NULL)
@@ -98,16 +101,19 @@ bool khi_span_reserve(void)
             if (base != 0)
                 munmap((void *)base, size);
             base = 0;
-            if (shift == KHI_REGION_SHIFT_MIN)
+            if (slots == KHI_SLOTS && shift == KHI_REGION_SHIFT_MID)
+                slots = KHI_SLOTS_SHORT;
+            else if (shift-- == KHI_REGION_SHIFT_MIN)
                 break;
         }
         if (base == 0) {
             failed = true;
             errno = ENOMEM;
         } else {
-            uintptr_t size = (uintptr_t)KHI_SLOTS << shift;
+            uintptr_t size = (uintptr_t)slots << shift;
             madvise((void *)base, size, MADV_DONTDUMP);
             khi_span.shift = shift;
+            khi_span.slots = slots;
             khi_span.map = map;
             khi_span.committed = committed;
             /* base before size: a reader that sees the new size sees it. */

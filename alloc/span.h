@@ -15,16 +15,19 @@ extern "C" {
 
 /* Heap slots, and the address region each slot owns: slot i owns
  * [khi_span.base + (i << khi_span.shift), + (1 << khi_span.shift)).
- * Regions are 4 GiB (a 4 TiB span, plus 256 GiB of block map and 128 MiB
+ * 1024 slots of 4 GiB (a 4 TiB span, plus 256 GiB of block map and 128 MiB
  * of commit map, all PROT_NONE or untouched MAP_NORESERVE) where the
- * kernel allows it; where it does not (valgrind manages only a few tens of
- * GiB for the whole program, a strict overcommit policy charges the maps),
- * they are halved until the span fits, down to 32 MiB (a 32 GiB span).
- * 1024 slots: domains are not limited by the 15 protection keys (the key
- * cache, domains/keys.c), so the slots are the limit. */
+ * kernel allows it; the regions are halved until the span fits, down to
+ * 512 MiB; where even that does not fit (valgrind manages only a few tens
+ * of GiB for the whole program; a strict overcommit policy charges the
+ * maps), 64 slots, halved from 512 MiB down to 64 MiB.  Domains are not
+ * limited by the 15 protection keys (the key cache, domains/keys.c): the
+ * slots are the limit. */
 #define KHI_SLOTS 1024u
+#define KHI_SLOTS_SHORT 64u
 #define KHI_REGION_SHIFT_MAX 32u /* 4 GiB of address space per heap */
-#define KHI_REGION_SHIFT_MIN 25u /* 32 MiB */
+#define KHI_REGION_SHIFT_MID 29u /* 512 MiB */
+#define KHI_REGION_SHIFT_MIN 26u /* 64 MiB */
 
 /* The span: its start, length and region size, in one cache line.  Until
  * it is reserved, size is 0 (so the test below is false for every pointer),
@@ -34,6 +37,7 @@ struct khi_span {
     uintptr_t base;
     uintptr_t size;     /* KHI_SLOTS << shift, or 0 */
     unsigned shift;     /* log2 of the region size */
+    unsigned slots;     /* KHI_SLOTS, or KHI_SLOTS_SHORT where the span is short */
     unsigned char *map; /* the block map, below */
     uint64_t *committed; /* the commit map, below */
 };

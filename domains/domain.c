@@ -61,7 +61,7 @@ static struct khi_heap *free_slot(void)
 {
     struct khi_heap *oldest = NULL, *fresh = NULL;
     unsigned waiting = 0;
-    for (unsigned i = 0; i < KHI_SLOTS; i++) {
+    for (unsigned i = 0; i < khi_span.slots; i++) {
         struct khi_heap *d = &khi_heaps[i];
         if (khi_heap_live(d))
             continue;
@@ -113,6 +113,7 @@ KEYHEAP_API keyheap_domain_t *keyheap_domain_create(const char *name, unsigned f
 {
     if (check_args(name, flags))
         return NULL;
+    int saved_errno = errno; /* a success leaves errno alone */
     khi_spawn_prepare(); /* before the lock: it takes the loader's */
     pthread_mutex_lock(&khi_domains_lock);
     struct khi_heap *d = NULL;
@@ -152,6 +153,8 @@ KEYHEAP_API keyheap_domain_t *keyheap_domain_create(const char *name, unsigned f
     khi_stats_at_exit();
 out:
     pthread_mutex_unlock(&khi_domains_lock);
+    if (d != NULL)
+        errno = saved_errno;
     return d != NULL ? khi_handle(d) : NULL;
 }
 

@@ -68,6 +68,9 @@
  *   magazines:true|false    per-thread magazines in front of domain heaps
  *                           (default true; false sends every domain malloc
  *                           and free to jemalloc, for debugging)
+ *   keys:<n>                take at most n protection keys, 1 to 15
+ *                           (default 15); domains beyond the keys share them
+ *                           through the key cache ("More domains than keys")
  *
  * Signals: with protection keys in use, keyheap installs a handler for
  * SIGRTMAX-1 (at the first domain creation, SA_RESTART) and sends it to
@@ -105,6 +108,40 @@
  * of domains it is inside (a key a destroy closed meanwhile stays closed).
  * A raw clone(2) child starts with its creator's PKRU (open domains
  * included); a destroy's round reaches it like every task.
+ *
+ * More domains than keys: the key cache.  x86 has 15 usable protection keys
+ * (fewer when other code holds some); keyheap takes at most keys:<n> of them
+ * as domains need them and keeps them, and gives up to 1024 live domains
+ * the keys in turn.  A domain that holds a key is resident: keyheap_enter
+ * opens it inline, as always.  One that holds none is parked: its memory is
+ * PROT_NONE, contents kept, so every access faults (SIGSEGV, SEGV_ACCERR),
+ * inside or outside.  Entering a parked domain (or freeing one of its blocks
+ * with scrubbing, calloc or realloc in it, keyheap_domain_pkey) takes a key,
+ * a spare one or one evicted from the resident domain entered least
+ * recently (a clock) that no thread is inside or working in: that domain is
+ * parked (one pkey_mprotect of its used address range), every thread closes
+ * the key (a round of keyheap's signal, below), and the newcomer's memory is
+ * tagged with it (one pkey_mprotect per run of its committed pages: a
+ * domain's region is contiguous, usually one run).  A miss therefore costs
+ * about two pkey_mprotect calls and one signal per other thread; entering a
+ * resident domain costs what it always did.  A thread never keeps rights to
+ * a key that moved to another domain: an enter writes its frame before it
+ * reads the domain's state, and the eviction's round is refused by any
+ * thread whose domain stack names the victim (domains/keys.c has the
+ * argument).  A domain whose key keyheap_domain_pkey gave out keeps it
+ * until it is destroyed.  When every key is held by a domain some other
+ * thread is inside, entering a parked domain waits (polling, up to 1 ms
+ * between tries, with one "keyheap: domain "x" waits for a protection key
+ * ..." warning per process) until one leaves; memory is never left
+ * unprotected meanwhile.  When every key is held by domains the calling
+ * thread itself is inside (it nests more domains than keyheap has keys) or
+ * whose key was given out, no key can come free, and keyheap aborts with
+ *   keyheap: domain "x" needs a protection key, but every one of keyheap's
+ *   <n> (KEYHEAP_CONF keys:<m>) is held by a domain this thread is inside
+ *   or whose key keyheap_domain_pkey gave out: this thread cannot nest
+ *   more domains than keyheap has keys
+ * (one line).  A task that blocks keyheap's signal makes evictions of keys
+ * it might hold fail, as it makes a destroy keep its key.
  *
  * Thread-safety: every function declared here may be called from any thread.
  */
@@ -211,7 +248,10 @@ typedef struct keyheap_domain keyheap_domain_t;
 #define KEYHEAP_NAME_MAX 63
 
 /*
- * keyheap_domain_create - a new domain with its own heap and protection key.
+ * keyheap_domain_create - a new domain with its own heap and protection key
+ * (a spare key of keyheap's, or a new one from the kernel while keyheap holds
+ * fewer than KEYHEAP_CONF keys:<n>; otherwise the domain starts parked and
+ * gets a key when it is entered: see "More domains than keys" above).
  *
  * name: a non-empty string of at most KEYHEAP_NAME_MAX bytes, copied; it
  * names the domain in every message keyheap prints.  flags: KEYHEAP_* flags
@@ -220,21 +260,23 @@ typedef struct keyheap_domain keyheap_domain_t;
  * Returns the domain, or NULL with errno:
  *   EINVAL        name is NULL or empty, or flags has an unknown bit;
  *   ENAMETOOLONG  name is longer than KEYHEAP_NAME_MAX;
- *   ENOSPC        no protection key (the CPU has 15, other code in the
- *                 process may hold some; keys kept after a destroy count)
- *                 or no domain slot is left (64 live domains: a
- *                 destroyed domain's slot is reused, once 4 others were
- *                 destroyed after it or when no fresh slot is left);
- *   other         what pkey_alloc(2) itself failed with (EPERM from a
- *                 seccomp filter, for one);
+ *   ENOSPC        no domain slot is left (1024 live domains, 64 where the
+ *                 address space is short, as under valgrind: a destroyed
+ *                 domain's slot is reused, once 4 others were destroyed
+ *                 after it or when no fresh slot is left), or keyheap
+ *                 holds no protection key and the kernel has none left
+ *                 (other code in the process holds all 15);
+ *   other         what pkey_alloc(2) itself failed with when keyheap holds
+ *                 no key yet (EPERM from a seccomp filter, for one);
  *   ENOTSUP       the CPU or kernel has no usable protection keys (or
  *                 KEYHEAP_CONF says pku:off) and KEYHEAP_CONF does not say
  *                 unprotected:true; a "keyheap: ..." hint is printed once;
  *   ENOMEM        the address space for the domain heaps cannot be
- *                 reserved (it takes 1 TiB, PROT_NONE and MAP_NORESERVE;
- *                 where that fails, as under valgrind, keyheap takes less,
- *                 down to 4 GiB, and each domain's heap is limited to a
- *                 64th of what it got).
+ *                 reserved (1024 regions of 4 GiB, a 4 TiB span, PROT_NONE
+ *                 and MAP_NORESERVE, plus its maps; where that fails
+ *                 keyheap halves the regions down to 512 MiB, then takes
+ *                 64 regions of 512 MiB down to 64 MiB, as under
+ *                 valgrind; a domain's heap is limited to its region).
  * With KEYHEAP_CONF=unprotected:true on such a machine, the domain is a
  * separate heap without hardware protection and keyheap_domain_pkey
  * returns -1.
@@ -280,7 +322,12 @@ KEYHEAP_API int keyheap_domain_destroy(keyheap_domain_t *d);
 KEYHEAP_API KEYHEAP_NODISCARD const char *keyheap_domain_name(const keyheap_domain_t *d);
 
 /* keyheap_domain_pkey - d's protection key (1..15), or -1 when d is an
- * unprotected domain.
+ * unprotected domain.  A parked domain (see "More domains than keys") gets
+ * a key first, as an enter would; -1 with errno EAGAIN when no key can be
+ * had now (every key is held by a domain some thread is inside, or was
+ * given out).  The key is d's until d is destroyed: the key cache never
+ * takes it away, so with keys:1 a domain whose key was given out leaves no
+ * key for any other.
  * WARNING: a page the program tags with this key (pkey_mprotect) is
  * readable only inside d; after d's destroy such a page keeps the key out
  * of use for good (keyheap_domain_destroy). */
@@ -427,7 +474,10 @@ KEYHEAP_API int keyheap_audit(unsigned flags);
  *
  * (one line; "open:" lists the domains the faulting thread has entered,
  * outermost first, or says "none"; bytes of a name that are quotes,
- * backslashes or not printable ASCII are shown as '?').  The list is
+ * backslashes or not printable ASCII are shown as '?').  A fault with
+ * si_code SEGV_ACCERR on the memory of a parked domain (see "More domains
+ * than keys") gets the same line with "(parked: it has no key until a
+ * thread enters it)" in place of "(pkey <key>)".  The list is
  * checked against the PKRU of the faulting code, which the kernel saves in
  * the signal frame.  Where that PKRU gives some domain other rights than
  * the thread's enters (a fault inside a signal handler, which runs with
