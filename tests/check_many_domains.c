@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -30,6 +31,8 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include <keyheap.h>
@@ -630,6 +633,154 @@ START_TEST(test_scrubbing_free_of_a_parked_block_zeroes_it)
 }
 END_TEST
 
+/* ------------------------------- an eviction at every instruction of enter */
+
+/* The inline enter under test, in a section of its own so that the trap
+ * handler knows when the thread stands in it (the out-of-line path it may
+ * call lies outside). */
+__attribute__((noinline, section("khenter"))) static void stepped_enter(keyheap_domain_t *d)
+{
+    keyheap_enter(d);
+}
+extern const char __start_khenter[], __stop_khenter[];
+
+static keyheap_domain_t *other;
+static unsigned char *po;
+static sem_t go;
+static volatile int evictor_done = 1;
+static volatile unsigned at_step, in_enter, triggered;
+
+/* The evictor: enters other, which with keys:1 takes the key from the
+ * victim unless a thread is inside the victim (then it waits). */
+static void *evictor(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        while (sem_wait(&go) != 0)
+            continue;
+        if (other == NULL)
+            return NULL;
+        keyheap_enter(other);
+        po[0]++;
+        keyheap_leave(other);
+        evictor_done = 1;
+    }
+}
+
+/* After every instruction: at the at_step-th instruction of the inline
+ * enter, the evictor runs (and this thread waits for it, up to 100 ms: a
+ * frame naming the victim makes the evictor wait for the key instead). */
+static void on_step(int sig, siginfo_t *si, void *ctx)
+{
+    (void)sig, (void)si;
+    const char *ip = (const char *)((ucontext_t *)ctx)->uc_mcontext.gregs[REG_RIP];
+    if (ip < __start_khenter || ip >= __stop_khenter)
+        return;
+    if (++in_enter != at_step || !evictor_done)
+        return;
+    triggered++;
+    evictor_done = 0;
+    sem_post(&go);
+    for (int i = 0; i < 1000 && !evictor_done; i++) {
+        struct timespec ms = {0, 100000};
+        nanosleep(&ms, NULL);
+    }
+}
+
+/* The protection key of the mapping that holds p, from /proc/self/smaps. */
+static int key_of_page(const void *p)
+{
+    size_t len;
+    char *text = kht_slurp("/proc/self/smaps", &len);
+    ck_assert_ptr_nonnull(text);
+    int key = -1;
+    bool here = false;
+    for (char *line = text; *line != '\0';) {
+        char *end = strchr(line, '\n');
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2)
+            here = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+        else if (here && sscanf(line, "ProtectionKey: %d", &key) == 1)
+            break;
+        if (end == NULL)
+            break;
+        line = end + 1;
+    }
+    free(text);
+    return key;
+}
+
+static void eviction_at_every_step(bool twin)
+{
+    setenv("KEYHEAP_CONF", "keys:1", 1);
+    a = keyheap_domain_create("entered", 0);
+    other = keyheap_domain_create("evicting", 0);
+    pa = keyheap_malloc(a, SECRET);
+    po = keyheap_malloc(other, SECRET);
+    keyheap_enter(a);
+    memset(pa, 0x3c, SECRET);
+    keyheap_leave(a);
+    ck_assert_int_eq(sem_init(&go, 0, 0), 0);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, evictor, NULL), 0);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_step;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    ck_assert_int_eq(sigaction(SIGTRAP, &sa, NULL), 0);
+    unsigned steps = 0;
+    for (at_step = 1;; at_step++) {
+        in_enter = 0;
+        unsigned before = triggered;
+        __asm__ volatile("pushfq; orq $0x100, (%%rsp); popfq" ::: "memory", "cc");
+        stepped_enter(a);
+        __asm__ volatile("pushfq; andq $~0x100, (%%rsp); popfq" ::: "memory", "cc");
+        if (triggered == before) { /* past the enter's last instruction */
+            keyheap_leave(a);
+            break;
+        }
+        steps++;
+        /* Inside a, whatever the evictor did at that instruction: a's
+         * pages carry the key this thread has open, and the pages of the
+         * other domain do not carry any key this thread has open. */
+        ck_assert_uint_eq(kht_read(pa + 1), 0x3c);
+        int ka = key_of_page(pa), ko = key_of_page(po);
+        ck_assert_int_gt(ka, 0);
+        ck_assert_uint_eq(kht_key_rights(ka), 0u);
+        ck_assert_msg(ko <= 0 || (kht_key_rights(ko) & 1u), "step %u: key %d of the other domain is open",
+                      at_step, ko);
+        keyheap_leave(a);
+        while (!evictor_done)
+            usleep(1000);
+    }
+    ck_assert_uint_gt(steps, 10);
+    if (!twin) {
+        /* Inside a, which holds the one key: the other domain is parked. */
+        keyheap_enter(a);
+        kht_expect_accerr_fault(po + 1);
+        kht_read(po + 1);
+    }
+    keyheap_enter(other);
+    ck_assert_uint_eq(kht_read(po), (unsigned char)steps);
+    keyheap_leave(other);
+    other = NULL;
+    sem_post(&go);
+    pthread_join(t, NULL);
+}
+
+START_TEST(test_eviction_at_every_instruction_of_enter_leaves_no_key_open_elsewhere)
+{
+    eviction_at_every_step(true);
+}
+END_TEST
+
+START_TEST(test_eviction_at_every_instruction_of_enter_then_the_other_domain_faults)
+{
+    eviction_at_every_step(false);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("many_domains");
@@ -656,6 +807,15 @@ int main(void)
                         KHT_EXIT_PKU_FAULT);
     tcase_add_test(faults, test_raw_clone_made_inside_runs_and_the_next_owner_reads_inside);
     suite_add_tcase(s, faults);
+
+    TCase *stepped = tcase_create("stepped");
+    tcase_set_timeout(stepped, 300);
+    tcase_add_test(stepped,
+                   test_eviction_at_every_instruction_of_enter_leaves_no_key_open_elsewhere);
+    tcase_add_exit_test(stepped,
+                        test_eviction_at_every_instruction_of_enter_then_the_other_domain_faults,
+                        KHT_EXIT_ACCERR_FAULT);
+    suite_add_tcase(s, stepped);
 
     TCase *nesting = tcase_create("nesting");
     tcase_add_test(nesting, test_nesting_as_many_domains_as_keys_works);
