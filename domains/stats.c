@@ -43,6 +43,7 @@ static const char *printable_name(char *buf, const struct khi_heap *d)
 /* One line per live domain, in slot order:
  *   keyheap: stats: domain "<name>" (pkey <key>): allocated <A> B in <O>
  *   objects, peak <P> B, committed <C> B, locked <L> B
+ * ("pkey none, parked" for a domain the key cache parked). 
  * With write(2) only (khi_warn): stdio may be gone at exit. */
 static void print_all(void)
 {
@@ -54,7 +55,9 @@ static void print_all(void)
         struct keyheap_stats s;
         khi_heap_stats(d, &s);
         char name[KEYHEAP_NAME_MAX + 1], key[24], a[24], o[24], p[24], c[24], l[24];
-        if (d->pkey < 0)
+        if (d->pkey == KHI_PKEY_PARKED)
+            strcpy(key, "none, parked");
+        else if (d->pkey < 0)
             strcpy(key, "-1");
         else
             khi_dec(key, (unsigned long)d->pkey);

@@ -396,7 +396,9 @@ struct keyheap_stats {
     size_t committed; /* bytes of the domain's region readable and writable
                          now (tagged with its key): the pages of the live
                          blocks and the free pages jemalloc keeps for
-                         reuse; at least allocated */
+                         reuse; at least allocated.  For a parked domain
+                         (no key: the key cache), the same pages, PROT_NONE
+                         until it gets a key */
     size_t locked;    /* bytes locked in memory: committed for a
                          KEYHEAP_MLOCK domain, otherwise 0 */
     size_t objects;   /* live blocks: allocated and not yet freed */
@@ -425,7 +427,8 @@ struct keyheap_stats {
  *   in <objects> objects, peak <peak> B, committed <committed> B, locked
  *   <locked> B
  *
- * (one line; <key> is -1 for an unprotected domain; the name as in the
+ * (one line; <key> is -1 for an unprotected domain, "none, parked" for a
+ * domain the key cache parked; the name as in the
  * fault report, with quotes, backslashes and bytes that are not printable
  * ASCII shown as '?').  A fork child that calls exit prints its own.
  *
