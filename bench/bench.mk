@@ -39,3 +39,33 @@ bench: bench/churn$(EXEEXT) libkeyheap.la
 CLEANFILES += bench/results/domain.tsv bench/results/churn.raw \
 	bench/results/compare.md bench/results/compare.svg \
 	bench/results/compare.rows bench/results/compare.dat
+
+## bench/keys: the key cache (issue 13): enter+leave of a resident domain
+## with 1000 domains live against raw WRPKRUs, the cost of a miss against
+## two pkey_mprotect calls, and a Zipf workload of 1000 domains against
+## switching by mprotect and against the all-resident case, each a ratio to
+## a reference measured in the same run (docs/benchmarks.md).  It needs
+## PKU: `make bench-keys` runs it through tools/pku-run (natively where the
+## CPU has PKU, otherwise in QEMU, whose timings are emulated) and writes
+## the table to bench/results/keys.md.  Not part of `make bench` or `make
+## check`.  Options in BENCH_KEYS_FLAGS (-q: a quick run; -n ROUNDS).
+## The output file exists before the run, so that pku-run copies it (and
+## its folder) into the machine and the table comes back in it.
+## -no-install: a real executable (RUNPATH into .libs), not a libtool
+## wrapper script, so that pku-run can copy it into the machine.
+noinst_PROGRAMS += bench/keys
+bench_keys_SOURCES = bench/keys.c
+bench_keys_CPPFLAGS = $(KH_PUBLIC_CPPFLAGS)
+bench_keys_LDFLAGS = $(AM_LDFLAGS) -no-install
+bench_keys_LDADD = libkeyheap.la
+
+BENCH_KEYS_FLAGS =
+
+.PHONY: bench-keys
+bench-keys: bench/keys$(EXEEXT)
+	@$(MKDIR_P) bench/results
+	: >bench/results/keys.md-t
+	bash '$(top_srcdir)/tools/pku-run' ./bench/keys$(EXEEXT) $(BENCH_KEYS_FLAGS) \
+	  -o bench/results/keys.md-t
+	mv -f bench/results/keys.md-t bench/results/keys.md
+CLEANFILES += bench/results/keys.md bench/results/keys.md-t
