@@ -607,14 +607,16 @@ static void part_zipf(void)
     struct zipf zk = {.dom = dom, .secret = secret, .seq = zipf_seq};
     struct zipf zm = {.dom = dom, .secret = page, .seq = zipf_seq};
     struct zipf zr = {.dom = dom, .secret = secret, .seq = uniform_seq};
-    struct variant v[3] = {
+    struct zipf zrm = {.dom = dom, .secret = page, .seq = uniform_seq};
+    struct variant v[4] = {
         {.fn = zipf_keyheap_loop, .arg = &zk, .prepare = zipf_prepare, .reset = zipf_reset},
         {.fn = zipf_mprotect_loop, .arg = &zm, .reset = zipf_reset},
         {.fn = zipf_keyheap_loop, .arg = &zr, .prepare = zipf_prepare, .reset = zipf_reset},
+        {.fn = zipf_mprotect_loop, .arg = &zrm, .reset = zipf_reset},
     };
-    run_rounds(v, 3, RUN_ZIPF, 500, quick ? 1000 : 4000);
+    run_rounds(v, 4, RUN_ZIPF, 500, quick ? 1000 : 4000);
     zipf_check(secret, dom, zk.uses + zr.uses, "domains'");
-    zipf_check(page, NULL, zm.uses, "mprotect pages'");
+    zipf_check(page, NULL, zm.uses + zrm.uses, "mprotect pages'");
 
     char a[32], b[32], c[32];
     struct spread q = ratio_of(&v[1], &v[0]); /* throughput: the inverse of time */
@@ -626,10 +628,16 @@ static void part_zipf(void)
            100.0 * (double)zk.misses / (double)zk.enters, q.med, q.lo, q.hi,
            fmt_rate(a, sizeof a, zk_ns), fmt_rate(b, sizeof b, median_ns(&v[1])));
     q = ratio_of(&v[2], &v[0]);
-    printf("| 3 | the same keyheap throughput | all resident: the same work on 12 domains "
-           "drawn uniformly, %.1f %% of enters missed | %.2f | %.2f-%.2f | >= 0.5 | %s | %s |\n",
+    printf("| 3 | the same keyheap throughput | all resident: the same work on 12 of the 1000 "
+           "domains drawn uniformly (a working set that fits the keys), %.1f %% of enters "
+           "missed | %.2f | %.2f-%.2f | - | %s | %s |\n",
            100.0 * (double)zr.misses / (double)zr.enters, q.med, q.lo, q.hi,
            fmt_rate(a, sizeof a, zk_ns), fmt_rate(c, sizeof c, median_ns(&v[2])));
+    q = ratio_of(&v[3], &v[2]);
+    printf("| 3 | the working set that fits the keys (12 of 1000 domains live): keyheap's "
+           "throughput | the same switching by mprotect | %.2f | %.2f-%.2f | >= 10 | %s | %s |\n",
+           q.med, q.lo, q.hi, fmt_rate(a, sizeof a, median_ns(&v[2])),
+           fmt_rate(b, sizeof b, median_ns(&v[3])));
 }
 
 /* ------------------------------------------------------------ main */
