@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "alloc/conf.h"
 #include "alloc/fatal.h"
@@ -23,6 +25,26 @@
 unsigned khi_keys_ad_mask;
 unsigned khi_keys_kept;
 pthread_mutex_t khi_domains_lock = PTHREAD_MUTEX_INITIALIZER;
+
+sigset_t khi_domains_lock_take(void)
+{
+    sigset_t block, old;
+    sigfillset(&block);
+    static const int keep[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS};
+    for (unsigned i = 0; i < sizeof keep / sizeof keep[0]; i++)
+        sigdelset(&block, keep[i]);
+    sigdelset(&block, KHI_PKRU_SIGNAL);
+    /* The system call itself: keyheap's own pthread_sigmask is a wrapper. */
+    syscall(SYS_rt_sigprocmask, SIG_BLOCK, &block, &old, _NSIG / 8);
+    pthread_mutex_lock(&khi_domains_lock);
+    return old;
+}
+
+void khi_domains_lock_drop(sigset_t old)
+{
+    pthread_mutex_unlock(&khi_domains_lock);
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, _NSIG / 8);
+}
 static uint64_t destroys; /* counts destroys, to reuse the oldest free slot */
 
 /* What a domain has beyond its heap (the slot's table entry).  Guarded by
@@ -115,7 +137,7 @@ KEYHEAP_API keyheap_domain_t *keyheap_domain_create(const char *name, unsigned f
         return NULL;
     int saved_errno = errno; /* a success leaves errno alone */
     khi_spawn_prepare(); /* before the lock: it takes the loader's */
-    pthread_mutex_lock(&khi_domains_lock);
+    sigset_t mask = khi_domains_lock_take();
     struct khi_heap *d = NULL;
     if (check_mode() || khi_span_reserve())
         goto out;
@@ -152,7 +174,7 @@ KEYHEAP_API keyheap_domain_t *keyheap_domain_create(const char *name, unsigned f
         khi_watchdog_install();
     khi_stats_at_exit();
 out:
-    pthread_mutex_unlock(&khi_domains_lock);
+    khi_domains_lock_drop(mask);
     if (d != NULL)
         errno = saved_errno;
     return d != NULL ? khi_handle(d) : NULL;
@@ -209,10 +231,10 @@ static void release_key(struct khi_heap *d)
 
 KEYHEAP_API int keyheap_domain_destroy(keyheap_domain_t *handle)
 {
-    pthread_mutex_lock(&khi_domains_lock);
+    sigset_t mask = khi_domains_lock_take();
     struct khi_heap *d = khi_domain_check(handle, "keyheap_domain_destroy");
     if (khi_threads_inside(d)) {
-        pthread_mutex_unlock(&khi_domains_lock);
+        khi_domains_lock_drop(mask);
         errno = EBUSY;
         return -1;
     }
@@ -233,7 +255,7 @@ KEYHEAP_API int keyheap_domain_destroy(keyheap_domain_t *handle)
         release_key(d);
     }
     records[d->slot].freed_at = ++destroys;
-    pthread_mutex_unlock(&khi_domains_lock);
+    khi_domains_lock_drop(mask);
     return 0;
 }
 
@@ -244,7 +266,8 @@ KEYHEAP_API const char *keyheap_domain_name(const keyheap_domain_t *d)
 
 KEYHEAP_API int keyheap_domain_pkey(const keyheap_domain_t *d)
 {
-    pthread_mutex_lock(&khi_domains_lock);
+    int saved_errno = errno;
+    sigset_t mask = khi_domains_lock_take();
     struct khi_heap *dom = khi_domain_check(d, "keyheap_domain_pkey");
     enum khi_keys_wait why;
     int key = -1;
@@ -256,8 +279,9 @@ KEYHEAP_API int keyheap_domain_pkey(const keyheap_domain_t *d)
     } else {
         records[dom->slot].pkey_told = true;
         key = dom->pkey;
+        errno = saved_errno;
     }
-    pthread_mutex_unlock(&khi_domains_lock);
+    khi_domains_lock_drop(mask);
     return key;
 }
 

@@ -7,6 +7,7 @@
 #define KH_DOMAINS_DOMAIN_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -70,6 +71,15 @@ static inline unsigned khi_pkru_close(unsigned pkru, unsigned ad_bits)
 /* The lock of the domain table (domains/domain.c); taken before the thread
  * registry's. */
 KHI_HIDDEN extern pthread_mutex_t khi_domains_lock;
+
+/* khi_domains_lock_take - takes the domain lock with the calling thread's
+ * asynchronous signals blocked (all but keyheap's PKRU signal, whose
+ * handler takes no lock, and the synchronous ones: SIGSEGV, SIGBUS,
+ * SIGILL, SIGFPE, SIGTRAP, SIGSYS) until khi_domains_lock_drop: a signal
+ * handler may enter a parked domain, which takes the lock, and must not
+ * find it held by the code it interrupted.  Returns the mask to restore. */
+KHI_HIDDEN sigset_t khi_domains_lock_take(void);
+KHI_HIDDEN void khi_domains_lock_drop(sigset_t old);
 
 #ifdef __cplusplus
 }

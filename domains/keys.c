@@ -218,15 +218,18 @@ bool khi_keys_resident(struct khi_heap *d, enum khi_keys_wait *why)
 void khi_heap_unpark(struct khi_heap *h)
 {
     static bool warned;
+    int saved_errno = errno; /* free, realloc and enter leave errno alone */
     struct timespec step = {0, 50000};
     for (;;) {
         enum khi_keys_wait why = KHI_KEYS_WAIT;
-        pthread_mutex_lock(&khi_domains_lock);
+        sigset_t mask = khi_domains_lock_take();
         bool failed = khi_heap_live(h) && khi_keys_resident(h, &why);
         unsigned cap = khi_conf_get()->keys, held = pool_len;
-        pthread_mutex_unlock(&khi_domains_lock);
-        if (!failed)
+        khi_domains_lock_drop(mask);
+        if (!failed) {
+            errno = saved_errno;
             return;
+        }
         char n[24], c[24];
         if (why == KHI_KEYS_DEADLOCK)
             khi_fatal("domain \"", h->name, "\" needs a protection key, but every one of keyheap's ",
@@ -258,7 +261,7 @@ void khi_heap_unpark(struct khi_heap *h)
 
 void khi_keys_counters(struct khi_keys_counters *out)
 {
-    pthread_mutex_lock(&khi_domains_lock);
+    sigset_t mask = khi_domains_lock_take();
     *out = (struct khi_keys_counters){pool_len, misses, evictions};
-    pthread_mutex_unlock(&khi_domains_lock);
+    khi_domains_lock_drop(mask);
 }

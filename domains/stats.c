@@ -47,7 +47,7 @@ static const char *printable_name(char *buf, const struct khi_heap *d)
  * With write(2) only (khi_warn): stdio may be gone at exit. */
 static void print_all(void)
 {
-    pthread_mutex_lock(&khi_domains_lock);
+    sigset_t mask = khi_domains_lock_take();
     for (unsigned i = 0; i < KHI_SLOTS; i++) {
         struct khi_heap *d = &khi_heaps[i];
         if (!khi_heap_live(d))
@@ -66,7 +66,7 @@ static void print_all(void)
                  khi_dec(p, s.peak), " B, committed ", khi_dec(c, s.committed), " B, locked ",
                  khi_dec(l, s.locked), " B", (char *)NULL);
     }
-    pthread_mutex_unlock(&khi_domains_lock);
+    khi_domains_lock_drop(mask);
 }
 
 void khi_stats_at_exit(void)

@@ -141,7 +141,12 @@
  *   or whose key keyheap_domain_pkey gave out: this thread cannot nest
  *   more domains than keyheap has keys
  * (one line).  A task that blocks keyheap's signal makes evictions of keys
- * it might hold fail, as it makes a destroy keep its key.
+ * it might hold fail, as it makes a destroy keep its key.  A signal handler
+ * may enter a parked domain: while a thread holds keyheap's domain lock (in
+ * keyheap_domain_create, keyheap_domain_destroy, keyheap_domain_pkey or a
+ * miss) its asynchronous signals are blocked, so a handler never finds the
+ * lock held by the code it interrupted; they are delivered when the call
+ * is done.  A miss leaves errno alone.
  *
  * Thread-safety: every function declared here may be called from any thread.
  */

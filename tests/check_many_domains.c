@@ -781,6 +781,89 @@ START_TEST(test_eviction_at_every_instruction_of_enter_then_the_other_domain_fau
 }
 END_TEST
 
+/* --------------------------------------------- errno, signal handlers */
+
+START_TEST(test_a_miss_leaves_errno_alone)
+{
+    two_on_one_key(); /* a parked */
+    errno = 4711;
+    free(pa); /* scrubs: a gets the key */
+    ck_assert_int_eq(errno, 4711);
+    keyheap_enter(b); /* a parked again */
+    keyheap_leave(b);
+    errno = 4712;
+    keyheap_enter(a);
+    int e = errno;
+    keyheap_leave(a);
+    ck_assert_int_eq(e, 4712);
+}
+END_TEST
+
+/* A signal handler enters a parked domain while the thread it interrupted
+ * is in a miss, holding keyheap's domain lock: the signal waits until the
+ * miss is done (the lock is held with the thread's signals blocked), and
+ * the handler's enter is a miss of its own.  A helper thread holds the
+ * miss's round (it blocks keyheap's signal with the raw system call for
+ * 300 ms; a round waits up to a second) and sends the signal meanwhile. */
+static volatile int usr1_done;
+static pid_t main_tid;
+static sem_t helper_ready;
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+    keyheap_enter(other);
+    usr1_done = kht_read(po) == 0x44 ? 1 : 2;
+    keyheap_leave(other);
+}
+
+static void *hold_the_round(void *arg)
+{
+    (void)arg;
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGRTMAX - 1);
+    syscall(SYS_rt_sigprocmask, SIG_BLOCK, &s, NULL, _NSIG / 8);
+    sem_post(&helper_ready);
+    usleep(100000);
+    syscall(SYS_tgkill, getpid(), main_tid, SIGUSR1);
+    usleep(200000);
+    syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &s, NULL, _NSIG / 8);
+    return NULL;
+}
+
+START_TEST(test_signal_handler_entering_a_parked_domain_during_a_miss)
+{
+    two_on_one_key(); /* a parked, b resident */
+    other = keyheap_domain_create("in-handler", 0);
+    po = keyheap_malloc(other, SECRET);
+    keyheap_enter(other);
+    memset(po, 0x44, SECRET);
+    keyheap_leave(other);
+    keyheap_enter(b); /* other parked, b holds the key */
+    keyheap_leave(b);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    ck_assert_int_eq(sigaction(SIGUSR1, &sa, NULL), 0);
+    main_tid = (pid_t)syscall(SYS_gettid);
+    ck_assert_int_eq(sem_init(&helper_ready, 0, 0), 0);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, hold_the_round, NULL), 0);
+    while (sem_wait(&helper_ready) != 0)
+        continue;
+    keyheap_enter(a); /* a miss: evicts b; its round waits for the helper */
+    ck_assert_uint_eq(kht_read(pa + 2), 0xa1);
+    keyheap_leave(a);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    for (int i = 0; i < 1000 && usr1_done == 0; i++)
+        usleep(1000);
+    ck_assert_int_eq(usr1_done, 1);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("many_domains");
@@ -835,6 +918,8 @@ int main(void)
     tcase_add_test(life, test_fork_child_enters_a_parked_domain);
     tcase_add_test(life, test_audit_finds_nothing_with_parked_domains);
     tcase_add_test(life, test_scrubbing_free_of_a_parked_block_zeroes_it);
+    tcase_add_test(life, test_a_miss_leaves_errno_alone);
+    tcase_add_test(life, test_signal_handler_entering_a_parked_domain_during_a_miss);
     suite_add_tcase(s, life);
 
     return kht_main(s);
