@@ -438,7 +438,11 @@ static void *domain_alloc(struct khi_heap *d, size_t size, size_t align, bool ze
  * afford the busy mark around even a magazine pop. */
 void *khi_domain_alloc(struct khi_heap *d, size_t size, size_t align, bool zero)
 {
-    unsigned busy = zero ? khi_busy_resident(d, NULL, "calloc") : khi_busy_begin(d, NULL, "malloc");
+    /* Zeroing touches the memory; a KEYHEAP_MLOCK domain locks what it
+     * commits, which needs its key: both need d resident. */
+    unsigned busy = zero || (d->flags & KEYHEAP_MLOCK)
+                        ? khi_busy_resident(d, NULL, zero ? "calloc" : "malloc")
+                        : khi_busy_begin(d, NULL, "malloc");
     void *p = domain_alloc(d, size, align, zero);
     khi_busy_end(busy);
     return p;

@@ -399,6 +399,34 @@ bool khi_region_protect(const struct khi_heap *h, void *addr, size_t len, bool u
     return failed;
 }
 
+/* Makes every committed run of d read-write with key (and locks it for
+ * KEYHEAP_MLOCK); *runs counts them.  Returns true on error (errno).  pre:
+ * d's carve lock; d->abi.ad_bit says key. */
+static bool tag_runs(struct khi_heap *d, int key, unsigned *runs)
+{
+    size_t i = (d->start - khi_span.base) >> KHI_PAGE_SHIFT;
+    size_t end = (d->next - khi_span.base) >> KHI_PAGE_SHIFT;
+    while ((i = commit_next(i, end, true)) < end) {
+        size_t stop = commit_next(i, end, false);
+        void *p = (void *)(khi_span.base + (i << KHI_PAGE_SHIFT));
+        size_t len = (stop - i) << KHI_PAGE_SHIFT;
+        if (khi_pkey_mprotect(p, len, PROT_READ | PROT_WRITE, key))
+            return true;
+        if (d->flags & KEYHEAP_MLOCK) {
+            /* Pages committed while parked are locked now (mlock faults
+             * them in, which needs the key open). */
+            struct khi_open o = khi_heap_open(d);
+            int rc = mlock(p, len);
+            khi_heap_close(d, o);
+            if (rc != 0)
+                return true;
+        }
+        (*runs)++;
+        i = stop;
+    }
+    return false;
+}
+
 bool khi_region_park(struct khi_heap *d)
 {
     pthread_mutex_lock(&d->carve_lock);
@@ -407,6 +435,13 @@ bool khi_region_park(struct khi_heap *d)
      * usable.  Key 0, so that no page of the heap carries the key it
      * gives up. */
     bool failed = used != 0 && khi_pkey_mprotect((void *)d->start, used, PROT_NONE, 0);
+    unsigned runs = 0;
+    /* A call that failed half-way left some runs PROT_NONE: they are
+     * given back their key, as the heap keeps it. */
+    if (failed && tag_runs(d, d->pkey, &runs))
+        khi_fatal("domain \"", d->name, "\": parking its memory failed half-way, and so did "
+                  "giving it back its key",
+                  (char *)NULL);
     if (!failed) {
         d->pkey = KHI_PKEY_PARKED;
         d->abi.ad_bit = 0;
@@ -418,32 +453,18 @@ bool khi_region_park(struct khi_heap *d)
 unsigned khi_region_resume(struct khi_heap *d, int key)
 {
     unsigned runs = 0;
-    bool failed = false;
     pthread_mutex_lock(&d->carve_lock);
     d->pkey = key;
     d->abi.ad_bit = 1u << (2 * key);
-    size_t i = (d->start - khi_span.base) >> KHI_PAGE_SHIFT;
-    size_t end = (d->next - khi_span.base) >> KHI_PAGE_SHIFT;
-    while (!failed && (i = commit_next(i, end, true)) < end) {
-        size_t stop = commit_next(i, end, false);
-        void *p = (void *)(khi_span.base + (i << KHI_PAGE_SHIFT));
-        size_t len = (stop - i) << KHI_PAGE_SHIFT;
-        failed = khi_pkey_mprotect(p, len, PROT_READ | PROT_WRITE, key);
-        if (!failed && (d->flags & KEYHEAP_MLOCK)) {
-            /* Pages committed while parked are locked now (mlock faults
-             * them in, which needs the key open). */
-            struct khi_open o = khi_heap_open(d);
-            failed = mlock(p, len) != 0;
-            khi_heap_close(d, o);
-        }
-        runs++;
-        i = stop;
-    }
+    bool failed = tag_runs(d, key, &runs);
     if (failed) {
         int e = errno;
         size_t used = d->next - d->start;
-        if (used != 0)
-            khi_pkey_mprotect((void *)d->start, used, PROT_NONE, 0);
+        /* Pages must not keep the key the pool gets back. */
+        if (used != 0 && khi_pkey_mprotect((void *)d->start, used, PROT_NONE, 0))
+            khi_fatal("domain \"", d->name, "\": tagging its memory with a key failed, and so "
+                      "did parking it again",
+                      (char *)NULL);
         d->pkey = KHI_PKEY_PARKED;
         d->abi.ad_bit = 0;
         errno = e;

@@ -136,28 +136,32 @@ void khi_keys_unbind(const struct khi_heap *d)
         hand = 0;
 }
 
-/* Steps 1 to 4 of the eviction of e's domain (above).  Returns true when
- * the key was taken (e is spare now). */
-static bool evict(struct entry *e)
+/* Steps 1 to 4 of the eviction of e's domain (above).  Returns
+ * KHI_EVICT_CLOSED when the key was taken (e is spare now). */
+static enum khi_evict_round evict(struct entry *e)
 {
     struct khi_heap *v = e->owner;
     unsigned bit = bit_of(e->key);
     __atomic_store_n(&v->abi.live, KEYHEAP_ABI_PARKED, __ATOMIC_RELEASE);
     __atomic_store_n(&khi_keys_kept, khi_keys_kept | bit, __ATOMIC_RELEASE);
-    bool keep = khi_close_key_evicting(bit, v) || khi_region_park(v);
+    enum khi_evict_round r = khi_close_key_evicting(bit, v);
+    if (r == KHI_EVICT_CLOSED && khi_region_park(v))
+        r = KHI_EVICT_REFUSED; /* not parked: it keeps its key */
     __atomic_store_n(&khi_keys_kept, khi_keys_kept & ~bit, __ATOMIC_RELEASE);
-    if (keep) {
+    if (r != KHI_EVICT_CLOSED) {
         __atomic_store_n(&v->abi.live, KEYHEAP_ABI_LIVE, __ATOMIC_RELEASE);
-        return false;
+        return r;
     }
     e->owner = NULL;
     evictions++;
-    return true;
+    return r;
 }
 
 /* A victim's key by the clock: two sweeps, the first may only clear used
- * words.  NULL when every owner is in use. */
-static struct entry *victim(void)
+ * words.  NULL when every owner is in use, or (*unanswered) when a task
+ * did not answer a round: each round waits a second for it, so the search
+ * stops there. */
+static struct entry *victim(bool *unanswered)
 {
     for (unsigned step = 0; step < 2 * pool_len + 1; step++) {
         struct entry *e = &pool[hand];
@@ -173,24 +177,36 @@ static struct entry *victim(void)
         }
         if (khi_threads_using(v))
             continue;
-        if (evict(e))
+        enum khi_evict_round r = evict(e);
+        if (r == KHI_EVICT_CLOSED)
             return e;
+        if (r == KHI_EVICT_UNANSWERED) {
+            *unanswered = true;
+            return NULL;
+        }
     }
     return NULL;
 }
 
 /* Why no key can be had now: a wait helps only when some key's owner is
- * in use by another thread (not pinned, not inside by this thread). */
+ * in use by a thread that may leave it: not pinned, not inside by this
+ * thread, not only inside by threads that wait for a key themselves. */
 static enum khi_keys_wait why_not(void)
 {
     if (pool_len == 0)
         return KHI_KEYS_NONE;
+    bool others = false;
     for (unsigned i = 0; i < pool_len; i++) {
         const struct khi_heap *v = pool[i].owner;
-        if (v == NULL || (!khi_domain_key_told(v) && !khi_thread_inside_self(v)))
+        if (v == NULL)
             return KHI_KEYS_WAIT;
+        if (khi_domain_key_told(v) || khi_thread_inside_self(v))
+            continue;
+        if (!khi_threads_stuck_in(v))
+            return KHI_KEYS_WAIT;
+        others = true;
     }
-    return KHI_KEYS_DEADLOCK;
+    return others ? KHI_KEYS_CYCLE : KHI_KEYS_DEADLOCK;
 }
 
 bool khi_keys_resident(struct khi_heap *d, enum khi_keys_wait *why)
@@ -198,10 +214,11 @@ bool khi_keys_resident(struct khi_heap *d, enum khi_keys_wait *why)
     if (khi_heap_resident(d))
         return false;
     struct entry *e = spare();
+    bool unanswered = false;
     if (e == NULL && pool_len != 0)
-        e = victim();
+        e = victim(&unanswered);
     if (e == NULL) {
-        *why = why_not();
+        *why = unanswered ? KHI_KEYS_UNANSWERED : why_not();
         return true;
     }
     if (khi_region_resume(d, e->key) == 0) {
@@ -223,8 +240,11 @@ void khi_heap_unpark(struct khi_heap *h)
     for (;;) {
         enum khi_keys_wait why = KHI_KEYS_WAIT;
         sigset_t mask = khi_domains_lock_take();
+        khi_thread_waiting(true); /* before the check: see why_not */
         bool failed = khi_heap_live(h) && khi_keys_resident(h, &why);
         unsigned cap = khi_conf_get()->keys, held = pool_len;
+        if (!failed)
+            khi_thread_waiting(false);
         khi_domains_lock_drop(mask);
         if (!failed) {
             errno = saved_errno;
@@ -238,6 +258,14 @@ void khi_heap_unpark(struct khi_heap *h)
                       "keyheap_domain_pkey gave out: this thread cannot nest more domains "
                       "than keyheap has keys",
                       (char *)NULL);
+        if (why == KHI_KEYS_CYCLE)
+            khi_fatal("domain \"", h->name, "\" needs a protection key, but every one of keyheap's ",
+                      khi_dec(n, held), " (KEYHEAP_CONF keys:", khi_dec(c, cap),
+                      ") is held by a domain this thread is inside, whose key "
+                      "keyheap_domain_pkey gave out, or that only threads waiting for a key "
+                      "themselves are inside: threads inside domains wait for each other's keys "
+                      "for ever",
+                      (char *)NULL);
         if (why == KHI_KEYS_NONE)
             khi_fatal("domain \"", h->name,
                       "\" needs a protection key, and keyheap holds none and the kernel gives "
@@ -247,7 +275,15 @@ void khi_heap_unpark(struct khi_heap *h)
             khi_fatal("domain \"", h->name, "\": cannot tag its memory with a protection key "
                       "(pkey_mprotect or mlock failed)",
                       (char *)NULL);
-        if (!__atomic_exchange_n(&warned, true, __ATOMIC_RELAXED))
+        static bool warned_unanswered;
+        if (why == KHI_KEYS_UNANSWERED &&
+            !__atomic_exchange_n(&warned_unanswered, true, __ATOMIC_RELAXED))
+            khi_warn("domain \"", h->name,
+                     "\" waits for a protection key: a thread did not answer keyheap's PKRU "
+                     "signal within a second (it blocks the signal, or is stopped), so no key "
+                     "can move; it tries again (this warning is printed once)",
+                     (char *)NULL);
+        else if (why == KHI_KEYS_WAIT && !__atomic_exchange_n(&warned, true, __ATOMIC_RELAXED))
             khi_warn("domain \"", h->name, "\" waits for a protection key: each of keyheap's ",
                      khi_dec(n, held), " (KEYHEAP_CONF keys:", khi_dec(c, cap),
                      ") is held by a domain another thread is inside; it waits until one "

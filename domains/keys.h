@@ -38,6 +38,10 @@ enum khi_keys_wait {
                           (or busy in): one will come free */
     KHI_KEYS_DEADLOCK, /* every key is held by a domain this thread is inside or
                           whose key was given out: none can come free */
+    KHI_KEYS_CYCLE,    /* as KHI_KEYS_DEADLOCK, with some keys held by domains
+                          that only threads waiting for a key are inside */
+    KHI_KEYS_UNANSWERED, /* a task did not answer an eviction's round (it
+                            blocks keyheap's signal?): wait and try again */
     KHI_KEYS_NONE,     /* keyheap holds no key and the kernel gives none */
     KHI_KEYS_FAILED,   /* the memory could not be re-tagged (errno) */
 };

@@ -541,20 +541,22 @@ unsigned khi_close_key_everywhere(unsigned ad_bits)
     return missing + found;
 }
 
-bool khi_close_key_evicting(unsigned ad_bit, const struct khi_heap *victim)
+enum khi_evict_round khi_close_key_evicting(unsigned ad_bit, const struct khi_heap *victim)
 {
     if (!installed)
-        return false;
+        return KHI_EVICT_CLOSED;
     close_here(ad_bit);
     for (unsigned pass = 0; pass < CLOSE_PASSES; pass++) {
         unsigned found = 0, refusals = 0;
         unsigned missing = run_round_of(ad_bit, false, victim, &found, &refusals);
-        if (missing != 0 || refusals != 0)
-            return true;
+        if (refusals != 0)
+            return KHI_EVICT_REFUSED;
+        if (missing != 0)
+            return KHI_EVICT_UNANSWERED;
         if (found == 0)
-            return false;
+            return KHI_EVICT_CLOSED;
     }
-    return true;
+    return KHI_EVICT_REFUSED;
 }
 
 unsigned khi_round_audit(void)

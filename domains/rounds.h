@@ -33,11 +33,16 @@ KHI_HIDDEN unsigned khi_close_key_everywhere(unsigned ad_bits);
  * the caller, which closes it itself, unless the task is inside victim or
  * busy in it.  pre: victim is marked parked (KEYHEAP_ABI_PARKED), so that
  * a task that was not inside it when signalled reads it parked after.
- * Returns true when the key may not be taken from victim: some task is
- * inside it or busy in it, did not answer, or reopened the key in every
- * pass. */
+ * Returns whether the key may be taken from victim. */
 struct khi_heap;
-KHI_HIDDEN bool khi_close_key_evicting(unsigned ad_bit, const struct khi_heap *victim);
+enum khi_evict_round {
+    KHI_EVICT_CLOSED,     /* every task has the key closed: it may move */
+    KHI_EVICT_REFUSED,    /* a task is inside victim or busy in it (or reopened
+                             the key in every pass) */
+    KHI_EVICT_UNANSWERED, /* a task did not answer within a second */
+};
+KHI_HIDDEN enum khi_evict_round khi_close_key_evicting(unsigned ad_bit,
+                                                        const struct khi_heap *victim);
 
 /* khi_rounds_exempt - records tid as a task that blocks every signal
  * and runs no user code (glibc's timer helper): rounds do not wait for it

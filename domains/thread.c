@@ -37,6 +37,7 @@ struct khi_thread {
     struct khi_tcache *tcs;
     const unsigned *busy; /* its khi_heap_busy */
     pid_t tid;
+    bool waiting; /* waits for a protection key (khi_heap_unpark) */
 };
 
 static __thread struct khi_thread *me; /* this thread's node, or NULL */
@@ -236,6 +237,30 @@ bool khi_threads_using(const struct khi_heap *d)
     }
     pthread_mutex_unlock(&threads_lock);
     return using;
+}
+
+void khi_thread_waiting(bool waiting)
+{
+    if (me != NULL)
+        __atomic_store_n(&me->waiting, waiting, __ATOMIC_RELAXED);
+}
+
+bool khi_threads_stuck_in(const struct khi_heap *d)
+{
+    bool used = false, stuck = true;
+    pthread_mutex_lock(&threads_lock);
+    for (struct khi_thread *t = registry.next; t != &registry && stuck; t = t->next) {
+        bool uses = __atomic_load_n(t->busy, __ATOMIC_RELAXED) == d->slot + 1;
+        unsigned depth = __atomic_load_n(&t->abi->depth, __ATOMIC_RELAXED);
+        for (unsigned i = 0; i < depth && i < KEYHEAP_MAX_DEPTH && !uses; i++)
+            uses = khi_frame_heap(&t->abi->stack[i]) == d;
+        if (uses) {
+            used = true;
+            stuck = __atomic_load_n(&t->waiting, __ATOMIC_RELAXED);
+        }
+    }
+    pthread_mutex_unlock(&threads_lock);
+    return used && stuck;
 }
 
 bool khi_thread_inside_self(const struct khi_heap *d)

@@ -31,6 +31,15 @@ KHI_HIDDEN bool khi_threads_inside(const struct khi_heap *d);
  * of a victim; its round is what decides). */
 KHI_HIDDEN bool khi_threads_using(const struct khi_heap *d);
 
+/* khi_thread_waiting - marks this thread as waiting for a protection key
+ * (khi_heap_unpark), or not.  pre: the domain lock. */
+KHI_HIDDEN void khi_thread_waiting(bool waiting);
+
+/* khi_threads_stuck_in - whether some thread is inside d (or busy in it)
+ * and every such thread waits for a protection key: none of them will
+ * leave d.  pre: the domain lock (under which threads mark themselves). */
+KHI_HIDDEN bool khi_threads_stuck_in(const struct khi_heap *d);
+
 /* khi_thread_inside_self - whether this thread's domain stack names d. */
 KHI_HIDDEN bool khi_thread_inside_self(const struct khi_heap *d);
 
