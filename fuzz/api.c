@@ -65,10 +65,10 @@
 #define DOMAIN_GRANULE 16
 
 /* Any failed check ends the process: libFuzzer reports it as a crash. */
-#define CHECK(cond)                                                                               \
-    do {                                                                                          \
-        if (!(cond))                                                                              \
-            check_failed(__LINE__, #cond);                                                        \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            check_failed(__LINE__, #cond);                                                         \
     } while (0)
 static void check_failed(int line, const char *what) __attribute__((noreturn, cold));
 
@@ -930,8 +930,8 @@ static void probe(void)
         CHECK(spare < 0);
     }
     key_capacity = n;
-    fprintf(stderr, "fuzz/api.c: keyheap holds up to %u protection keys (KEYHEAP_CONF keys:%u)\n",
-            n, cap);
+    fprintf(stderr, "fuzz/api.c: keyheap can hold %u protection key(s) (KEYHEAP_CONF keys:%u)\n", n,
+            cap);
     for (unsigned i = 0; i < 16; i++)
         CHECK(keyheap_domain_destroy(all[i]) == 0);
 }
