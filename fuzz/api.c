@@ -5,26 +5,38 @@
  * Each input byte sequence is read as operations (one byte: the operation,
  * then its arguments, one byte each; a short input just ends).  The model
  * keeps what keyheap must have: the live domains (name, flags), this
- * thread's stack of enters (so the malloc target, keyheap_current), and the
- * live blocks (requested size, domain, allocator, alignment and a per-block
- * byte pattern).  Checked after or during every operation:
+ * thread's stack of enters (so the malloc target, keyheap_current), the
+ * domains whose key keyheap_domain_pkey gave out (pinned: the key cache
+ * never takes their key), and the live blocks (requested size, domain,
+ * allocator, alignment and a per-block byte pattern).  Checked after or
+ * during every operation:
  *  - results and errno of the defined errors: EINVAL (bad name or flags,
- *    alignment not a power of two), ENAMETOOLONG, ENOSPC (no key left),
- *    ENOTSUP (no keys and no unprotected:true), EBUSY (destroy of a domain
- *    this thread is inside), ENOMEM (huge or overflowing sizes); errno
- *    untouched by realloc(p, 0);
+ *    alignment not a power of two), ENAMETOOLONG, ENOTSUP (no keys and no
+ *    unprotected:true), EBUSY (destroy of a domain this thread is inside),
+ *    EAGAIN (keyheap_domain_pkey of a parked domain when every key is held
+ *    by a domain this thread is inside or a pinned one), ENOMEM (huge or
+ *    overflowing sizes); errno untouched by a successful create and by
+ *    realloc(p, 0);
  *  - keyheap_usable_size >= the requested size (>= 16 in a domain),
  *    alignment, keyheap_domain_of of every block, keyheap_current,
- *    keyheap_domain_name/_pkey, keyheap_domain_stats (objects and allocated
+ *    keyheap_domain_name/_pkey (a pinned domain's key stays, keys of
+ *    pinned domains differ), keyheap_domain_stats (objects and allocated
  *    exact), keyheap_audit finding nothing;
+ *  - the key cache (KEYHEAP_CONF keys:<n>; run with keys:2 as well): a
+ *    domain this thread is inside or a pinned one is resident (its handle
+ *    says KEYHEAP_ABI_LIVE), no more domains are resident than keyheap can
+ *    hold keys, and blocks of parked domains keep their contents (a
+ *    content check enters the block's domain, which makes it resident);
  *  - contents: calloc'd bytes are zero, every block keeps its pattern until
  *    it is freed, realloc keeps the common prefix.
  * Sequences the API defines as fatal (a leave that does not match, more
  * than KEYHEAP_MAX_DEPTH enters, any use of a destroyed domain, double or
- * foreign frees, a KEYHEAP_STRICT block freed from outside) are never
- * executed: the model picks only live handles and blocks and skips what
- * would abort.  Every input ends with everything left, freed and destroyed,
- * so inputs are independent.
+ * foreign frees, a KEYHEAP_STRICT block freed from outside, and making a
+ * parked domain resident while every key is held by a domain this thread
+ * is inside or a pinned one: entering it, calloc or realloc in it, a
+ * scrubbing free of its block) are never executed: the model picks only
+ * live handles and blocks and skips what would abort.  Every input ends
+ * with everything left, freed and destroyed, so inputs are independent.
  *
  * The plain malloc family is exercised as well: where libkeyheap replaces
  * it, inside a domain it must land in the domain; in a build configured
@@ -44,6 +56,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <keyheap.h>
 
@@ -52,17 +65,18 @@
 #define DOMAIN_GRANULE 16
 
 /* Any failed check ends the process: libFuzzer reports it as a crash. */
-#define CHECK(cond)                                                                               \
-    do {                                                                                          \
-        if (!(cond)) {                                                                            \
-            fprintf(stderr, "fuzz/api.c:%d: check failed: %s\n", __LINE__, #cond);               \
-            abort();                                                                              \
-        }                                                                                         \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            check_failed(__LINE__, #cond);                                                         \
     } while (0)
+static void check_failed(int line, const char *what) __attribute__((noreturn, cold));
 
 struct mdomain {
     keyheap_domain_t *h; /* NULL: this model slot is free */
     unsigned flags;
+    int pinned; /* keyheap_domain_pkey gave out its key, pkey: it keeps it */
+    int pkey;
     char name[KEYHEAP_NAME_MAX + 1];
 };
 
@@ -92,7 +106,9 @@ static unsigned seeds;
 /* What the process offers, found once. */
 static int mode_pku;          /* domains have hardware keys */
 static int mode_enotsup;      /* domain_create fails with ENOTSUP */
-static unsigned key_capacity; /* live domains before ENOSPC (PKU mode) */
+static unsigned key_capacity; /* keys keyheap can hold (PKU mode): at most
+                                 KEYHEAP_CONF keys:<n>, fewer only where the
+                                 kernel has no more */
 static int malloc_is_keyheap; /* the plain malloc family is keyheap's */
 
 struct input {
@@ -126,6 +142,18 @@ static void *(*volatile plain_pvalloc)(size_t) = pvalloc;
 static char *(*volatile plain_strdup)(const char *) = strdup;
 static void (*volatile plain_free)(void *) = free;
 static size_t (*volatile plain_usable_size)(void *) = malloc_usable_size;
+
+/* Leaves every domain this thread entered before it aborts: libFuzzer's
+ * crash handler allocates (where keyheap owns malloc, in this thread's
+ * malloc target) and writes the input out, which inside a domain would
+ * fault, with every domain closed in the handler, and lose the input. */
+static void check_failed(int line, const char *what)
+{
+    fprintf(stderr, "fuzz/api.c:%d: check failed: %s\n", line, what);
+    while (depth > 0)
+        keyheap_leave(doms[stack[--depth].dom].h);
+    abort();
+}
 
 /* ------------------------------------------------------------ model */
 
@@ -193,6 +221,46 @@ static int frames_of(int dom, int rw_only)
     return n;
 }
 
+/* ------------------------------------------------------- key cache */
+
+/* Whether dom surely holds a key: this thread is inside it, or its key
+ * was given out.  The key cache takes a key from neither. */
+static int held(int dom)
+{
+    return doms[dom].pinned || frames_of(dom, 0) > 0;
+}
+
+static unsigned holders(void)
+{
+    unsigned n = 0;
+    for (int i = 0; i < MAX_DOMAINS; i++)
+        n += doms[i].h != NULL && held(i);
+    return n;
+}
+
+/* Whether this thread may make dom resident (enter it, calloc or realloc
+ * in it, free a block of it with scrubbing): it is resident for sure, or
+ * some key is not held by a domain this thread is inside or a pinned one
+ * (a spare key, a fresh one, or one to evict).  Otherwise keyheap aborts:
+ * this thread would nest more domains than keyheap has keys. */
+static int can_hold(int dom)
+{
+    return !mode_pku || dom < 0 || held(dom) || holders() < key_capacity;
+}
+
+/* Whether a free of a block of dom writes it (scrubbing): that needs the
+ * key. */
+static int free_needs_key(int dom)
+{
+    return dom >= 0 && !(doms[dom].flags & KEYHEAP_NOSCRUB);
+}
+
+/* The domain's state as its handle says it (the ABI of the inline enter). */
+static unsigned abi_live(int dom)
+{
+    return ((const struct keyheap_abi_domain *)(const void *)doms[dom].h)->live;
+}
+
 /* Block contents: byte i of a block with seed s is patterns[s % PERIOD +
  * i % CHUNK] (never 0), written and compared a chunk at a time with
  * memcpy/memcmp: byte loops here would cost more than keyheap's calls under
@@ -242,7 +310,7 @@ static int open_dom(int dom)
 {
     if (dom < 0)
         return 0;
-    if (depth >= KEYHEAP_MAX_DEPTH)
+    if (depth >= KEYHEAP_MAX_DEPTH || !can_hold(dom))
         return -1;
     keyheap_enter(doms[dom].h);
     stack[depth++] = (struct frame){dom, 0};
@@ -309,12 +377,25 @@ static void fill(struct mblock *b)
 static void check_state(void)
 {
     CHECK(keyheap_current() == handle(current()));
+    unsigned resident = 0;
     for (int i = 0; i < MAX_DOMAINS; i++) {
         if (doms[i].h == NULL)
             continue;
         CHECK(strcmp(keyheap_domain_name(doms[i].h), doms[i].name) == 0);
-        int k = keyheap_domain_pkey(doms[i].h);
-        CHECK(mode_pku ? k >= 1 && k <= 15 : k == -1);
+        unsigned live = abi_live(i);
+        CHECK(live == KEYHEAP_ABI_LIVE || (mode_pku && live == KEYHEAP_ABI_PARKED));
+        resident += live == KEYHEAP_ABI_LIVE;
+        if (mode_pku && held(i))
+            CHECK(live == KEYHEAP_ABI_LIVE);
+        /* keyheap_domain_pkey pins a domain: only where it already is. */
+        if (!mode_pku)
+            CHECK(keyheap_domain_pkey(doms[i].h) == -1);
+        else if (doms[i].pinned)
+            CHECK(keyheap_domain_pkey(doms[i].h) == doms[i].pkey);
+    }
+    if (mode_pku) {
+        CHECK(holders() <= key_capacity);
+        CHECK(resident <= key_capacity);
     }
 }
 
@@ -398,13 +479,12 @@ static void op_create(struct input *in)
         want = ENAMETOOLONG;
     else if (mode_enotsup)
         want = ENOTSUP;
-    else if (mode_pku && (unsigned)live_domains() >= key_capacity)
-        want = ENOSPC;
     else if (slot < 0)
         return; /* the model is full: skip */
     else
-        want = 0;
-    errno = 0;
+        want = 0; /* no ENOSPC: 16 live domains are far from keyheap's slots,
+                     and a domain without a key of its own starts parked */
+    errno = 4242;
     keyheap_domain_t *d = keyheap_domain_create(arg, flags);
     if (want) {
         CHECK(d == NULL);
@@ -412,10 +492,10 @@ static void op_create(struct input *in)
         return;
     }
     CHECK(d != NULL);
+    CHECK(errno == 4242);
     for (int i = 0; i < MAX_DOMAINS; i++)
         CHECK(doms[i].h != d);
-    doms[slot].h = d;
-    doms[slot].flags = flags;
+    doms[slot] = (struct mdomain){.h = d, .flags = flags};
     snprintf(doms[slot].name, sizeof doms[slot].name, "%s", arg);
 }
 
@@ -443,18 +523,51 @@ static void op_destroy(struct input *in)
         }
     CHECK(keyheap_domain_destroy(doms[dom].h) == 0);
     doms[dom].h = NULL;
+    doms[dom].pinned = 0;
 }
 
 static void op_enter(struct input *in, int ro)
 {
     int dom = pick_domain(byte(in));
-    if (dom < 0 || depth >= KEYHEAP_MAX_DEPTH)
+    if (dom < 0 || depth >= KEYHEAP_MAX_DEPTH || !can_hold(dom))
         return;
     if (ro)
         keyheap_enter_ro(doms[dom].h);
     else
         keyheap_enter(doms[dom].h);
     stack[depth++] = (struct frame){dom, ro};
+    CHECK(abi_live(dom) == KEYHEAP_ABI_LIVE);
+}
+
+/* keyheap_domain_pkey: the key, and the domain keeps it until destroyed;
+ * or EAGAIN when every key is held by a domain this thread is inside or a
+ * pinned one (the domain is parked then). */
+static void op_pkey(struct input *in)
+{
+    int dom = pick_domain(byte(in));
+    if (dom < 0)
+        return;
+    int can = can_hold(dom);
+    errno = 0;
+    int k = keyheap_domain_pkey(doms[dom].h);
+    if (!mode_pku) {
+        CHECK(k == -1);
+        return;
+    }
+    if (!can) {
+        CHECK(k == -1 && errno == EAGAIN);
+        CHECK(abi_live(dom) == KEYHEAP_ABI_PARKED);
+        return;
+    }
+    CHECK(k >= 1 && k <= 15);
+    CHECK(abi_live(dom) == KEYHEAP_ABI_LIVE);
+    if (doms[dom].pinned)
+        CHECK(k == doms[dom].pkey);
+    for (int i = 0; i < MAX_DOMAINS; i++)
+        if (i != dom && doms[i].h != NULL && doms[i].pinned)
+            CHECK(doms[i].pkey != k);
+    doms[dom].pinned = 1;
+    doms[dom].pkey = k;
 }
 
 static void op_leave(void)
@@ -487,6 +600,8 @@ static void op_kh_alloc(struct input *in, unsigned which)
             n = 16;
         size_t total;
         int over = __builtin_mul_overflow(n, m, &total);
+        if (!can_hold(dom))
+            return; /* calloc zeroes: it needs the key */
         p = keyheap_calloc(handle(dom), n, m);
         record(p, over ? 0 : total, dom, KH, 0, 1, huge || over, errno);
         return;
@@ -512,6 +627,8 @@ static void free_block(int i, unsigned how)
     struct mblock *b = &blocks[i];
     check_block_meta(b);
     check_contents(b);
+    if (free_needs_key(b->dom) && !can_hold(b->dom))
+        return; /* keep it for later or the final cleanup */
     int inside = (how & 1) || (b->dom >= 0 && (doms[b->dom].flags & KEYHEAP_STRICT) &&
                                frames_of(b->dom, 1) == 0);
     int o = inside ? open_dom(b->dom) : 0;
@@ -564,6 +681,9 @@ static void op_realloc(struct input *in, int plain)
     if (b->kind == LIBC && !malloc_is_keyheap)
         return;
     check_contents(b);
+    /* realloc copies, a realloc to 0 frees: with the key. */
+    if ((size != 0 || free_needs_key(b->dom)) && !can_hold(b->dom))
+        return;
     if (size == 0) {
         /* Frees, returns NULL, errno untouched: a free, so KEYHEAP_STRICT
          * needs the domain open. */
@@ -740,6 +860,26 @@ static void op_stats(struct input *in)
 
 /* ------------------------------------------------------------ driver */
 
+/* KEYHEAP_CONF's keys:<n> (1..15, the last valid one), or 15. */
+static unsigned conf_keys(void)
+{
+    const char *s = getenv("KEYHEAP_CONF");
+    unsigned keys = 15;
+    while (s != NULL && *s != '\0') {
+        const char *end = strchr(s, ',');
+        size_t len = end != NULL ? (size_t)(end - s) : strlen(s), i = 5;
+        if (len > 5 && memcmp(s, "keys:", 5) == 0) {
+            unsigned v = 0;
+            for (; i < len && s[i] >= '0' && s[i] <= '9' && v <= 15; i++)
+                v = v * 10 + (unsigned)(s[i] - '0');
+            if (i == len && v >= 1 && v <= 15)
+                keys = v;
+        }
+        s = end != NULL ? end + 1 : NULL;
+    }
+    return keys;
+}
+
 static void probe(void)
 {
     static int done;
@@ -762,26 +902,60 @@ static void probe(void)
     CHECK(keyheap_domain_destroy(d) == 0);
     if (!mode_pku)
         return;
-    /* How many keys this process can get (other code may hold some). */
+    /* How many keys keyheap can hold: 16 domains (more than keys, so some
+     * start parked), and keyheap_domain_pkey pins one after the other until
+     * every key is given out; the rest get EAGAIN. */
     keyheap_domain_t *all[16];
-    unsigned n = 0;
-    while (n < 16 && (all[n] = keyheap_domain_create("probe", 0)) != NULL)
+    unsigned n = 0, seen = 0;
+    for (unsigned i = 0; i < 16; i++)
+        CHECK((all[i] = keyheap_domain_create("probe", 0)) != NULL);
+    for (unsigned i = 0; i < 16; i++) {
+        errno = 0;
+        int key = keyheap_domain_pkey(all[i]);
+        if (key == -1) {
+            CHECK(errno == EAGAIN);
+            continue;
+        }
+        CHECK(n == i && key >= 1 && key <= 15 && !(seen & (1u << key)));
+        seen |= 1u << key;
         n++;
-    CHECK(n < 16 && errno == ENOSPC);
+    }
+    unsigned cap = conf_keys();
+    CHECK(n >= 1 && n <= cap);
+    if (n < cap) {
+        /* Fewer than keys:<n> only when the kernel has none left. */
+        int spare = pkey_alloc(0, 0);
+        if (spare >= 0)
+            pkey_free(spare);
+        CHECK(spare < 0);
+    }
     key_capacity = n;
-    while (n > 0)
-        CHECK(keyheap_domain_destroy(all[--n]) == 0);
+    fprintf(stderr, "fuzz/api.c: keyheap can hold %u protection key(s) (KEYHEAP_CONF keys:%u)\n", n,
+            cap);
+    for (unsigned i = 0; i < 16; i++)
+        CHECK(keyheap_domain_destroy(all[i]) == 0);
 }
 
 static void cleanup(void)
 {
     while (depth > 0)
         op_leave();
-    for (int i = 0; i < MAX_BLOCKS; i++)
-        if (blocks[i].p != NULL) {
-            free_block(i, 1);
-            CHECK(blocks[i].p == NULL);
-        }
+    /* Blocks outside domains and in pinned ones first, then the pinned
+     * domains go, so that every other domain can get a key to be entered
+     * (its blocks checked and freed). */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < MAX_BLOCKS; i++)
+            if (blocks[i].p != NULL && (pass == 1 || blocks[i].dom < 0 || held(blocks[i].dom))) {
+                free_block(i, 1);
+                CHECK(blocks[i].p == NULL);
+            }
+        for (int i = 0; i < MAX_DOMAINS && pass == 0; i++)
+            if (doms[i].h != NULL && doms[i].pinned) {
+                CHECK(keyheap_domain_destroy(doms[i].h) == 0);
+                doms[i].h = NULL;
+                doms[i].pinned = 0;
+            }
+    }
     for (int i = 0; i < MAX_DOMAINS; i++)
         if (doms[i].h != NULL) {
             CHECK(keyheap_domain_destroy(doms[i].h) == 0);
@@ -842,7 +1016,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             op_stats(&in);
             break;
         default:
-            check_state();
+            /* Rarely keyheap_domain_pkey: a pinned domain holds a key for
+             * good, and with keys:2 two of them leave none to enter others. */
+            if (op >= 0xc0)
+                op_pkey(&in);
+            else
+                check_state();
             break;
         }
         CHECK(keyheap_current() == handle(current()));

@@ -5,8 +5,10 @@
 ## make check builds each target with fuzz/replay.c instead of libFuzzer,
 ## with the configured compiler, and replays every file of
 ## fuzz/corpus/<target>/: the API target with real protection keys (through
-## tools/pku-run: natively where the CPU has PKU, otherwise in QEMU) and
-## natively in keyheap's no-PKU mode (KEYHEAP_CONF=pku:off,unprotected:true).
+## tools/pku-run: natively where the CPU has PKU, otherwise in QEMU), once
+## more with a key cache of two keys (KEYHEAP_CONF=keys:2: more domains
+## than keys), and natively in keyheap's no-PKU mode
+## (KEYHEAP_CONF=pku:off,unprotected:true).
 ##
 ## make fuzz builds fuzz/api-fuzzer and fuzz/conf-fuzzer (and
 ## fuzz/api-replace-fuzzer, below) with clang
@@ -34,11 +36,13 @@ fuzz_replay_conf_CFLAGS = $(AM_CFLAGS)
 fuzz_replay_conf_LDFLAGS = -no-install
 fuzz_replay_conf_LDADD = -lpthread
 
-TESTS += fuzz/replay-api-pku.test fuzz/replay-api-nopku.test fuzz/replay-conf.test
+TESTS += fuzz/replay-api-pku.test fuzz/replay-api-keys2.test fuzz/replay-api-nopku.test \
+	fuzz/replay-conf.test
 TEST_EXTENSIONS += .test
 TEST_LOG_COMPILER = $(SHELL)
 EXTRA_DIST += fuzz/fuzz.mk fuzz/corpus fuzz/make-corpus.py tools/fuzz-run \
-	fuzz/replay-api-pku.test fuzz/replay-api-nopku.test fuzz/replay-conf.test
+	fuzz/replay-api-pku.test fuzz/replay-api-keys2.test fuzz/replay-api-nopku.test \
+	fuzz/replay-conf.test
 
 # ------------------------------------------------------------ make fuzz
 FUZZ_CC = clang-14
@@ -105,7 +109,8 @@ fuzz: fuzz/api-fuzzer fuzz/conf-fuzzer fuzz/api-replace-fuzzer
 # clang's source-based coverage (no sanitizers, no malloc replacement),
 # replayed over FUZZ_COVERAGE_CORPUS natively in the no-PKU mode and with
 # real keys through tools/pku-run (which brings the profile back out of
-# the QEMU machine).  Prints llvm-cov's report for alloc/ and domains/ and
+# the QEMU machine), all of them and two (KEYHEAP_CONF=keys:2: the key
+# cache's misses and evictions).  Prints llvm-cov's report for alloc/ and domains/ and
 # writes it as HTML to fuzz/coverage/html/.
 FUZZ_COVERAGE_CORPUS = $(srcdir)/fuzz/corpus/api $(wildcard fuzz/work/api)
 FUZZ_PROFDATA = llvm-profdata-14
@@ -139,13 +144,18 @@ fuzz-coverage: fuzz/coverage/api-replay
 	  cd fuzz/coverage/profiles && LLVM_PROFILE_FILE=pku.profraw KEYHEAP_PKU_ENV=LLVM_PROFILE_FILE \
 	  KEYHEAP_PKU_TIMEOUT=3600 bash $(abs_top_srcdir)/tools/pku-run ../api-replay $$corpus \
 	  >../pku.log 2>&1 || { cat ../pku.log; exit 1; }
-	@echo "real keys: `tail -n 1 fuzz/coverage/pku.log`"
+	@echo "real keys: `grep '^replay: [0-9]* inputs' fuzz/coverage/pku.log`"
+	corpus=`for d in $(FUZZ_COVERAGE_CORPUS); do (cd "$$d" && pwd -P); done`; \
+	  cd fuzz/coverage/profiles && LLVM_PROFILE_FILE=keys2.profraw KEYHEAP_PKU_ENV=LLVM_PROFILE_FILE \
+	  KEYHEAP_CONF=keys:2 KEYHEAP_PKU_TIMEOUT=3600 bash $(abs_top_srcdir)/tools/pku-run \
+	  ../api-replay $$corpus >../keys2.log 2>&1 || { cat ../keys2.log; exit 1; }
+	@echo "two keys: `grep '^replay: [0-9]* inputs' fuzz/coverage/keys2.log`"
 	$(FUZZ_PROFDATA) merge -o fuzz/coverage/api.profdata fuzz/coverage/profiles/*.profraw
 	$(FUZZ_COV) show -format=html -output-dir=fuzz/coverage/html -instr-profile=fuzz/coverage/api.profdata \
 	  fuzz/coverage/api-replay $(abs_top_srcdir)/alloc $(abs_top_srcdir)/domains
 	$(FUZZ_COV) report -instr-profile=fuzz/coverage/api.profdata fuzz/coverage/api-replay \
 	  $(abs_top_srcdir)/alloc $(abs_top_srcdir)/domains
-	@echo "keyheap: fuzz-coverage: the corpus ($(FUZZ_COVERAGE_CORPUS)) with and without keys; lines in fuzz/coverage/html/index.html"
+	@echo "keyheap: fuzz-coverage: the corpus ($(FUZZ_COVERAGE_CORPUS)) without keys, with keys and with keys:2; lines in fuzz/coverage/html/index.html"
 .PHONY: fuzz-coverage
 
 clean-local: clean-fuzz

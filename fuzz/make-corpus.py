@@ -9,6 +9,7 @@ import os
 
 CREATE, DESTROY, ENTER, ENTER_RO, LEAVE, MALLOC, CALLOC, ALIGNED, REALLOC, FREE, \
     PLAIN, PLAIN_REALLOC, INSPECT, AUDIT, STATS, STATE = range(16)
+PKEY = 0xff   # keyheap_domain_pkey (0xcf, 0xdf, 0xef, 0xff; other 0x?f: STATE)
 NOSCRUB, MLOCK, WIPEONFORK, STRICT = 1, 2, 4, 8
 
 
@@ -67,6 +68,35 @@ api = {
                   + [MALLOC, 0, SMALL] * 20 + [STATS, 0],
     'audit-stats': create() + [ENTER, 0, AUDIT, 0, AUDIT, 1, MALLOC, 0, SMALL, CALLOC, 0, SMALL, 4,
                                STATS, 0, LEAVE, AUDIT, 3, STATS, 0],
+    # The key cache (replayed with KEYHEAP_CONF=keys:2 as well): five
+    # domains with blocks, each checked (entered) in turn, so with two keys
+    # every check is a miss; then two held by enters, while the others'
+    # blocks are freed (NOSCRUB: no key needed), checked, reallocated (both
+    # skipped where no key can be had), and all checked again after.
+    'key-cache': create() + create(NOSCRUB, ord('b')) + create(STRICT, ord('c')) +
+                 create(MLOCK, ord('d')) + create(NOSCRUB | WIPEONFORK, ord('e')) +
+                 sum(([MALLOC, d, SMALL + d, MALLOC, d, LARGE + d, CALLOC, d, MEDIUM, 3]
+                      for d in range(5)), []) +
+                 sum(([INSPECT, i] for i in range(15)), []) +
+                 [ENTER, 0, ENTER_RO, 1, STATE, INSPECT, 6, FREE, 12, 0, FREE, 6, 0,
+                  REALLOC, 9, MEDIUM, CALLOC, 3, SMALL, 2, ENTER, 2, STATE, STATS, 2, STATS, 4,
+                  LEAVE, LEAVE] + sum(([INSPECT, i] for i in range(14)), []) +
+                 [REALLOC, 6, LARGE, REALLOC, 9, SMALL, DESTROY, 2, 0, STATE, AUDIT, 0,
+                  STATS, 0, STATS, 3],
+    # keyheap_domain_pkey pins: with two keys, two pinned domains leave no
+    # key for the others (EAGAIN, their enters skipped) until one is
+    # destroyed.
+    'key-pinning': sum((create(0, ord('a') + i) + [MALLOC, i, MEDIUM + i] for i in range(4)), []) +
+                   [PKEY, 0, PKEY, 1, PKEY, 2, PKEY, 3, STATE, PKEY, 0, ENTER, 2, INSPECT, 2,
+                    INSPECT, 3, FREE, 2, 0, LEAVE, DESTROY, 0, 0, PKEY, 2, STATE, ENTER, 2,
+                    INSPECT, 1, LEAVE, STATE],
+    # One thread inside more domains than keyheap has keys: with two keys
+    # the third and fourth enters are skipped (keyheap would abort).
+    'nesting-past-keys': sum((create(0, ord('a') + i) for i in range(4)), []) +
+                         [ENTER, 0, MALLOC, 0, SMALL, ENTER_RO, 1, MALLOC, 1, SMALL, ENTER, 2,
+                          MALLOC, 2, SMALL, ENTER, 3, PLAIN, 0, MEDIUM, 0, STATE, INSPECT, 0,
+                          INSPECT, 1, INSPECT, 2, LEAVE, LEAVE, STATE, ENTER, 3, INSPECT, 2,
+                          LEAVE, LEAVE, LEAVE, INSPECT, 0, STATE],
 }
 
 conf = {
@@ -84,6 +114,7 @@ conf = {
     'unknown-key': b'pkuu:on,' + b'k' * 200 + b':1',
     'bytes': b'verify:\x01\xff,\x7f:\x80,stats_print:yes',
     'nul-inside': b'verify:on\x00,pku:off',
+    'keys': b'keys:2,keys:0,keys:16,keys:0015,keys:,keys:x,keys: 3,keys:1',
 }
 
 here = os.path.dirname(os.path.abspath(__file__))
