@@ -588,6 +588,9 @@ static void op_kh_alloc(struct input *in, unsigned which)
     errno = 0;
     if (free_block_slot() < 0)
         return;
+    /* A KEYHEAP_MLOCK domain locks what it commits, which needs its key. */
+    if (dom >= 0 && (doms[dom].flags & KEYHEAP_MLOCK) && !can_hold(dom))
+        return;
     switch (which) {
     case 0:
         p = keyheap_malloc(handle(dom), size);
