@@ -140,8 +140,18 @@
  *   <n> (KEYHEAP_CONF keys:<m>) is held by a domain this thread is inside
  *   or whose key keyheap_domain_pkey gave out: this thread cannot nest
  *   more domains than keyheap has keys
- * (one line).  A task that blocks keyheap's signal makes evictions of keys
- * it might hold fail, as it makes a destroy keep its key.  A signal handler
+ * (one line).  Likewise when threads inside domains wait for each other's
+ * keys (every key is held by a domain that only threads waiting for a key
+ * are inside): "keyheap: domain "x" needs a protection key, but every one
+ * of keyheap's <n> (KEYHEAP_CONF keys:<m>) is held by a domain this thread
+ * is inside, whose key keyheap_domain_pkey gave out, or that only threads
+ * waiting for a key themselves are inside: threads inside domains wait for
+ * each other's keys for ever".  So threads that stay inside a domain while
+ * they enter another must be fewer than the keys.  A task that blocks
+ * keyheap's signal (or is stopped) makes evictions wait (one "keyheap:
+ * ... a thread did not answer keyheap's PKRU signal ..." warning), as it
+ * makes a destroy keep its key.  An allocation in a parked KEYHEAP_MLOCK
+ * domain gives it a key first, since locking needs it.  A signal handler
  * may enter a parked domain: while a thread holds keyheap's domain lock (in
  * keyheap_domain_create, keyheap_domain_destroy, keyheap_domain_pkey or a
  * miss) its asynchronous signals are blocked, so a handler never finds the

@@ -781,6 +781,55 @@ START_TEST(test_eviction_at_every_instruction_of_enter_then_the_other_domain_fau
 }
 END_TEST
 
+/* Two threads, each inside a domain of its own, both enter a third with
+ * keys:2: each waits for the key the other holds.  The first to look
+ * waits (one warning); the second sees that only waiting threads hold the
+ * keys, and aborts. */
+static keyheap_domain_t *own[2], *shared;
+static pthread_barrier_t both_inside;
+
+static void *enter_shared(void *arg)
+{
+    int i = (int)(intptr_t)arg;
+    keyheap_enter(own[i]);
+    pthread_barrier_wait(&both_inside);
+    if (i == 1)
+        usleep(200000); /* thread 0 looks first */
+    keyheap_enter(shared);
+    keyheap_leave(shared);
+    keyheap_leave(own[i]);
+    return NULL;
+}
+
+static void wait_for_each_other(void *arg)
+{
+    (void)arg;
+    setenv("KEYHEAP_CONF", "keys:2", 1);
+    own[0] = keyheap_domain_create("own0", 0);
+    own[1] = keyheap_domain_create("own1", 0);
+    shared = keyheap_domain_create("shared", 0);
+    pthread_barrier_init(&both_inside, NULL, 2);
+    pthread_t t[2];
+    for (intptr_t i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, enter_shared, (void *)i);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+}
+
+START_TEST(test_threads_waiting_for_each_others_keys_abort)
+{
+    kht_expect_abort(wait_for_each_other, NULL,
+                     "keyheap: domain \"shared\" waits for a protection key: each of keyheap's 2 "
+                     "(KEYHEAP_CONF keys:2) is held by a domain another thread is inside; it "
+                     "waits until one leaves (this warning is printed once)\n"
+                     "keyheap: domain \"shared\" needs a protection key, but every one of "
+                     "keyheap's 2 (KEYHEAP_CONF keys:2) is held by a domain this thread is "
+                     "inside, whose key keyheap_domain_pkey gave out, or that only threads "
+                     "waiting for a key themselves are inside: threads inside domains wait for "
+                     "each other's keys for ever\n");
+}
+END_TEST
+
 /* --------------------------------------------- errno, signal handlers */
 
 START_TEST(test_a_miss_leaves_errno_alone)
@@ -903,6 +952,7 @@ int main(void)
     TCase *nesting = tcase_create("nesting");
     tcase_add_test(nesting, test_nesting_as_many_domains_as_keys_works);
     tcase_add_test(nesting, test_nesting_more_domains_than_keys_aborts);
+    tcase_add_test(nesting, test_threads_waiting_for_each_others_keys_abort);
     suite_add_tcase(s, nesting);
 
     TCase *threads = tcase_create("threads");
