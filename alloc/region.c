@@ -501,6 +501,13 @@ static bool committed_line(const char *line, void *ctx)
 
 bool khi_region_has_committed(const struct khi_heap *d)
 {
+    if (d->pkey == KHI_PKEY_PARKED) {
+        /* Parked, every page is PROT_NONE: the commit map says what
+         * jemalloc still holds as committed. */
+        size_t i = (d->start - khi_span.base) >> KHI_PAGE_SHIFT;
+        size_t end = (d->next - khi_span.base) >> KHI_PAGE_SHIFT;
+        return commit_next(i, end, true) < end;
+    }
     struct committed_query q = {d->start, d->next, false};
     khi_proc_lines("/proc/self/maps", committed_line, &q);
     return q.found;

@@ -24,7 +24,8 @@ KHI_HIDDEN void khi_region_init(struct khi_heap *d);
 KHI_HIDDEN bool khi_region_discard(struct khi_heap *d);
 
 /* khi_region_has_committed - whether any page of the used part of d's
- * region is readable or writable, asked of the kernel (/proc/self/maps):
+ * region is readable or writable, asked of the kernel (/proc/self/maps),
+ * or for a parked d (all PROT_NONE) marked committed in the commit map:
  * after the arena was emptied, none may be.  False where it cannot tell. */
 KHI_HIDDEN bool khi_region_has_committed(const struct khi_heap *d);
 

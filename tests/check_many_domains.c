@@ -571,6 +571,25 @@ START_TEST(test_destroy_of_parked_and_resident_domains_gives_every_key_back)
 }
 END_TEST
 
+START_TEST(test_destroy_of_a_parked_domain_with_live_blocks)
+{
+    int before = free_keys();
+    for (int round = 0; round < 20; round++) {
+        two_on_one_key(); /* a parked with its block, b resident */
+        ck_assert_int_eq(keyheap_domain_destroy(a), 0); /* parked: no key needed */
+        ck_assert_ptr_null(keyheap_domain_of(pa));
+        free(pb);
+        ck_assert_int_eq(keyheap_domain_destroy(b), 0);
+    }
+    ck_assert_int_eq(free_keys(), before);
+    /* The slots are reused, and hand out memory that works. */
+    two_on_one_key();
+    keyheap_enter(a);
+    ck_assert_uint_eq(kht_read(pa + 6), 0xa1);
+    keyheap_leave(a);
+}
+END_TEST
+
 START_TEST(test_pkey_of_a_parked_domain_gives_it_a_key_for_good)
 {
     two_on_one_key(); /* a parked, b resident */
@@ -964,6 +983,7 @@ int main(void)
     TCase *life = tcase_create("lifecycle");
     tcase_set_timeout(life, 60);
     tcase_add_test(life, test_destroy_of_parked_and_resident_domains_gives_every_key_back);
+    tcase_add_test(life, test_destroy_of_a_parked_domain_with_live_blocks);
     tcase_add_test(life, test_pkey_of_a_parked_domain_gives_it_a_key_for_good);
     tcase_add_test(life, test_fork_child_enters_a_parked_domain);
     tcase_add_test(life, test_audit_finds_nothing_with_parked_domains);
