@@ -43,6 +43,15 @@
 #define SECRET 64
 #define MANY 1000
 
+/* An allocation made inside domain d: plain malloc, which must land in d,
+ * where keyheap owns malloc; keyheap_malloc where it does not (the
+ * sanitizer build, configured with --disable-malloc-replacement). */
+#ifdef KHT_NO_REPLACEMENT
+#define IN_MALLOC(d, n) keyheap_malloc((d), (n))
+#else
+#define IN_MALLOC(d, n) ((void)(d), malloc(n))
+#endif
+
 static keyheap_domain_t *doms[MANY];
 static unsigned char *secrets[MANY];
 static unsigned version[MANY];
@@ -62,7 +71,7 @@ static void make_many(unsigned n, const char *conf)
         doms[i] = keyheap_domain_create(name, 0);
         ck_assert_msg(doms[i] != NULL, "domain %u: %s", i, strerror(errno));
         keyheap_enter(doms[i]);
-        secrets[i] = malloc(SECRET);
+        secrets[i] = IN_MALLOC(doms[i], SECRET);
         ck_assert_ptr_nonnull(secrets[i]);
         ck_assert_ptr_eq(keyheap_domain_of(secrets[i]), doms[i]);
         for (unsigned k = 0; k < SECRET; k++)
@@ -97,7 +106,7 @@ static void check_all(unsigned n)
 static void destroy_many(unsigned n)
 {
     for (unsigned i = 0; i < n; i++) {
-        free(secrets[i]);
+        keyheap_free(secrets[i]);
         ck_assert_int_eq(keyheap_domain_destroy(doms[i]), 0);
     }
 }
@@ -177,7 +186,7 @@ START_TEST(test_thousand_create_destroy_cycles_on_two_keys_leak_no_key)
         keyheap_domain_t *d = keyheap_domain_create("cycle", 0);
         ck_assert_ptr_nonnull(d);
         keyheap_enter(d);
-        unsigned char *p = malloc(100);
+        unsigned char *p = IN_MALLOC(d, 100);
         ck_assert_ptr_nonnull(p);
         memset(p, (int)i, 100);
         keyheap_leave(d);
@@ -185,7 +194,7 @@ START_TEST(test_thousand_create_destroy_cycles_on_two_keys_leak_no_key)
             keyheap_enter(keep); /* parks d when the keys are short */
             keyheap_leave(keep);
         }
-        free(p);
+        keyheap_free(p);
         ck_assert_int_eq(keyheap_domain_destroy(d), 0);
     }
     ck_assert_int_eq(keyheap_domain_destroy(keep), 0);
@@ -208,11 +217,11 @@ static void two_on_one_key(void)
     ck_assert_ptr_nonnull(a);
     ck_assert_ptr_nonnull(b);
     keyheap_enter(a);
-    pa = malloc(SECRET);
+    pa = IN_MALLOC(a, SECRET);
     memset(pa, 0xa1, SECRET);
     keyheap_leave(a);
     keyheap_enter(b); /* takes the key from a */
-    pb = malloc(SECRET);
+    pb = IN_MALLOC(b, SECRET);
     memset(pb, 0xb2, SECRET);
     keyheap_leave(b);
 }
@@ -464,16 +473,16 @@ static void *worker_main(void *arg)
             for (unsigned k = 0; k < 32; k++)
                 if (old[k] != (unsigned char)(w->id * 16 + i))
                     return (void *)"old block changed";
-        unsigned char *p = malloc(32 + r % 200);
+        unsigned char *p = IN_MALLOC(doms[i], 32 + r % 200);
         if (p == NULL || keyheap_domain_of(p) != doms[i])
             return (void *)"malloc inside did not land in the domain";
         memset(p, (int)(w->id * 16 + i), 32);
-        free(old);
+        keyheap_free(old);
         w->blocks[i] = p;
         keyheap_leave(doms[i]);
     }
     for (unsigned i = 0; i < TDOMAINS; i++)
-        free(w->blocks[i]); /* from outside, parked or not */
+        keyheap_free(w->blocks[i]); /* from outside, parked or not */
     return NULL;
 }
 
@@ -508,8 +517,8 @@ static void *free_parked(void *arg)
     (void)arg;
     unsigned char **blocks = (unsigned char **)pa;
     for (unsigned i = 0; i < 8; i++)
-        free(blocks[i]);
-    blocks[8] = realloc(blocks[8], 5000); /* grows: copied while a has a key */
+        keyheap_free(blocks[i]);
+    blocks[8] = keyheap_realloc(blocks[8], 5000); /* grows: copied while a has a key */
     return NULL;
 }
 
@@ -521,7 +530,7 @@ START_TEST(test_other_thread_frees_and_reallocs_blocks_of_a_parked_domain)
     static unsigned char *blocks[9];
     keyheap_enter(a);
     for (unsigned i = 0; i < 9; i++) {
-        blocks[i] = malloc(100 + i * 300);
+        blocks[i] = IN_MALLOC(a, 100 + i * 300);
         memset(blocks[i], 0x70 + (int)i, 100 + i * 300);
     }
     keyheap_leave(a);
@@ -544,7 +553,7 @@ START_TEST(test_other_thread_frees_and_reallocs_blocks_of_a_parked_domain)
     for (unsigned k = 0; k < 100 + 8 * 300; k++)
         ck_assert_uint_eq(blocks[8][k], 0x78);
     keyheap_leave(a);
-    free(blocks[8]);
+    keyheap_free(blocks[8]);
 }
 END_TEST
 
@@ -557,7 +566,7 @@ START_TEST(test_destroy_of_parked_and_resident_domains_gives_every_key_back)
     ck_assert_int_eq(free_keys(), before - 1);
     /* The scrubbing free gives a the key back (b is parked), and a's
      * destroy gives it to the kernel. */
-    free(pa);
+    keyheap_free(pa);
     ck_assert_int_eq(keyheap_domain_destroy(a), 0);
     ck_assert_int_eq(free_keys(), before);
     /* b, parked, takes a key again when entered, and intact. */
@@ -565,7 +574,7 @@ START_TEST(test_destroy_of_parked_and_resident_domains_gives_every_key_back)
     ck_assert_uint_eq(kht_read(pb + 4), 0xb2);
     keyheap_leave(b);
     ck_assert_int_eq(free_keys(), before - 1);
-    free(pb);
+    keyheap_free(pb);
     ck_assert_int_eq(keyheap_domain_destroy(b), 0);
     ck_assert_int_eq(free_keys(), before);
 }
@@ -578,7 +587,7 @@ START_TEST(test_destroy_of_a_parked_domain_with_live_blocks)
         two_on_one_key(); /* a parked with its block, b resident */
         ck_assert_int_eq(keyheap_domain_destroy(a), 0); /* parked: no key needed */
         ck_assert_ptr_null(keyheap_domain_of(pa));
-        free(pb);
+        keyheap_free(pb);
         ck_assert_int_eq(keyheap_domain_destroy(b), 0);
     }
     ck_assert_int_eq(free_keys(), before);
@@ -641,10 +650,10 @@ START_TEST(test_scrubbing_free_of_a_parked_block_zeroes_it)
 {
     two_on_one_key(); /* a parked */
     unsigned char *keep = pa;
-    free(pa); /* scrubbed: a gets the key for it */
+    keyheap_free(pa); /* scrubbed: a gets the key for it */
     keyheap_enter(a);
     /* The same size comes back from this thread's magazine: the freed one. */
-    unsigned char *again = malloc(SECRET);
+    unsigned char *again = IN_MALLOC(a, SECRET);
     ck_assert_ptr_eq(again, keep);
     for (unsigned k = 0; k < SECRET; k++)
         ck_assert_uint_eq(again[k], 0);
@@ -855,7 +864,7 @@ START_TEST(test_a_miss_leaves_errno_alone)
 {
     two_on_one_key(); /* a parked */
     errno = 4711;
-    free(pa); /* scrubs: a gets the key */
+    keyheap_free(pa); /* scrubs: a gets the key */
     ck_assert_int_eq(errno, 4711);
     keyheap_enter(b); /* a parked again */
     keyheap_leave(b);
