@@ -245,20 +245,17 @@ void khi_heap_unpark(struct khi_heap *h)
         unsigned cap = khi_conf_get()->keys, held = pool_len;
         if (!failed)
             khi_thread_waiting(false);
-        khi_domains_lock_drop(mask);
-        if (!failed) {
-            errno = saved_errno;
-            return;
-        }
         char n[24], c[24];
-        if (why == KHI_KEYS_DEADLOCK)
+        /* The fatal errors are raised with the lock held: another thread
+         * that would find the same never prints it a second time. */
+        if (failed && why == KHI_KEYS_DEADLOCK)
             khi_fatal("domain \"", h->name, "\" needs a protection key, but every one of keyheap's ",
                       khi_dec(n, held), " (KEYHEAP_CONF keys:", khi_dec(c, cap),
                       ") is held by a domain this thread is inside or whose key "
                       "keyheap_domain_pkey gave out: this thread cannot nest more domains "
                       "than keyheap has keys",
                       (char *)NULL);
-        if (why == KHI_KEYS_CYCLE)
+        if (failed && why == KHI_KEYS_CYCLE)
             khi_fatal("domain \"", h->name, "\" needs a protection key, but every one of keyheap's ",
                       khi_dec(n, held), " (KEYHEAP_CONF keys:", khi_dec(c, cap),
                       ") is held by a domain this thread is inside, whose key "
@@ -266,15 +263,20 @@ void khi_heap_unpark(struct khi_heap *h)
                       "themselves are inside: threads inside domains wait for each other's keys "
                       "for ever",
                       (char *)NULL);
-        if (why == KHI_KEYS_NONE)
+        if (failed && why == KHI_KEYS_NONE)
             khi_fatal("domain \"", h->name,
                       "\" needs a protection key, and keyheap holds none and the kernel gives "
                       "none (other code holds every key)",
                       (char *)NULL);
-        if (why == KHI_KEYS_FAILED)
+        if (failed && why == KHI_KEYS_FAILED)
             khi_fatal("domain \"", h->name, "\": cannot tag its memory with a protection key "
                       "(pkey_mprotect or mlock failed)",
                       (char *)NULL);
+        khi_domains_lock_drop(mask);
+        if (!failed) {
+            errno = saved_errno;
+            return;
+        }
         static bool warned_unanswered;
         if (why == KHI_KEYS_UNANSWERED &&
             !__atomic_exchange_n(&warned_unanswered, true, __ATOMIC_RELAXED))
