@@ -633,8 +633,10 @@ static void free_checked(void *p, bool aligned, size_t align, size_t size, const
     size_t usable = khi_heap_block_size(p, *map);
     if (size > usable)
         wrong_size(d, p, op, size, usable);
-    khi_domain_free(p);
+    /* The checks are done: free marks itself as it needs, and may give a
+     * parked d its key, which no thread may wait for while busy in d. */
     khi_busy_end(busy);
+    khi_domain_free(p);
 }
 
 void khi_domain_free_sized(void *p, size_t size)
