@@ -20,37 +20,48 @@
  *
  * A miss.  The parked domain gets a spare key, or a fresh one from the
  * kernel, or else one evicted from a victim chosen by a clock over the
- * pool: every enter sets its domain's `used` word (a plain store, once per
- * sweep), the clock clears it and passes such a domain over once, and a
- * domain some thread is inside, or busy in, or whose key was given out
- * (keyheap_domain_pkey: pages outside keyheap may carry it), is never a
- * victim.  Eviction:
+ * pool among the clean domains: those whose `used` word is clear.  Every
+ * enter sets its domain's `used` word (a plain store, when it was clear),
+ * and only a sweep clears it.  A domain some thread is inside, or busy in,
+ * or whose key was given out (keyheap_domain_pkey: pages outside keyheap
+ * may carry it), is never a victim.
  *
- *   1. the victim is marked parked (live = KEYHEAP_ABI_PARKED), and its key
- *      is put among the kept keys (khi_keys_kept), which rounds may close;
- *   2. a round of keyheap's PKRU signal (domains/rounds.c) reaches every
- *      task of the process.  Each handler runs at one instruction of its
- *      thread: if the thread's domain stack names the victim, or it is busy
- *      in the victim's heap, it keeps the key and refuses; otherwise it
- *      closes the key in its PKRU and saved frames.  An enter writes its
- *      frame before it reads the domain's state (include/keyheap.h), and a
- *      busy mark is set before the residency check, so a thread that did
- *      not refuse reads the victim parked from then on and comes here;
- *   3. any refusal (or a task that did not answer, or a key still reopened
- *      after the round's passes) undoes 1: the victim stays resident and the
- *      clock moves on;
- *   4. the victim's memory is parked (one pkey_mprotect of its used range
+ *   1. A sweep, when no resident domain is clean: the `used` words of the
+ *      resident domains are cleared, then a round of keyheap's PKRU signal
+ *      (domains/rounds.c) reaches every task of the process, raw clones
+ *      keyheap never saw included.  Each handler runs at one instruction
+ *      of its thread and closes those keys in its PKRU and saved frames,
+ *      but for a domain its stack names: that key stays open, and the
+ *      domain is marked used again.  So once the round is over, a domain
+ *      still clean has its key closed in every task; and it stays clean
+ *      only while no task opens its key again, since an enter sets `used`
+ *      before its WRPKRU, and a task inherits an open key (clone) only from
+ *      one inside the domain.
+ *   2. An eviction of a clean domain nobody seems to use needs no round:
+ *      it is marked parked (live = KEYHEAP_ABI_PARKED), then a barrier on
+ *      every thread (membarrier) makes the stores of every enter before it
+ *      visible, and then the registry must show no thread inside or busy in
+ *      it, and `used` must still be clear.  An enter writes its frame (and
+ *      `used`) before it reads the domain's state, and a busy mark is set
+ *      before the residency check: a thread either is seen here, which
+ *      undoes the mark (the victim keeps its key, the clock moves on), or
+ *      reads the victim parked from then on, and comes here for a key.
+ *   3. The victim's memory is parked (one pkey_mprotect of its used range
  *      to PROT_NONE, key 0), so no page carries the key any more;
- *   5. the newcomer's committed runs are tagged with the key (one
+ *   4. the newcomer's committed runs are tagged with the key (one
  *      pkey_mprotect per run; a heap's region is contiguous and jemalloc
  *      commits it mostly in one piece), then ad_bit is set and live says
  *      KEYHEAP_ABI_LIVE (release): an enter reads live before ad_bit.
  *
  * So a thread can never hold rights to a key that moved to another domain:
- * after step 2 every task has the key closed, or is inside the victim and
- * the key does not move; and no task can open it again for the victim,
- * which reads as parked.  The key is never freed while pages carry it
- * (step 4 comes before step 5, and destroy frees only after its own round).
+ * after the sweep every task has the key of a clean domain closed, none
+ * opened it since (or the domain would not be clean), and after step 2
+ * none can open it for the victim, which reads as parked.  The key is
+ * never freed while pages carry it (step 3 comes before step 4, and
+ * destroy frees only after its own round).  A round costs a listing of
+ * /proc/self/task and a signal per task; a sweep serves every miss until
+ * the domains it cleaned were all entered again, and most misses pay only
+ * the barrier and their two pkey_mprotect calls.
  *
  * When no key can be had (every key held by domains some thread is inside
  * or busy in, or given out), khi_heap_unpark waits, polling with a
@@ -77,7 +88,7 @@ static struct entry {
     struct khi_heap *owner; /* the resident domain that holds it, or NULL: spare */
 } pool[15];
 static unsigned pool_len, hand;
-static unsigned misses, evictions;
+static unsigned misses, evictions, sweeps;
 
 static unsigned bit_of(int key)
 {
@@ -136,51 +147,70 @@ void khi_keys_unbind(const struct khi_heap *d)
         hand = 0;
 }
 
-/* Steps 1 to 4 of the eviction of e's domain (above).  Returns
- * KHI_EVICT_CLOSED when the key was taken (e is spare now). */
-static enum khi_evict_round evict(struct entry *e)
+/* Step 2 of an eviction (above): takes e's key from its domain, which is
+ * clean (its used word clear since a sweep) and which no thread seemed to
+ * use.  Returns whether it did (e is spare now). */
+static bool evict(struct entry *e)
 {
     struct khi_heap *v = e->owner;
-    unsigned bit = bit_of(e->key);
     __atomic_store_n(&v->abi.live, KEYHEAP_ABI_PARKED, __ATOMIC_RELEASE);
-    __atomic_store_n(&khi_keys_kept, khi_keys_kept | bit, __ATOMIC_RELEASE);
-    enum khi_evict_round r = khi_close_key_evicting(bit, v);
-    if (r == KHI_EVICT_CLOSED && khi_region_park(v))
-        r = KHI_EVICT_REFUSED; /* not parked: it keeps its key */
-    __atomic_store_n(&khi_keys_kept, khi_keys_kept & ~bit, __ATOMIC_RELEASE);
-    if (r != KHI_EVICT_CLOSED) {
+    /* The barrier: a thread that enters v from now on reads it parked, or
+     * its frame (and its used store), or its busy mark, is seen here. */
+    bool taken = !khi_threads_using(v, true) &&
+                 __atomic_load_n(&v->abi.used, __ATOMIC_RELAXED) == 0 && !khi_region_park(v);
+    if (!taken) {
         __atomic_store_n(&v->abi.live, KEYHEAP_ABI_LIVE, __ATOMIC_RELEASE);
-        return r;
+        return false;
     }
     e->owner = NULL;
     evictions++;
-    return r;
+    return true;
 }
 
-/* A victim's key by the clock: two sweeps, the first may only clear used
- * words.  NULL when every owner is in use, or (*unanswered) when a task
- * did not answer a round: each round waits a second for it, so the search
- * stops there. */
+/* Step 1: every resident domain is made clean but where a task may have
+ * its key open.  Returns false when a task did not answer (or kept
+ * reopening a key): then no domain is clean. */
+static bool sweep(void)
+{
+    unsigned bits = 0;
+    for (unsigned i = 0; i < pool_len; i++) {
+        struct khi_heap *v = pool[i].owner;
+        if (v == NULL || khi_domain_key_told(v))
+            continue;
+        bits |= bit_of(pool[i].key);
+        __atomic_store_n(&v->abi.used, 0u, __ATOMIC_RELAXED);
+    }
+    if (bits == 0)
+        return true;
+    sweeps++;
+    if (khi_sweep_keys(bits) == 0)
+        return true;
+    for (unsigned i = 0; i < pool_len; i++)
+        if (pool[i].owner != NULL)
+            __atomic_store_n(&pool[i].owner->abi.used, 1u, __ATOMIC_RELAXED);
+    return false;
+}
+
+/* A victim's key by the clock: a spare key, or one taken from a clean
+ * domain nobody uses; else, after a sweep, the same again.  NULL when
+ * every owner is in use, or (*unanswered) when a task did not answer the
+ * sweep. */
 static struct entry *victim(bool *unanswered)
 {
-    for (unsigned step = 0; step < 2 * pool_len + 1; step++) {
-        struct entry *e = &pool[hand];
-        hand = (hand + 1) % pool_len;
-        struct khi_heap *v = e->owner;
-        if (v == NULL)
-            return e;
-        if (khi_domain_key_told(v))
-            continue;
-        if (__atomic_load_n(&v->abi.used, __ATOMIC_RELAXED) != 0) {
-            __atomic_store_n(&v->abi.used, 0u, __ATOMIC_RELAXED);
-            continue;
+    for (unsigned pass = 0; pass < 2; pass++) {
+        for (unsigned step = 0; step < pool_len; step++) {
+            struct entry *e = &pool[hand];
+            hand = (hand + 1) % pool_len;
+            struct khi_heap *v = e->owner;
+            if (v == NULL)
+                return e;
+            if (khi_domain_key_told(v) || __atomic_load_n(&v->abi.used, __ATOMIC_RELAXED) != 0 ||
+                khi_threads_using(v, false))
+                continue;
+            if (evict(e))
+                return e;
         }
-        if (khi_threads_using(v))
-            continue;
-        enum khi_evict_round r = evict(e);
-        if (r == KHI_EVICT_CLOSED)
-            return e;
-        if (r == KHI_EVICT_UNANSWERED) {
+        if (pass == 0 && !sweep()) {
             *unanswered = true;
             return NULL;
         }

@@ -70,13 +70,11 @@
 static struct {
     unsigned close; /* AD bits of keys to close, whatever the thread's stack */
     bool audit;     /* the watchdog's round: close what the thread must not have */
-    const struct khi_heap *victim; /* an eviction's domain: a thread inside it or
-                                      busy in it keeps its key, and refuses */
-    unsigned victim_bit;           /* the victim's key's AD bit */
+    bool sweep;     /* the key cache's sweep: close's keys are of resident domains;
+                       a thread inside one keeps its key and marks it used */
 } rq;
 static unsigned round_no;
 static unsigned reopened; /* handlers of this round that found a key to close */
-static unsigned refused;  /* handlers of this round inside or busy in the victim */
 
 /* The tasks of one batch of a round, and the round each has answered. */
 #define BATCH 512u
@@ -155,44 +153,51 @@ static void answer(unsigned r)
         }
 }
 
+/* A sweep's keys (close) that this thread keeps: the key of a domain its
+ * stack names (an enter writes its frame before it reads the domain's
+ * state, so a thread interrupted anywhere in an enter is seen inside),
+ * which is marked used again: the thread may open it after this round
+ * without the domain's `used` word saying so.  Returns the keys to close.
+ * Reads only key-0 memory (the domain table). */
+static unsigned sweep_keep(const struct keyheap_abi_thread *t, unsigned depth, unsigned close)
+{
+    for (unsigned i = 0; i < depth; i++) {
+        struct khi_heap *h = (struct khi_heap *)khi_frame_heap(&t->stack[i]);
+        if (h == NULL)
+            continue;
+        unsigned bit = __atomic_load_n(&h->abi.ad_bit, __ATOMIC_RELAXED) & close;
+        if (bit != 0) {
+            close &= ~bit;
+            __atomic_store_n(&h->abi.used, 1u, __ATOMIC_RELAXED);
+        }
+    }
+    return close;
+}
+
 static void on_signal(int sig, siginfo_t *info, void *ctx)
 {
     (void)sig, (void)info;
     int saved_errno = errno;
     ucontext_t *uc = ctx;
-    unsigned r, close, victim_bit;
-    bool audit;
-    const struct khi_heap *victim;
+    unsigned r, close;
+    bool audit, sweep;
     do {
         r = __atomic_load_n(&round_no, __ATOMIC_ACQUIRE);
         close = __atomic_load_n(&rq.close, __ATOMIC_RELAXED);
         audit = __atomic_load_n(&rq.audit, __ATOMIC_RELAXED);
-        victim = __atomic_load_n(&rq.victim, __ATOMIC_RELAXED);
-        victim_bit = __atomic_load_n(&rq.victim_bit, __ATOMIC_RELAXED);
+        sweep = __atomic_load_n(&rq.sweep, __ATOMIC_RELAXED);
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
     } while (r != __atomic_load_n(&round_no, __ATOMIC_RELAXED));
-    /* A destroy closes only keys it keeps: a late signal (queued while
-     * the thread blocked it) never closes a key that went to a new domain
-     * meanwhile (rq.close is cleared at each round's end as well). */
-    close &= __atomic_load_n(&khi_keys_kept, __ATOMIC_RELAXED);
 
     struct keyheap_abi_thread *t = &keyheap_abi_self;
     unsigned depth = t->depth < KEYHEAP_MAX_DEPTH ? t->depth : KEYHEAP_MAX_DEPTH;
-    /* An eviction: this thread interrupted at any instruction either has
-     * a frame naming the victim already (an enter writes it before it
-     * reads the domain's state), or a busy mark in it (set before the
-     * check for a key), and refuses; or it reads the victim parked when
-     * it goes on, and takes the out-of-line path.  Either way it never
-     * opens the key for the victim's memory after this answer. */
-    if (victim != NULL) {
-        bool uses = khi_heap_busy == victim->slot + 1;
-        for (unsigned i = 0; i < depth && !uses; i++)
-            uses = khi_frame_heap(&t->stack[i]) == victim;
-        if (uses) {
-            close &= ~victim_bit;
-            __atomic_add_fetch(&refused, 1, __ATOMIC_RELAXED);
-        }
-    }
+    if (sweep)
+        close = sweep_keep(t, depth, close);
+    else /* A destroy closes only keys it keeps: a late signal (queued
+          * while the thread blocked it) never closes a key that went to a
+          * new domain meanwhile (rq.close is cleared at each round's end
+          * as well). */
+        close &= __atomic_load_n(&khi_keys_kept, __ATOMIC_RELAXED);
     struct khi_audit_keys q = {0, 0};
     bool changed = false;
     uint64_t *bv;
@@ -476,11 +481,14 @@ static unsigned signal_tasks(unsigned r)
     return missing + !settled;
 }
 
-/* The caller's own part of a destroy's round: it is not inside the
- * domain (destroy checked), so its PKRU and saved frames close the keys. */
-static void close_here(unsigned close)
+/* The caller's own part of a round: a destroy's caller is not inside the
+ * domain (destroy checked), so its PKRU and saved frames close the keys; a
+ * sweep's keeps the keys of domains its stack names. */
+static void close_here(unsigned close, bool sweep)
 {
     struct keyheap_abi_thread *t = &keyheap_abi_self;
+    if (sweep)
+        close = sweep_keep(t, t->depth < KEYHEAP_MAX_DEPTH ? t->depth : KEYHEAP_MAX_DEPTH, close);
     for (unsigned i = 0; i < t->depth && i < KEYHEAP_MAX_DEPTH; i++)
         t->stack[i].pkru = khi_pkru_close(t->stack[i].pkru, close);
     unsigned pkru = keyheap_abi_rdpkru();
@@ -489,80 +497,62 @@ static void close_here(unsigned close)
 }
 
 /* One round; returns how many tasks did not answer, and in *found how
- * many handlers had something to close (for an eviction of victim, plus
- * how many refused). */
-static unsigned run_round_of(unsigned close, bool audit, const struct khi_heap *victim,
-                             unsigned *found, unsigned *refusals)
+ * many handlers had something to close. */
+static unsigned run_round_of(unsigned close, bool audit, bool sweep, unsigned *found)
 {
     pthread_mutex_lock(&round_lock);
     __atomic_store_n(&rq.close, close, __ATOMIC_RELAXED);
     __atomic_store_n(&rq.audit, audit, __ATOMIC_RELAXED);
-    __atomic_store_n(&rq.victim, victim, __ATOMIC_RELAXED);
-    __atomic_store_n(&rq.victim_bit, victim != NULL ? close : 0u, __ATOMIC_RELAXED);
+    __atomic_store_n(&rq.sweep, sweep, __ATOMIC_RELAXED);
     __atomic_store_n(&reopened, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&refused, 0, __ATOMIC_RELAXED);
     unsigned r = __atomic_add_fetch(&round_no, 1, __ATOMIC_RELEASE);
     if (r == 0) /* 0 is "never answered" */
         r = __atomic_add_fetch(&round_no, 1, __ATOMIC_RELEASE);
     unsigned missing = signal_tasks(r);
     *found = __atomic_load_n(&reopened, __ATOMIC_RELAXED);
-    if (refusals != NULL)
-        *refusals = __atomic_load_n(&refused, __ATOMIC_RELAXED);
     /* A signal delivered after the round (it was queued) closes nothing. */
     __atomic_store_n(&rq.close, 0u, __ATOMIC_RELAXED);
     __atomic_store_n(&rq.audit, false, __ATOMIC_RELAXED);
-    __atomic_store_n(&rq.victim, NULL, __ATOMIC_RELAXED);
-    __atomic_store_n(&rq.victim_bit, 0u, __ATOMIC_RELAXED);
+    __atomic_store_n(&rq.sweep, false, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&round_lock);
     return missing;
 }
 
-static unsigned run_round(unsigned close, bool audit, unsigned *found)
-{
-    return run_round_of(close, audit, NULL, found, NULL);
-}
-
-/* Rounds of a destroy, while a handler still found the key open. */
+/* Rounds of a destroy or a sweep, while a handler still found a key open:
+ * a thread stopped between an RDPKRU and its WRPKRU may write it again. */
 #define CLOSE_PASSES 4
 
-unsigned khi_close_key_everywhere(unsigned ad_bits)
+/* Runs the round of close (a destroy's or a sweep's) until a pass finds
+ * nothing to close; returns how many tasks did not answer, plus how many
+ * still had a key reopened after the last pass. */
+static unsigned close_in_passes(unsigned close, bool sweep)
 {
     if (!installed)
         return 0;
-    close_here(ad_bits);
+    close_here(close, sweep);
     unsigned missing = 0, found = 0;
     for (unsigned pass = 0; pass < CLOSE_PASSES; pass++) {
-        missing = run_round(ad_bits, false, &found);
+        missing = run_round_of(close, false, sweep, &found);
         if (found == 0 || missing != 0)
             return missing;
     }
-    /* Still re-opened after every pass: count it as unanswered, so the
-     * key is kept. */
     return missing + found;
 }
 
-enum khi_evict_round khi_close_key_evicting(unsigned ad_bit, const struct khi_heap *victim)
+unsigned khi_close_key_everywhere(unsigned ad_bits)
 {
-    if (!installed)
-        return KHI_EVICT_CLOSED;
-    close_here(ad_bit);
-    for (unsigned pass = 0; pass < CLOSE_PASSES; pass++) {
-        unsigned found = 0, refusals = 0;
-        unsigned missing = run_round_of(ad_bit, false, victim, &found, &refusals);
-        if (refusals != 0)
-            return KHI_EVICT_REFUSED;
-        if (missing != 0)
-            return KHI_EVICT_UNANSWERED;
-        if (found == 0)
-            return KHI_EVICT_CLOSED;
-    }
-    return KHI_EVICT_REFUSED;
+    return close_in_passes(ad_bits, false);
+}
+
+unsigned khi_sweep_keys(unsigned ad_bits)
+{
+    return close_in_passes(ad_bits, true);
 }
 
 unsigned khi_round_audit(void)
 {
     unsigned found;
-    return run_round(0, true, &found);
+    return run_round_of(0, true, false, &found);
 }
 
 void khi_rounds_install(void)

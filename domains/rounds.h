@@ -28,21 +28,14 @@ KHI_HIDDEN bool khi_rounds_installed(void);
  * every thread has the keys closed. */
 KHI_HIDDEN unsigned khi_close_key_everywhere(unsigned ad_bits);
 
-/* khi_close_key_evicting - an eviction's round: closes the key of ad_bit
- * (which must be among khi_keys_kept during the round) in every task but
- * the caller, which closes it itself, unless the task is inside victim or
- * busy in it.  pre: victim is marked parked (KEYHEAP_ABI_PARKED), so that
- * a task that was not inside it when signalled reads it parked after.
- * Returns whether the key may be taken from victim. */
-struct khi_heap;
-enum khi_evict_round {
-    KHI_EVICT_CLOSED,     /* every task has the key closed: it may move */
-    KHI_EVICT_REFUSED,    /* a task is inside victim or busy in it (or reopened
-                             the key in every pass) */
-    KHI_EVICT_UNANSWERED, /* a task did not answer within a second */
-};
-KHI_HIDDEN enum khi_evict_round khi_close_key_evicting(unsigned ad_bit,
-                                                        const struct khi_heap *victim);
+/* khi_sweep_keys - the key cache's sweep (domains/keys.c): closes the keys
+ * of ad_bits, each held by a resident domain, in every task, except in a
+ * task whose domain stack names the key's domain: that task keeps the key
+ * and sets the domain's `used` word.  pre: the caller cleared the `used`
+ * word of those domains.  Returns 0 when every task answered and none
+ * reopened a key after the last pass (then a domain whose `used` word is
+ * still clear has its key closed in every task), else nonzero. */
+KHI_HIDDEN unsigned khi_sweep_keys(unsigned ad_bits);
 
 /* khi_rounds_exempt - records tid as a task that blocks every signal
  * and runs no user code (glibc's timer helper): rounds do not wait for it

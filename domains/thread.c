@@ -222,13 +222,15 @@ bool khi_threads_inside(const struct khi_heap *d)
     return inside;
 }
 
-bool khi_threads_using(const struct khi_heap *d)
+bool khi_threads_using(const struct khi_heap *d, bool barrier)
 {
     bool using = false;
     const struct keyheap_abi_thread *self = &keyheap_abi_self;
     for (unsigned i = 0; i < self->depth && i < KEYHEAP_MAX_DEPTH && !using; i++)
         using = khi_frame_heap(&self->stack[i]) == d;
     pthread_mutex_lock(&threads_lock);
+    if (barrier)
+        barrier_all_threads();
     for (struct khi_thread *t = registry.next; t != &registry && !using; t = t->next) {
         using = __atomic_load_n(t->busy, __ATOMIC_RELAXED) == d->slot + 1;
         unsigned depth = __atomic_load_n(&t->abi->depth, __ATOMIC_RELAXED);

@@ -26,10 +26,13 @@ KHI_HIDDEN void khi_threads_wait_idle(const struct khi_heap *d);
  * domain lock. */
 KHI_HIDDEN bool khi_threads_inside(const struct khi_heap *d);
 
-/* khi_threads_using - whether some thread seems inside d or busy in it
- * now: a plain scan of the registry, no barrier (the key cache's choice
- * of a victim; its round is what decides). */
-KHI_HIDDEN bool khi_threads_using(const struct khi_heap *d);
+/* khi_threads_using - whether some thread is inside d or busy in it: a
+ * scan of the registry.  With barrier, every thread's earlier stores
+ * (frames, busy marks) are made visible first (membarrier), so that a
+ * thread that is not seen inside or busy will read what the caller stored
+ * before (the key cache: d marked parked); without, it is a plain scan
+ * (the choice of a candidate). */
+KHI_HIDDEN bool khi_threads_using(const struct khi_heap *d, bool barrier);
 
 /* khi_thread_waiting - marks this thread as waiting for a protection key
  * (khi_heap_unpark), or not.  pre: the domain lock. */

@@ -117,17 +117,22 @@
  * PROT_NONE, contents kept, so every access faults (SIGSEGV, SEGV_ACCERR),
  * inside or outside.  Entering a parked domain (or freeing one of its blocks
  * with scrubbing, calloc or realloc in it, keyheap_domain_pkey) takes a key,
- * a spare one or one evicted from the resident domain entered least
- * recently (a clock) that no thread is inside or working in: that domain is
- * parked (one pkey_mprotect of its used address range), every thread closes
- * the key (a round of keyheap's signal, below), and the newcomer's memory is
- * tagged with it (one pkey_mprotect per run of its committed pages: a
- * domain's region is contiguous, usually one run).  A miss therefore costs
- * about two pkey_mprotect calls and one signal per other thread; entering a
- * resident domain costs what it always did.  A thread never keeps rights to
- * a key that moved to another domain: an enter writes its frame before it
- * reads the domain's state, and the eviction's round is refused by any
- * thread whose domain stack names the victim (domains/keys.c has the
+ * a spare one or one evicted from a resident domain not entered since the
+ * cache's last sweep (a clock) that no thread is inside or working in: that
+ * domain is parked (one pkey_mprotect of its used address range) and the
+ * newcomer's memory is tagged with the key (one pkey_mprotect per run of
+ * its committed pages: a domain's region is contiguous, usually one run).
+ * When every resident domain was entered since the last sweep, the miss
+ * sweeps first: a round of keyheap's signal (below) has every thread close
+ * the keys of domains it is not inside, which costs a listing of
+ * /proc/self/task and a signal per other thread.  A miss therefore costs
+ * about two pkey_mprotect calls and a membarrier, plus a round now and
+ * then; entering a resident domain costs what it always did.  A thread
+ * never keeps rights to a key that moved to another domain: an enter
+ * writes its frame before it reads the domain's state, a domain marked
+ * parked loses its key only when, after a membarrier, no thread's domain
+ * stack names it, and a thread that opened its key since the last sweep
+ * (or whose stack named it then) marked it used (domains/keys.c has the
  * argument).  A domain whose key keyheap_domain_pkey gave out keeps it
  * until it is destroyed.  When every key is held by a domain some other
  * thread is inside, entering a parked domain waits (polling, up to 1 ms
@@ -681,12 +686,14 @@ KEYHEAP_ABI_INLINE void keyheap_abi_enter(keyheap_domain_t *d, unsigned readonly
     f->target = t->target;
     f->readonly = readonly;
     /* The domain's state is read after the frame names it, and in this
-     * order: the key cache takes a key from a domain only after a round of
-     * keyheap's PKRU signal in which no thread's stack named the domain,
-     * and a thread reads the state only after its frame does, so it either
-     * was seen inside by that round or reads the domain parked (and takes
-     * the out-of-line path, which gets it a key).  live is read before
-     * ad_bit, which the cache sets before live and clears after it. */
+     * order: the key cache marks a domain parked, makes every thread's
+     * earlier stores visible (membarrier), and takes its key only when no
+     * thread's stack names the domain; a thread reads the state only after
+     * its frame names it, so it either is seen inside or reads the domain
+     * parked (and takes the out-of-line path, which gets it a key).  live
+     * is read before ad_bit, which the cache sets before live and clears
+     * after it; used is stored before the key opens (the cache's sweep
+     * relies on it). */
     __asm__ volatile("" : : "m"(f->domain) : "memory");
     unsigned live = *(volatile const unsigned *)&a->live;
     unsigned ad_bit = *(volatile const unsigned *)&a->ad_bit;

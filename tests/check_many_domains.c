@@ -402,6 +402,87 @@ START_TEST(test_raw_clone_made_inside_runs_and_the_next_owner_reads_inside)
 }
 END_TEST
 
+/* A sweep of the key cache finds this thread inside a, and a raw clone
+ * made after that sweep inherits a's key open.  This thread leaves a, and
+ * b takes a's key (keys:2; c, which holds the other key, has a thread
+ * inside it): the sweep must have marked a used again (a thread inside
+ * it may have passed its key on), so that the move waits for a sweep that
+ * closes the key in the clone; else the clone reads b's secret. */
+static keyheap_domain_t *c;
+static pthread_barrier_t in_c;
+
+static void *sit_in_c(void *arg)
+{
+    (void)arg;
+    keyheap_enter(c); /* a miss: a is in use, b was entered: a sweep */
+    pthread_barrier_wait(&in_c);
+    pthread_barrier_wait(&in_c);
+    keyheap_leave(c);
+    return NULL;
+}
+
+static void raw_clone_after_a_sweep(bool twin)
+{
+    setenv("KEYHEAP_CONF", "keys:2", 1);
+    a = keyheap_domain_create("inside-at-sweep", 0);
+    b = keyheap_domain_create("next-owner", 0);
+    c = keyheap_domain_create("sat-in", 0);
+    pa = keyheap_malloc(a, SECRET);
+    pb = keyheap_malloc(b, SECRET);
+    keyheap_enter(b);
+    memset(pb, 0x22, SECRET);
+    keyheap_leave(b);
+    keyheap_enter(a);
+    memset(pa, 0x11, SECRET);
+    ck_assert_int_eq(pthread_barrier_init(&in_c, NULL, 2), 0);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, sit_in_c, NULL), 0);
+    pthread_barrier_wait(&in_c);
+    ck_assert_int_lt(keyheap_domain_pkey(b), 0); /* b gave c its key */
+    size_t size = 256 * 1024;
+    char *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ck_assert_ptr_ne(stack, MAP_FAILED);
+    int tid = clone(clone_main, stack + size,
+                    CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
+                        CLONE_SYSVSEM,
+                    NULL);
+    ck_assert_int_gt(tid, 0);
+    keyheap_leave(a);
+    clone_reads = pa + 2;
+    clone_phase = 1;
+    while (clone_phase != 2)
+        usleep(1000);
+    ck_assert_uint_eq(clone_seen, 0x11);
+    /* b takes a's key: c's has a thread inside. */
+    keyheap_enter(b);
+    ck_assert_uint_eq(kht_read(pb + 2), 0x22);
+    keyheap_leave(b);
+    int key = keyheap_domain_pkey(b);
+    ck_assert_int_gt(key, 0);
+    static unsigned char plain = 0x33;
+    clone_reads = twin ? &plain : pb + 2;
+    if (!twin)
+        kht_expect_pku_fault(key);
+    clone_phase = 3;
+    while (clone_phase != 4)
+        usleep(1000);
+    ck_assert_uint_eq(clone_seen, 0x33);
+    pthread_barrier_wait(&in_c);
+    pthread_join(t, NULL);
+}
+
+START_TEST(test_raw_clone_made_inside_after_a_sweep_cannot_read_the_next_owner)
+{
+    raw_clone_after_a_sweep(false);
+}
+END_TEST
+
+START_TEST(test_raw_clone_made_inside_after_a_sweep_runs_and_reads_plain_memory)
+{
+    raw_clone_after_a_sweep(true);
+}
+END_TEST
+
 /* ---------------------------------------------------------- nesting */
 
 static void nest(void *arg)
@@ -968,6 +1049,9 @@ int main(void)
     tcase_add_exit_test(faults, test_raw_clone_made_inside_cannot_read_the_next_owner_of_the_key,
                         KHT_EXIT_PKU_FAULT);
     tcase_add_test(faults, test_raw_clone_made_inside_runs_and_the_next_owner_reads_inside);
+    tcase_add_exit_test(faults, test_raw_clone_made_inside_after_a_sweep_cannot_read_the_next_owner,
+                        KHT_EXIT_PKU_FAULT);
+    tcase_add_test(faults, test_raw_clone_made_inside_after_a_sweep_runs_and_reads_plain_memory);
     suite_add_tcase(s, faults);
 
     TCase *stepped = tcase_create("stepped");
