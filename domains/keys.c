@@ -330,6 +330,6 @@ void khi_heap_unpark(struct khi_heap *h)
 void khi_keys_counters(struct khi_keys_counters *out)
 {
     sigset_t mask = khi_domains_lock_take();
-    *out = (struct khi_keys_counters){pool_len, misses, evictions};
+    *out = (struct khi_keys_counters){pool_len, misses, evictions, sweeps};
     khi_domains_lock_drop(mask);
 }

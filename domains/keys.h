@@ -52,9 +52,10 @@ enum khi_keys_wait {
 KHI_HIDDEN bool khi_keys_resident(struct khi_heap *d, enum khi_keys_wait *why);
 
 /* Counters of the key cache, for the benchmarks and tests: keys in the
- * pool, misses (a parked domain got a key) and evictions. */
+ * pool, misses (a parked domain got a key), evictions and sweeps (rounds
+ * that made resident domains clean). */
 struct khi_keys_counters {
-    unsigned pool, misses, evictions;
+    unsigned pool, misses, evictions, sweeps;
 };
 KHI_HIDDEN void khi_keys_counters(struct khi_keys_counters *out);
 
