@@ -27,16 +27,20 @@
  * may carry it), is never a victim.
  *
  *   1. A sweep, when no resident domain is clean: the `used` words of the
- *      resident domains are cleared, then a round of keyheap's PKRU signal
- *      (domains/rounds.c) reaches every task of the process, raw clones
- *      keyheap never saw included.  Each handler runs at one instruction
- *      of its thread and closes those keys in its PKRU and saved frames,
- *      but for a domain its stack names: that key stays open, and the
- *      domain is marked used again.  So once the round is over, a domain
- *      still clean has its key closed in every task; and it stays clean
- *      only while no task opens its key again, since an enter sets `used`
- *      before its WRPKRU, and a task inherits an open key (clone) only from
- *      one inside the domain.
+ *      resident domains are cleared; after a barrier on every thread
+ *      (membarrier), every domain a registered thread's stack names is
+ *      marked used again (domains/thread.c: a registered thread has a key
+ *      of keyheap's open only for a domain its stack names, or for
+ *      keyheap's own use, closed before it returns); then a round of
+ *      keyheap's PKRU signal (domains/rounds.c) reaches every other task
+ *      of the process: raw clones, and threads keyheap never saw.  Each
+ *      handler runs at one instruction of its thread and closes those keys
+ *      in its PKRU and saved frames, but for a domain its stack names:
+ *      that key stays open, and the domain is marked used again.  So once
+ *      the sweep is over, a domain still clean has its key closed in every
+ *      task; and it stays clean only while no task opens its key again,
+ *      since an enter sets `used` before its WRPKRU, and a task inherits
+ *      an open key (clone) only from one inside the domain.
  *   2. An eviction of a clean domain nobody seems to use needs no round:
  *      it is marked parked (live = KEYHEAP_ABI_PARKED), then a barrier on
  *      every thread (membarrier) makes the stores of every enter before it
@@ -58,10 +62,11 @@
  * opened it since (or the domain would not be clean), and after step 2
  * none can open it for the victim, which reads as parked.  The key is
  * never freed while pages carry it (step 3 comes before step 4, and
- * destroy frees only after its own round).  A round costs a listing of
- * /proc/self/task and a signal per task; a sweep serves every miss until
- * the domains it cleaned were all entered again, and most misses pay only
- * the barrier and their two pkey_mprotect calls.
+ * destroy frees only after its own round).  A sweep costs a barrier, a
+ * listing of /proc/self/task and a signal per task keyheap has not
+ * registered (usually none); it serves every miss until the domains it
+ * cleaned were all entered again, and most misses pay only the barrier
+ * and their two pkey_mprotect calls.
  *
  * When no key can be had (every key held by domains some thread is inside
  * or busy in, or given out), khi_heap_unpark waits, polling with a

@@ -9,11 +9,15 @@
  * task of the process (/proc/self/task: threads keyheap never saw too,
  * such as glibc's helper threads, thrd_create's and raw clone's), and each
  * handler closes keys in its own thread, then acknowledges with the
- * round's number.  Two users:
+ * round's number.  Three users:
  *
  *  - keyheap_domain_destroy closes the destroyed domain's key in every
  *    task before it frees the key, so a thread whose PKRU went stale can
  *    never read the next domain that gets the key.
+ *  - the key cache's sweep (domains/keys.c) closes the keys of resident
+ *    domains in every task whose domain stack does not name the domain,
+ *    and marks the domain used where it does; the threads keyheap has
+ *    registered are read instead (khi_threads_sweep) and not signalled.
  *  - the watchdog (KEYHEAP_CONF=watchdog:<ms>), a thread that every <ms>
  *    milliseconds has every task close the keys it has open and must not:
  *    keyheap's keys of domains it is not inside (read-only where it is
@@ -75,6 +79,10 @@ static struct {
 } rq;
 static unsigned round_no;
 static unsigned reopened; /* handlers of this round that found a key to close */
+/* Tasks a sweep's round does not signal: the registered threads, which
+ * khi_threads_sweep read instead.  Under round_lock. */
+static const pid_t *round_skip;
+static unsigned round_nskip;
 
 /* The tasks of one batch of a round, and the round each has answered. */
 #define BATCH 512u
@@ -432,6 +440,14 @@ static unsigned signal_tasks(unsigned r)
     unsigned missing = 0;
     bool settled = false;
     __atomic_store_n(&batch_len, 0, __ATOMIC_RELEASE);
+    /* Tasks not to signal count as reached already. */
+    if (round_nskip != 0) {
+        sent = khi_own_realloc(NULL, round_nskip * sizeof *sent);
+        if (sent == NULL)
+            return 1;
+        memcpy(sent, round_skip, round_nskip * sizeof *sent);
+        nsent = sent_cap = round_nskip;
+    }
     for (unsigned pass = 0; pass < LISTINGS && !settled; pass++) {
         bool stable;
         long n = list_tasks(&list, &cap, pid, me, &stable);
@@ -498,9 +514,12 @@ static void close_here(unsigned close, bool sweep)
 
 /* One round; returns how many tasks did not answer, and in *found how
  * many handlers had something to close. */
-static unsigned run_round_of(unsigned close, bool audit, bool sweep, unsigned *found)
+static unsigned run_round_of(unsigned close, bool audit, bool sweep, const pid_t *skip,
+                             unsigned nskip, unsigned *found)
 {
     pthread_mutex_lock(&round_lock);
+    round_skip = skip;
+    round_nskip = nskip;
     __atomic_store_n(&rq.close, close, __ATOMIC_RELAXED);
     __atomic_store_n(&rq.audit, audit, __ATOMIC_RELAXED);
     __atomic_store_n(&rq.sweep, sweep, __ATOMIC_RELAXED);
@@ -514,6 +533,8 @@ static unsigned run_round_of(unsigned close, bool audit, bool sweep, unsigned *f
     __atomic_store_n(&rq.close, 0u, __ATOMIC_RELAXED);
     __atomic_store_n(&rq.audit, false, __ATOMIC_RELAXED);
     __atomic_store_n(&rq.sweep, false, __ATOMIC_RELAXED);
+    round_skip = NULL;
+    round_nskip = 0;
     pthread_mutex_unlock(&round_lock);
     return missing;
 }
@@ -524,15 +545,16 @@ static unsigned run_round_of(unsigned close, bool audit, bool sweep, unsigned *f
 
 /* Runs the round of close (a destroy's or a sweep's) until a pass finds
  * nothing to close; returns how many tasks did not answer, plus how many
- * still had a key reopened after the last pass. */
-static unsigned close_in_passes(unsigned close, bool sweep)
+ * still had a key reopened after the last pass.  The tasks of skip are
+ * not signalled. */
+static unsigned close_in_passes(unsigned close, bool sweep, const pid_t *skip, unsigned nskip)
 {
     if (!installed)
         return 0;
     close_here(close, sweep);
     unsigned missing = 0, found = 0;
     for (unsigned pass = 0; pass < CLOSE_PASSES; pass++) {
-        missing = run_round_of(close, false, sweep, &found);
+        missing = run_round_of(close, false, sweep, skip, nskip, &found);
         if (found == 0 || missing != 0)
             return missing;
     }
@@ -541,18 +563,37 @@ static unsigned close_in_passes(unsigned close, bool sweep)
 
 unsigned khi_close_key_everywhere(unsigned ad_bits)
 {
-    return close_in_passes(ad_bits, false);
+    return close_in_passes(ad_bits, false, NULL, 0);
 }
 
 unsigned khi_sweep_keys(unsigned ad_bits)
 {
-    return close_in_passes(ad_bits, true);
+    if (!installed)
+        return 0;
+    /* The registered threads are read, not signalled (khi_threads_sweep);
+     * without memory for their list, every task is signalled. */
+    pid_t *skip = NULL;
+    unsigned n = 0;
+    for (unsigned cap = 64;; cap = n + 64) {
+        pid_t *grown = khi_own_realloc(skip, cap * sizeof *skip);
+        if (grown == NULL) {
+            n = 0;
+            break;
+        }
+        skip = grown;
+        n = khi_threads_sweep(ad_bits, skip, cap);
+        if (n <= cap)
+            break;
+    }
+    unsigned missing = close_in_passes(ad_bits, true, skip, n);
+    khi_own_free(skip);
+    return missing;
 }
 
 unsigned khi_round_audit(void)
 {
     unsigned found;
-    return run_round_of(0, true, false, &found);
+    return run_round_of(0, true, false, NULL, 0, &found);
 }
 
 void khi_rounds_install(void)

@@ -21,6 +21,7 @@
 #include "alloc/fatal.h"
 #include "alloc/malloc.h"
 #include "alloc/pkey.h"
+#include "domains/domain.h"
 #include "domains/thread.h"
 #include "domains/watchdog.h"
 
@@ -149,10 +150,34 @@ bool khi_thread_registered(pid_t tid)
     return found;
 }
 
+/* Keys of keyheap's that this thread has open and its domain stack does
+ * not name are closed, but for keys keyheap opened for its own use: a
+ * thread made without keyheap's pthread_create (raw clone, C11
+ * thrd_create) got its creator's PKRU.  Done before the thread is listed,
+ * so that a registered thread has a key of keyheap's open only for a
+ * domain its stack names, or for keyheap's own use: the key cache's sweep
+ * reads registered threads' stacks instead of signalling them. */
+static void close_inherited(void)
+{
+    unsigned close = khi_keys_held() & ~(khi_internal_open & 0x55555555u);
+    if (close == 0 || !khi_pku_usable())
+        return;
+    const struct keyheap_abi_thread *self = &keyheap_abi_self;
+    for (unsigned i = 0; i < self->depth && i < KEYHEAP_MAX_DEPTH; i++) {
+        const struct khi_heap *h = khi_frame_heap(&self->stack[i]);
+        if (h != NULL)
+            close &= ~h->abi.ad_bit;
+    }
+    unsigned pkru = keyheap_abi_rdpkru();
+    if (khi_pkru_close(pkru, close) != pkru)
+        keyheap_abi_wrpkru(khi_pkru_close(pkru, close));
+}
+
 static void register_self(void)
 {
     if (me != NULL || khi_tcache_final)
         return;
+    close_inherited();
     khi_tcache_enlisted = true;
     khi_threads_init();
     struct khi_thread *t = khi_own_calloc(1, sizeof *t);
@@ -239,6 +264,27 @@ bool khi_threads_using(const struct khi_heap *d, bool barrier)
     }
     pthread_mutex_unlock(&threads_lock);
     return using;
+}
+
+unsigned khi_threads_sweep(unsigned ad_bits, pid_t *tids, unsigned max)
+{
+    unsigned n = 0;
+    pthread_mutex_lock(&threads_lock);
+    sweep_dead();
+    barrier_all_threads();
+    for (struct khi_thread *t = registry.next; t != &registry; t = t->next) {
+        unsigned depth = __atomic_load_n(&t->abi->depth, __ATOMIC_RELAXED);
+        for (unsigned i = 0; i < depth && i < KEYHEAP_MAX_DEPTH; i++) {
+            struct khi_heap *h = khi_frame_heap(&t->abi->stack[i]);
+            if (h != NULL && (__atomic_load_n(&h->abi.ad_bit, __ATOMIC_RELAXED) & ad_bits))
+                __atomic_store_n(&h->abi.used, 1u, __ATOMIC_RELAXED);
+        }
+        if (n < max)
+            tids[n] = t->tid;
+        n++;
+    }
+    pthread_mutex_unlock(&threads_lock);
+    return n;
 }
 
 void khi_thread_waiting(bool waiting)

@@ -34,6 +34,17 @@ KHI_HIDDEN bool khi_threads_inside(const struct khi_heap *d);
  * (the choice of a candidate). */
 KHI_HIDDEN bool khi_threads_using(const struct khi_heap *d, bool barrier);
 
+/* khi_threads_sweep - the key cache's sweep of the registered threads
+ * (domains/keys.c): after a barrier on every thread (membarrier), every
+ * resident domain that a registered thread's stack names and whose key is
+ * among ad_bits is marked used.  Writes the registered threads' tids to
+ * tids (up to max) and returns how many there are: those need no signal,
+ * since a registered thread has a key of keyheap's open only for a domain
+ * its stack names or for keyheap's own use (it closed what it inherited
+ * when it registered).  pre: the domain lock; the domains' used words
+ * were cleared before the call. */
+KHI_HIDDEN unsigned khi_threads_sweep(unsigned ad_bits, pid_t *tids, unsigned max);
+
 /* khi_thread_waiting - marks this thread as waiting for a protection key
  * (khi_heap_unpark), or not.  pre: the domain lock. */
 KHI_HIDDEN void khi_thread_waiting(bool waiting);

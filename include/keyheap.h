@@ -123,9 +123,10 @@
  * newcomer's memory is tagged with the key (one pkey_mprotect per run of
  * its committed pages: a domain's region is contiguous, usually one run).
  * When every resident domain was entered since the last sweep, the miss
- * sweeps first: a round of keyheap's signal (below) has every thread close
- * the keys of domains it is not inside, which costs a listing of
- * /proc/self/task and a signal per other thread.  A miss therefore costs
+ * sweeps first: every thread closes the keys of domains it is not inside
+ * (threads that used keyheap are known to have them closed, after a
+ * membarrier; any other task gets keyheap's signal, below), which costs a
+ * listing of /proc/self/task.  A miss therefore costs
  * about two pkey_mprotect calls and a membarrier, plus a round now and
  * then; entering a resident domain costs what it always did.  A thread
  * never keeps rights to a key that moved to another domain: an enter
