@@ -23,6 +23,9 @@
  *     mapping per "domain": read-write on enter, PROT_NONE on leave, what
  *     libsodium's sodium_mprotect_* calls do), and against the all-resident
  *     case (12 of the domains, drawn uniformly: they all keep their keys).
+ *  4. Row 2's 64 B miss again, with 8 other threads in the process that
+ *     each entered a domain once and now wait: what threads add to a miss
+ *     (a sweep reads registered threads instead of signalling them).
  *
  * Each row's figures come from ROUNDS (-n, at least 5) rounds; within a
  * round the variants run one after the other, in an order that rotates
@@ -30,7 +33,7 @@
  * ratio is taken within each round and the table gives its median over the
  * rounds, with the lowest and highest.  KEYHEAP_CONF is read once per
  * process, so each numbered row runs in a process of its own (this program
- * executed again with --part), row 2's with keys:2 added to KEYHEAP_CONF.
+ * executed again with --part), rows 2 and 4 with keys:2 added to KEYHEAP_CONF.
  *
  * Without PKU (keyheap_pku_supported() == 0) nothing can be measured: the
  * table says so.  Run it through tools/pku-run (`make bench-keys`), which
@@ -47,6 +50,7 @@
 #endif
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -365,17 +369,20 @@ static __attribute__((noinline)) void pkey_mprotect_loop(void *arg, long n)
             die("pkey_mprotect");
 }
 
-static void part_miss(void)
+/* Row 2 for the first nsizes sizes, row `row` of the table; extra goes
+ * after the row's text. */
+static void miss_rows(int nsizes, int row, const char *extra)
 {
     static const struct {
         const char *name;
         size_t bytes; /* allocated in each domain */
     } sizes[] = {{"64 B", 64}, {"64 KiB", 64 << 10}, {"1 MiB", 1 << 20}};
-    enum { NSIZES = sizeof sizes / sizeof sizes[0] };
-    static struct missset set[NSIZES];
-    static struct scratch scratch[NSIZES];
-    struct variant v[NSIZES][2];
-    size_t committed[NSIZES];
+    enum { MAXSIZES = sizeof sizes / sizeof sizes[0] };
+    const int NSIZES = nsizes < MAXSIZES ? nsizes : MAXSIZES;
+    static struct missset set[MAXSIZES];
+    static struct scratch scratch[MAXSIZES];
+    struct variant v[MAXSIZES][2];
+    size_t committed[MAXSIZES];
 
     for (int s = 0; s < NSIZES; s++) {
         for (int k = 0; k < NMISS; k++) {
@@ -434,13 +441,66 @@ static void part_miss(void)
         if (set[s].hits != 0)
             snprintf(hits, sizeof hits, " (%ld of %ld timed enters did not miss)", set[s].hits,
                      set[s].enters);
-        printf("| 2 | a miss: enter+leave of a parked domain, evicting another (keys:2), "
-               "%s allocated, %s committed%s | 2 pkey_mprotect of %s (PROT_NONE key 0, then "
+        printf("| %d | a miss: enter+leave of a parked domain, evicting another (keys:2), "
+               "%s allocated, %s committed%s%s | 2 pkey_mprotect of %s (PROT_NONE key 0, then "
                "read-write with a key) | %.2f | %.2f-%.2f | about 1 | %s | %s |\n",
-               sizes[s].name, fmt_size(c, sizeof c, committed[s]), hits, c, q.med, q.lo, q.hi,
+               row, sizes[s].name, fmt_size(c, sizeof c, committed[s]), extra, hits, c, q.med,
+               q.lo, q.hi,
                fmt_time(a, sizeof a, median_ns(&v[s][1])),
                fmt_time(b, sizeof b, median_ns(&v[s][0])));
     }
+}
+
+static void part_miss(void)
+{
+    miss_rows(3, 2, "");
+}
+
+/* ------------------------------------------------------------ row 4 */
+
+/* Row 2's smallest domain again, with WAITERS other threads in the
+ * process, each of which entered a domain once (so keyheap registered it)
+ * and now waits: what other threads add to a miss. */
+#define WAITERS 8
+static pthread_mutex_t waiters_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t waiters_cond = PTHREAD_COND_INITIALIZER;
+static int waiters_ready, waiters_stop;
+
+static void *waiter(void *arg)
+{
+    keyheap_domain_t *d = arg;
+    keyheap_enter(d);
+    keyheap_leave(d);
+    pthread_mutex_lock(&waiters_lock);
+    waiters_ready++;
+    pthread_cond_broadcast(&waiters_cond);
+    while (!waiters_stop)
+        pthread_cond_wait(&waiters_cond, &waiters_lock);
+    pthread_mutex_unlock(&waiters_lock);
+    return NULL;
+}
+
+static void part_threads(void)
+{
+    keyheap_domain_t *d = create("waiters", 0);
+    pthread_t t[WAITERS];
+    for (int i = 0; i < WAITERS; i++)
+        if (pthread_create(&t[i], NULL, waiter, d) != 0)
+            die("pthread_create");
+    pthread_mutex_lock(&waiters_lock);
+    while (waiters_ready < WAITERS)
+        pthread_cond_wait(&waiters_cond, &waiters_lock);
+    pthread_mutex_unlock(&waiters_lock);
+    char extra[96];
+    snprintf(extra, sizeof extra, ", %d other threads (each entered a domain once) waiting",
+             WAITERS);
+    miss_rows(1, 4, extra);
+    pthread_mutex_lock(&waiters_lock);
+    waiters_stop = 1;
+    pthread_cond_broadcast(&waiters_cond);
+    pthread_mutex_unlock(&waiters_lock);
+    for (int i = 0; i < WAITERS; i++)
+        pthread_join(t[i], NULL);
 }
 
 /* ------------------------------------------------------------ row 3 */
@@ -642,7 +702,7 @@ static void part_zipf(void)
 
 /* ------------------------------------------------------------ main */
 
-static const char *const parts[] = {"resident", "miss", "zipf"};
+static const char *const parts[] = {"resident", "miss", "zipf", "threads"};
 #define NPARTS (int)(sizeof parts / sizeof parts[0])
 
 static int run_part(const char *part)
@@ -657,6 +717,8 @@ static int run_part(const char *part)
         part_miss();
     else if (strcmp(part, "zipf") == 0)
         part_zipf();
+    else if (strcmp(part, "threads") == 0)
+        part_threads();
     else {
         fprintf(stderr, "bench/keys: no part '%s'\n", part);
         return 2;
@@ -814,7 +876,7 @@ int main(int argc, char **argv)
              "PKU): these are emulated timings, not hardware timings.\n");
     emit("Each ratio is the median over %d rounds of the ratio within a round (the variants "
          "take turns in each round); the spread is the lowest and highest round.  "
-         "KEYHEAP_CONF: %s%s%s for rows 1 and 3, `%s` for row 2.\n\n",
+         "KEYHEAP_CONF: %s%s%s for rows 1 and 3, `%s` for rows 2 and 4.\n\n",
          rounds, conf ? "`" : "", conf ? conf : "unset (keys:15)", conf ? "`" : "", miss_conf);
     emit("| row | measured | reference (same run) | ratio | spread | goal | measured | "
          "reference |\n");
@@ -827,7 +889,7 @@ int main(int argc, char **argv)
                  i + 1);
     } else {
         for (int i = 0; i < NPARTS; i++)
-            if (run_child(i, i == 1 ? miss_conf : conf) != 0)
+            if (run_child(i, i == 1 || i == 3 ? miss_conf : conf) != 0)
                 rc = 1;
     }
     fputs(out, stdout);
