@@ -358,15 +358,8 @@ static int clone_main(void *arg)
 static void raw_clone_after_destroy(void)
 {
     struct target d = make_target("cloned", 0x55);
-    size_t size = 256 * 1024;
-    char *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    ck_assert_ptr_ne(stack, MAP_FAILED);
     keyheap_enter(d.d);
-    int tid = clone(clone_main, stack + size,
-                    CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
-                        CLONE_SYSVSEM,
-                    NULL);
-    ck_assert_int_gt(tid, 0);
+    kht_raw_clone(clone_main, NULL);
     keyheap_leave(d.d);
     ck_assert_int_eq(keyheap_domain_destroy(d.d), 0);
     target = make_target("after-clone", 0x66);

@@ -295,27 +295,17 @@ START_TEST(test_resident_domain_reads_inside_after_entering_from_another)
 END_TEST
 
 /* The fault report names the parked domain and says it was parked. */
+static void read_parked(void *arg)
+{
+    (void)arg;
+    kht_read(pa + 5);
+}
+
 START_TEST(test_fault_report_names_the_parked_domain)
 {
     two_on_one_key();
-    int fds[2];
-    ck_assert_int_eq(pipe(fds), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        dup2(fds[1], 2);
-        kht_read(pa + 5);
-        _exit(0);
-    }
-    close(fds[1]);
     char text[1024];
-    size_t len = 0;
-    ssize_t got;
-    while (len < sizeof text - 1 && (got = read(fds[0], text + len, sizeof text - 1 - len)) > 0)
-        len += (size_t)got;
-    text[len] = '\0';
-    int status;
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    int status = kht_child_stderr(read_parked, NULL, text, sizeof text);
     ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "status %#x", status);
     char want[256];
     snprintf(want, sizeof want, " read of %p in domain \"victim\" (parked: it has no key until a "
@@ -356,14 +346,7 @@ static void raw_clone_across_eviction(bool twin)
     pb = keyheap_malloc(b, SECRET);
     keyheap_enter(a);
     memset(pa, 0x11, SECRET);
-    size_t size = 256 * 1024;
-    char *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    ck_assert_ptr_ne(stack, MAP_FAILED);
-    int tid = clone(clone_main, stack + size,
-                    CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
-                        CLONE_SYSVSEM,
-                    NULL);
-    ck_assert_int_gt(tid, 0);
+    kht_raw_clone(clone_main, NULL);
     keyheap_leave(a);
     /* The clone reads a while a still has the key: it has it open. */
     clone_reads = pa + 2;
@@ -440,14 +423,7 @@ static void raw_clone_after_a_sweep(bool twin)
     pthread_barrier_wait(&in_c);
     /* c took b's key (a has this thread inside); keyheap_domain_pkey(b)
      * would give b a key now, with a sweep of its own: not asked. */
-    size_t size = 256 * 1024;
-    char *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    ck_assert_ptr_ne(stack, MAP_FAILED);
-    int tid = clone(clone_main, stack + size,
-                    CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
-                        CLONE_SYSVSEM,
-                    NULL);
-    ck_assert_int_gt(tid, 0);
+    kht_raw_clone(clone_main, NULL);
     keyheap_leave(a);
     clone_reads = pa + 2;
     clone_phase = 1;

@@ -91,7 +91,7 @@ unsigned kht_key_rights(int key)
     return (kht_pkru() >> (2 * key)) & 3u;
 }
 
-void kht_expect_abort(void (*fn)(void *), void *arg, const char *message)
+int kht_child_stderr(void (*fn)(void *), void *arg, char *buf, size_t size)
 {
     int fds[2];
     ck_assert_int_eq(pipe(fds), 0);
@@ -106,15 +106,21 @@ void kht_expect_abort(void (*fn)(void *), void *arg, const char *message)
         _exit(0);
     }
     close(fds[1]);
-    char buf[4096];
     size_t n = 0;
     ssize_t got;
-    while (n < sizeof buf - 1 && (got = read(fds[0], buf + n, sizeof buf - 1 - n)) > 0)
+    while (n < size - 1 && (got = read(fds[0], buf + n, size - 1 - n)) > 0)
         n += (size_t)got;
     buf[n] = '\0';
     close(fds[0]);
     int status;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    return status;
+}
+
+void kht_expect_abort(void (*fn)(void *), void *arg, const char *message)
+{
+    char buf[4096];
+    int status = kht_child_stderr(fn, arg, buf, sizeof buf);
     ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
                   "expected death by SIGABRT, status %#x, stderr: %s", status, buf);
     ck_assert_msg(strcmp(buf, message) == 0, "stderr was \"%s\", expected \"%s\"", buf, message);

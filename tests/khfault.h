@@ -39,6 +39,11 @@ void kht_wrpkru(unsigned pkru);
 /* The PKRU rights of key: 0 open, 1 read-only... as bits (AD=1, WD=2). */
 unsigned kht_key_rights(int key);
 
+/* Runs fn(arg) in a forked child (SIGABRT at its default) whose stderr is
+ * captured into buf (up to size - 1 bytes, NUL-terminated); returns the
+ * child's wait status. */
+int kht_child_stderr(void (*fn)(void *), void *arg, char *buf, size_t size);
+
 /* Runs fn(arg) in a child whose stderr is captured; asserts that the child
  * died of SIGABRT and that its stderr was exactly message. */
 void kht_expect_abort(void (*fn)(void *), void *arg, const char *message);

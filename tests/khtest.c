@@ -8,9 +8,11 @@
 
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -113,6 +115,19 @@ void kht_cleanup(void)
         kht_run(argv, NULL, NULL, NULL, NULL, NULL);
         tmpdir[0] = '\0';
     }
+}
+
+int kht_raw_clone(int (*fn)(void *), void *arg)
+{
+    size_t size = 256 * 1024;
+    char *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ck_assert_ptr_ne(stack, MAP_FAILED);
+    int tid = clone(fn, stack + size,
+                    CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
+                        CLONE_SYSVSEM,
+                    arg);
+    ck_assert_int_gt(tid, 0);
+    return tid;
 }
 
 size_t kht_rss(void)

@@ -84,6 +84,12 @@ static inline int kht_task_sleeping(long tid)
     return state != NULL && state[1] == ' ' && state[2] == 'S';
 }
 
+/* A thread made with the raw clone system call (CLONE_VM, CLONE_THREAD,
+ * ...: no pthread, no TLS of its own, its creator's PKRU) on a fresh
+ * 256 KiB stack, running fn(arg); it must end with syscall(SYS_exit, 0).
+ * Returns its tid (a failed test when clone fails). */
+int kht_raw_clone(int (*fn)(void *), void *arg);
+
 /* Runs a Check suite with CK_NORMAL output; the process exit status. */
 int kht_main(Suite *s);
 
