@@ -400,9 +400,9 @@ bool khi_region_protect(const struct khi_heap *h, void *addr, size_t len, bool u
 }
 
 /* Makes every committed run of d read-write with key (and locks it for
- * KEYHEAP_MLOCK); *runs counts them.  Returns true on error (errno).  pre:
+ * KEYHEAP_MLOCK).  Returns true on error (errno).  pre:
  * d's carve lock; d->abi.ad_bit says key. */
-static bool tag_runs(struct khi_heap *d, int key, unsigned *runs)
+static bool tag_runs(struct khi_heap *d, int key)
 {
     size_t i = (d->start - khi_span.base) >> KHI_PAGE_SHIFT;
     size_t end = (d->next - khi_span.base) >> KHI_PAGE_SHIFT;
@@ -421,7 +421,6 @@ static bool tag_runs(struct khi_heap *d, int key, unsigned *runs)
             if (rc != 0)
                 return true;
         }
-        (*runs)++;
         i = stop;
     }
     return false;
@@ -435,10 +434,9 @@ bool khi_region_park(struct khi_heap *d)
      * usable.  Key 0, so that no page of the heap carries the key it
      * gives up. */
     bool failed = used != 0 && khi_pkey_mprotect((void *)d->start, used, PROT_NONE, 0);
-    unsigned runs = 0;
     /* A call that failed half-way left some runs PROT_NONE: they are
      * given back their key, as the heap keeps it. */
-    if (failed && tag_runs(d, d->pkey, &runs))
+    if (failed && tag_runs(d, d->pkey))
         khi_fatal("domain \"", d->name, "\": parking its memory failed half-way, and so did "
                   "giving it back its key",
                   (char *)NULL);
@@ -450,13 +448,12 @@ bool khi_region_park(struct khi_heap *d)
     return failed;
 }
 
-unsigned khi_region_resume(struct khi_heap *d, int key)
+bool khi_region_resume(struct khi_heap *d, int key)
 {
-    unsigned runs = 0;
     pthread_mutex_lock(&d->carve_lock);
     d->pkey = key;
     d->abi.ad_bit = 1u << (2 * key);
-    bool failed = tag_runs(d, key, &runs);
+    bool failed = tag_runs(d, key);
     if (failed) {
         int e = errno;
         size_t used = d->next - d->start;
@@ -470,7 +467,7 @@ unsigned khi_region_resume(struct khi_heap *d, int key)
         errno = e;
     }
     pthread_mutex_unlock(&d->carve_lock);
-    return failed ? 0u : runs + 1;
+    return failed;
 }
 
 /* Whether the maps line (lo-hi perms ...) is a readable or writable

@@ -44,9 +44,8 @@ KHI_HIDDEN bool khi_region_park(struct khi_heap *d);
 
 /* khi_region_resume - gives parked d the key: every run of committed pages
  * (the commit map) becomes read-write with key, locked again for
- * KEYHEAP_MLOCK, and d->pkey and ad_bit say key.  Returns the number of
- * system calls' runs plus one (at least 1) on success, 0 on error (d is
- * parked again, errno set). */
-KHI_HIDDEN unsigned khi_region_resume(struct khi_heap *d, int key);
+ * KEYHEAP_MLOCK, and d->pkey and ad_bit say key.  Returns true on error
+ * (d is parked again, errno set), as khi_region_park does. */
+KHI_HIDDEN bool khi_region_resume(struct khi_heap *d, int key);
 
 #endif /* KH_ALLOC_REGION_H */

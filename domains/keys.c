@@ -256,7 +256,7 @@ bool khi_keys_resident(struct khi_heap *d, enum khi_keys_wait *why)
         *why = unanswered ? KHI_KEYS_UNANSWERED : why_not();
         return true;
     }
-    if (khi_region_resume(d, e->key) == 0) {
+    if (khi_region_resume(d, e->key)) {
         *why = KHI_KEYS_FAILED;
         return true;
     }

@@ -230,38 +230,46 @@ static void barrier_all_threads(void)
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
+/* Whether the domain stack abi names d (read without a lock: another
+ * thread's stack may change under the reader, which asks again with a
+ * barrier where it matters). */
+static bool stack_names(const struct keyheap_abi_thread *abi, const struct khi_heap *d)
+{
+    unsigned depth = __atomic_load_n(&abi->depth, __ATOMIC_RELAXED);
+    for (unsigned i = 0; i < depth && i < KEYHEAP_MAX_DEPTH; i++)
+        if (khi_frame_heap(&abi->stack[i]) == d)
+            return true;
+    return false;
+}
+
+/* Whether registered thread t is inside d or busy in its heap. */
+static bool thread_uses(const struct khi_thread *t, const struct khi_heap *d)
+{
+    return __atomic_load_n(t->busy, __ATOMIC_RELAXED) == d->slot + 1 || stack_names(t->abi, d);
+}
+
 bool khi_threads_inside(const struct khi_heap *d)
 {
     bool inside = false;
     pthread_mutex_lock(&threads_lock);
     sweep_dead();
     barrier_all_threads();
-    for (struct khi_thread *t = registry.next; t != &registry && !inside; t = t->next) {
-        unsigned depth = __atomic_load_n(&t->abi->depth, __ATOMIC_RELAXED);
-        for (unsigned i = 0; i < depth && i < KEYHEAP_MAX_DEPTH; i++)
-            if (((uintptr_t)__atomic_load_n(&t->abi->stack[i].domain, __ATOMIC_RELAXED) &
-                 ~(uintptr_t)1) == (uintptr_t)d)
-                inside = true;
-    }
+    for (struct khi_thread *t = registry.next; t != &registry && !inside; t = t->next)
+        inside = stack_names(t->abi, d);
     pthread_mutex_unlock(&threads_lock);
     return inside;
 }
 
 bool khi_threads_using(const struct khi_heap *d, bool barrier)
 {
+    if (khi_thread_inside_self(d))
+        return true;
     bool using = false;
-    const struct keyheap_abi_thread *self = &keyheap_abi_self;
-    for (unsigned i = 0; i < self->depth && i < KEYHEAP_MAX_DEPTH && !using; i++)
-        using = khi_frame_heap(&self->stack[i]) == d;
     pthread_mutex_lock(&threads_lock);
     if (barrier)
         barrier_all_threads();
-    for (struct khi_thread *t = registry.next; t != &registry && !using; t = t->next) {
-        using = __atomic_load_n(t->busy, __ATOMIC_RELAXED) == d->slot + 1;
-        unsigned depth = __atomic_load_n(&t->abi->depth, __ATOMIC_RELAXED);
-        for (unsigned i = 0; i < depth && i < KEYHEAP_MAX_DEPTH && !using; i++)
-            using = khi_frame_heap(&t->abi->stack[i]) == d;
-    }
+    for (struct khi_thread *t = registry.next; t != &registry && !using; t = t->next)
+        using = thread_uses(t, d);
     pthread_mutex_unlock(&threads_lock);
     return using;
 }
@@ -297,27 +305,18 @@ bool khi_threads_stuck_in(const struct khi_heap *d)
 {
     bool used = false, stuck = true;
     pthread_mutex_lock(&threads_lock);
-    for (struct khi_thread *t = registry.next; t != &registry && stuck; t = t->next) {
-        bool uses = __atomic_load_n(t->busy, __ATOMIC_RELAXED) == d->slot + 1;
-        unsigned depth = __atomic_load_n(&t->abi->depth, __ATOMIC_RELAXED);
-        for (unsigned i = 0; i < depth && i < KEYHEAP_MAX_DEPTH && !uses; i++)
-            uses = khi_frame_heap(&t->abi->stack[i]) == d;
-        if (uses) {
+    for (struct khi_thread *t = registry.next; t != &registry && stuck; t = t->next)
+        if (thread_uses(t, d)) {
             used = true;
             stuck = __atomic_load_n(&t->waiting, __ATOMIC_RELAXED);
         }
-    }
     pthread_mutex_unlock(&threads_lock);
     return used && stuck;
 }
 
 bool khi_thread_inside_self(const struct khi_heap *d)
 {
-    const struct keyheap_abi_thread *self = &keyheap_abi_self;
-    for (unsigned i = 0; i < self->depth && i < KEYHEAP_MAX_DEPTH; i++)
-        if (khi_frame_heap(&self->stack[i]) == d)
-            return true;
-    return false;
+    return stack_names(&keyheap_abi_self, d);
 }
 
 void khi_threads_wait_idle(const struct khi_heap *d)
