@@ -43,34 +43,26 @@ static bool model_option(const char *opt, struct khi_conf *c)
     memcpy(key, opt, klen);
     key[klen] = '\0';
     const char *v = colon + 1;
-    if (strcmp(key, "watchdog") == 0) {
-        /* Decimal digits only (no sign, no space), 0 to 3600000. */
+    unsigned *number = strcmp(key, "watchdog") == 0 ? &c->watchdog_ms
+                       : strcmp(key, "keys") == 0   ? &c->keys
+                                                    : NULL;
+    if (number != NULL) {
+        /* Decimal digits only (no sign, no space; leading zeros allowed):
+         * watchdog 0 to 3600000, keys 1 to 15. */
+        unsigned long long lo = number == &c->keys ? 1 : 0;
+        unsigned long long hi = number == &c->keys ? 15 : KHI_WATCHDOG_MAX_MS;
         size_t n = strlen(v);
         if (n == 0 || strspn(v, "0123456789") != n)
             return false;
-        unsigned long long ms = 0;
+        unsigned long long x = 0;
         for (size_t i = 0; i < n; i++) {
-            ms = ms * 10 + (unsigned long long)(v[i] - '0');
-            if (ms > KHI_WATCHDOG_MAX_MS)
+            x = x * 10 + (unsigned long long)(v[i] - '0');
+            if (x > hi)
                 return false;
         }
-        c->watchdog_ms = (unsigned)ms;
-        return true;
-    }
-    if (strcmp(key, "keys") == 0) {
-        /* Decimal digits only, 1 to 15 (leading zeros allowed). */
-        size_t n = strlen(v);
-        if (n == 0 || strspn(v, "0123456789") != n)
+        if (x < lo)
             return false;
-        unsigned long long k = 0;
-        for (size_t i = 0; i < n; i++) {
-            k = k * 10 + (unsigned long long)(v[i] - '0');
-            if (k > 15)
-                return false;
-        }
-        if (k == 0)
-            return false;
-        c->keys = (unsigned)k;
+        *number = (unsigned)x;
         return true;
     }
     bool *field = strcmp(key, "pku") == 0            ? &c->pku
