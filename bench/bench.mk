@@ -54,7 +54,7 @@ CLEANFILES += bench/results/domain.tsv bench/results/churn.raw \
 ## -no-install: a real executable (RUNPATH into .libs), not a libtool
 ## wrapper script, so that pku-run can copy it into the machine.
 noinst_PROGRAMS += bench/keys
-bench_keys_SOURCES = bench/keys.c
+bench_keys_SOURCES = bench/keys.c bench/bench.h
 bench_keys_CPPFLAGS = $(KH_PUBLIC_CPPFLAGS)
 bench_keys_LDFLAGS = $(AM_LDFLAGS) -no-install
 bench_keys_LDADD = libkeyheap.la

@@ -54,6 +54,8 @@
 
 #include <keyheap.h>
 
+#include "bench.h"
+
 #define ROUNDS 7               /* processes per row (default of -n) */
 #define INPROC 3               /* timed runs per process, median taken */
 #define CALIBRATE_NS 20e6      /* the calibration run doubles up to this... */
@@ -61,25 +63,6 @@
 #define SECURE_HEAP (1u << 20) /* OpenSSL's secure heap: 64 blocks <= 4 KiB fit */
 
 static void *(*volatile v_malloc)(size_t) = malloc;
-
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int by_value(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median_of(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof v[0], by_value);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 typedef void (*bench_fn)(long iters);
 
@@ -95,25 +78,13 @@ static keyheap_domain_t *dom;
 static int key;
 static void *page;
 
-static inline unsigned rdpkru(void)
-{
-    unsigned eax, edx;
-    __asm__ volatile(".byte 0x0f,0x01,0xee" : "=a"(eax), "=d"(edx) : "c"(0));
-    return eax;
-}
-
-static inline void wrpkru(unsigned v)
-{
-    __asm__ volatile(".byte 0x0f,0x01,0xef" : : "a"(v), "c"(0), "d"(0) : "memory");
-}
-
 static void raw_pair(long iters)
 {
     unsigned open_mask = ~(3u << (2 * key));
     for (long i = 0; i < iters; i++) {
-        unsigned pkru = rdpkru();
-        wrpkru(pkru & open_mask);
-        wrpkru(pkru);
+        unsigned pkru = bench_rdpkru();
+        bench_wrpkru(pkru & open_mask);
+        bench_wrpkru(pkru);
     }
 }
 
@@ -377,9 +348,9 @@ static int run_row(const char *id)
     long iters = r->unit;
     double t;
     for (;;) { /* calibration, and warm-up */
-        double t0 = now_ns();
+        double t0 = bench_now_ns();
         r->fn(iters);
-        t = now_ns() - t0;
+        t = bench_now_ns() - t0;
         if (t >= CALIBRATE_NS || iters >= (1L << 40))
             break;
         iters *= 2;
@@ -389,11 +360,11 @@ static int run_row(const char *id)
         iters = r->unit;
     double ns[INPROC];
     for (int k = 0; k < INPROC; k++) {
-        double t0 = now_ns();
+        double t0 = bench_now_ns();
         r->fn(iters);
-        ns[k] = (now_ns() - t0) / (double)iters;
+        ns[k] = (bench_now_ns() - t0) / (double)iters;
     }
-    printf("ns=%.3f hwm_kib=%ld iters=%ld\n", median_of(ns, INPROC), status_kib("VmHWM"), iters);
+    printf("ns=%.3f hwm_kib=%ld iters=%ld\n", bench_median(ns, INPROC), status_kib("VmHWM"), iters);
     return 0;
 }
 
@@ -495,8 +466,8 @@ int main(int argc, char **argv)
         double k[99];
         for (int round = 0; round < rounds; round++)
             k[round] = (double)kib[i][round];
-        res[i].mib = median_of(k, rounds) / 1024;
-        res[i].ns = median_of(t[i], rounds);
+        res[i].mib = bench_median(k, rounds) / 1024;
+        res[i].ns = bench_median(t[i], rounds);
         res[i].lo = t[i][0];
         res[i].hi = t[i][rounds - 1];
     }

@@ -64,6 +64,8 @@
 
 #include <keyheap.h>
 
+#include "bench.h"
+
 #define ROUNDS 7 /* default of -n */
 #define MAX_ROUNDS 99
 #define NDOM 1000          /* domains live in rows 1 and 3 */
@@ -87,19 +89,6 @@ static _Noreturn void die(const char *what)
     exit(1);
 }
 
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int by_value(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* The median of v[0..n), with its lowest and highest (sorts v). */
 struct spread {
     double med, lo, hi;
@@ -107,8 +96,7 @@ struct spread {
 
 static struct spread spread_of(double *v, int n)
 {
-    qsort(v, (size_t)n, sizeof v[0], by_value);
-    double med = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+    double med = bench_median(v, n); /* sorts v */
     return (struct spread){med, v[0], v[n - 1]};
 }
 
@@ -163,9 +151,9 @@ static double time_loop(const struct variant *v, long n)
 {
     if (v->prepare != NULL)
         v->prepare(v->arg);
-    double t0 = now_ns();
+    double t0 = bench_now_ns();
     v->fn(v->arg, n);
-    return now_ns() - t0;
+    return bench_now_ns() - t0;
 }
 
 /* Iterations for a run of about run_ns: doubling from n until a run takes
@@ -236,27 +224,14 @@ static keyheap_domain_t *create(const char *prefix, int i)
 
 /* ------------------------------------------------------------ row 1 */
 
-static inline unsigned rdpkru(void)
-{
-    unsigned eax, edx;
-    __asm__ volatile(".byte 0x0f,0x01,0xee" : "=a"(eax), "=d"(edx) : "c"(0));
-    (void)edx;
-    return eax;
-}
-
-static inline void wrpkru(unsigned v)
-{
-    __asm__ volatile(".byte 0x0f,0x01,0xef" : : "a"(v), "c"(0), "d"(0) : "memory");
-}
-
 /* noinline, so that `objdump -d bench/keys` shows each loop by name. */
 static __attribute__((noinline)) void raw_loop(void *arg, long n)
 {
     (void)arg;
     for (long i = 0; i < n; i++) {
-        unsigned pkru = rdpkru();
-        wrpkru(pkru);
-        wrpkru(pkru);
+        unsigned pkru = bench_rdpkru();
+        bench_wrpkru(pkru);
+        bench_wrpkru(pkru);
     }
 }
 
