@@ -176,7 +176,7 @@ extern "C" {
 #endif
 
 #define KEYHEAP_VERSION_MAJOR 0
-#define KEYHEAP_VERSION_MINOR 1
+#define KEYHEAP_VERSION_MINOR 2
 #define KEYHEAP_VERSION_PATCH 0
 
 /* Attribute macros, used on every prototype below. */

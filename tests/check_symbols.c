@@ -11,11 +11,14 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include "config.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 
+#include "include/keyheap.h"
 #include "tests/khtest.h"
 
 #define MAX_SYMS 512
@@ -143,6 +146,39 @@ START_TEST(test_library_does_not_load_libjemalloc)
 }
 END_TEST
 
+/* The soname is the ABI's version: programs compile keyheap_enter and
+ * keyheap_leave (keyheap.h's inline protocol) in, so a change to it is a new
+ * soname (0.2.0's key cache made it libkeyheap.so.1).  Change this with
+ * KH_LT_VERSION in configure.ac, debian/libkeyheapN.* and tools/check-deb. */
+START_TEST(test_soname_is_libkeyheap_so_1)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/objdump.out", kht_tmpdir());
+    char *argv[] = {"objdump", "-p", (char *)kht_env("KEYHEAP_LIB"), NULL};
+    int status = kht_run(argv, NULL, NULL, NULL, path, NULL);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "objdump -p failed on %s", argv[2]);
+    char *text = kht_slurp(path, NULL);
+    char soname[256] = "";
+    const char *line = strstr(text, "  SONAME ");
+    ck_assert_msg(line != NULL, "objdump -p shows no SONAME:\n%s", text);
+    ck_assert_int_eq(sscanf(line, " SONAME %255s", soname), 1);
+    ck_assert_str_eq(soname, "libkeyheap.so.1");
+    free(text);
+    kht_cleanup();
+}
+END_TEST
+
+/* keyheap.h's KEYHEAP_VERSION_* macros are configure.ac's version (the one
+ * keyheap_version(), keyheap.pc and the man pages give). */
+START_TEST(test_header_version_macros_are_the_package_version)
+{
+    char v[64];
+    snprintf(v, sizeof v, "%d.%d.%d", KEYHEAP_VERSION_MAJOR, KEYHEAP_VERSION_MINOR,
+             KEYHEAP_VERSION_PATCH);
+    ck_assert_str_eq(v, PACKAGE_VERSION);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("symbols");
@@ -151,5 +187,9 @@ int main(void)
     tcase_add_test(tc, test_no_jemalloc_symbol_is_exported);
     tcase_add_test(tc, test_library_does_not_load_libjemalloc);
     suite_add_tcase(s, tc);
+    TCase *tv = tcase_create("version");
+    tcase_add_test(tv, test_soname_is_libkeyheap_so_1);
+    tcase_add_test(tv, test_header_version_macros_are_the_package_version);
+    suite_add_tcase(s, tv);
     return kht_main(s);
 }
