@@ -13,7 +13,8 @@
  * inside a domain, exit (in their thread-specific-data destructors) or sit
  * in a signal handler while a sweep and an eviction happen, pinned there by
  * barriers, keep the domain they are inside and never read the key's next
- * owner.  Counts stay bounded:
+ * owner; three threads on two keys under a 1 ms watchdog keep every
+ * secret, and the watchdog finds no key to close.  Counts stay bounded:
  * misses under QEMU cost a few hundred microseconds each.
  *
  * Runs through tools/pku-run: natively on a CPU with PKU, otherwise (and
@@ -1354,6 +1355,122 @@ START_TEST(test_thread_in_a_handler_interrupted_outside_reads_the_next_owner_ins
 }
 END_TEST
 
+/* ------------------------------------------------ under the watchdog */
+
+/* Three threads enter random domains of 50 on two keys while the watchdog
+ * audits every task every millisecond: every miss evicts, and sweeps and
+ * audit rounds interleave.  The watchdog finds no key open where it must
+ * not be (it reports every key it closes, on stderr, here a file), each
+ * thread's blocks and every secret are intact, and at most two domains
+ * hold keys.  Then a resident domain's memory faults on its key inside
+ * another domain, and reads fine where that domain is entered too. */
+#define WDOMAINS 50
+#define WTHREADS 3
+#define WROUNDS 60
+
+struct watched {
+    unsigned id, seed;
+    unsigned char *blocks[WDOMAINS];
+};
+
+static void *watched_main(void *arg)
+{
+    struct watched *w = arg;
+    pthread_barrier_wait(&start);
+    for (unsigned r = 0; r < WROUNDS; r++) {
+        w->seed = w->seed * 1103515245u + 12345u;
+        unsigned i = (w->seed >> 8) % WDOMAINS;
+        unsigned char mark = (unsigned char)(w->id * 64 + i);
+        keyheap_enter(doms[i]);
+        for (unsigned k = 0; k < SECRET; k++)
+            if (secrets[i][k] != byte_of(i, 0, k))
+                return (void *)"a domain's secret changed";
+        unsigned char *old = w->blocks[i];
+        if (old != NULL)
+            for (unsigned k = 0; k < 32; k++)
+                if (old[k] != mark)
+                    return (void *)"a block of this thread changed";
+        unsigned char *p = IN_MALLOC(doms[i], 32 + r % 100);
+        if (p == NULL || keyheap_domain_of(p) != doms[i])
+            return (void *)"malloc inside did not land in the domain";
+        memset(p, mark, 32);
+        keyheap_free(old);
+        w->blocks[i] = p;
+        keyheap_leave(doms[i]);
+    }
+    for (unsigned i = 0; i < WDOMAINS; i++)
+        keyheap_free(w->blocks[i]);
+    return NULL;
+}
+
+static void churn_under_the_watchdog(bool twin)
+{
+    char log[] = "/tmp/keyheap-watchdog-XXXXXX";
+    int fd = mkstemp(log), saved = dup(2);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_ge(saved, 0);
+    ck_assert_int_eq(dup2(fd, 2), 2);
+    close(fd);
+    make_many(WDOMAINS, "keys:2,watchdog:1");
+    pthread_barrier_init(&start, NULL, WTHREADS);
+    pthread_t t[WTHREADS];
+    static struct watched w[WTHREADS];
+    for (unsigned i = 0; i < WTHREADS; i++) {
+        w[i] = (struct watched){.id = i, .seed = 501u + 7u * i};
+        ck_assert_int_eq(pthread_create(&t[i], NULL, watched_main, &w[i]), 0);
+    }
+    for (unsigned i = 0; i < WTHREADS; i++) {
+        void *why;
+        ck_assert_int_eq(pthread_join(t[i], &why), 0);
+        ck_assert_msg(why == NULL, "thread %u: %s", i, (const char *)why);
+    }
+    check_all(WDOMAINS);
+    unsigned parked = 0;
+    for (unsigned i = 0; i < WDOMAINS; i++)
+        parked += is_parked(doms[i]);
+    ck_assert_uint_ge(parked, WDOMAINS - 2);
+    size_t len;
+    char *text = kht_slurp(log, &len);
+    ck_assert_msg(strstr(text, "watchdog: thread ") == NULL, "the watchdog closed keys: %s", text);
+    free(text);
+    unlink(log);
+    ck_assert_int_eq(dup2(saved, 2), 2);
+    close(saved);
+    /* doms[1] and doms[0] resident (doms[1] is kept while doms[0] gets a
+     * key), then inside doms[0] alone. */
+    keyheap_enter(doms[1]);
+    keyheap_enter(doms[0]);
+    keyheap_leave(doms[0]);
+    keyheap_leave(doms[1]);
+    keyheap_enter(doms[0]);
+    ck_assert(!is_parked(doms[1]));
+    int k1 = key_of_page(secrets[1]);
+    ck_assert_int_gt(k1, 0);
+    ck_assert_int_ne(key_of_page(secrets[0]), k1);
+    if (!twin) {
+        kht_expect_pku_fault(k1);
+        kht_read(secrets[1] + 2);
+        ck_abort_msg("read another resident domain's memory without a fault");
+    }
+    keyheap_enter_ro(doms[1]);
+    ck_assert_uint_eq(kht_read(secrets[1] + 2), byte_of(1, version[1], 2));
+    keyheap_leave(doms[1]);
+    keyheap_leave(doms[0]);
+    destroy_many(WDOMAINS);
+}
+
+START_TEST(test_three_threads_on_two_keys_under_a_1ms_watchdog_keep_every_secret)
+{
+    churn_under_the_watchdog(true);
+}
+END_TEST
+
+START_TEST(test_after_evictions_under_the_watchdog_a_resident_domain_faults_inside_another)
+{
+    churn_under_the_watchdog(false);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("many_domains");
@@ -1440,6 +1557,14 @@ int main(void)
     tcase_add_test(handlers,
                    test_thread_in_a_handler_interrupted_outside_reads_the_next_owner_inside);
     suite_add_tcase(s, handlers);
+
+    TCase *watched = tcase_create("watchdog");
+    tcase_set_timeout(watched, 300);
+    tcase_add_test(watched, test_three_threads_on_two_keys_under_a_1ms_watchdog_keep_every_secret);
+    tcase_add_exit_test(watched,
+                        test_after_evictions_under_the_watchdog_a_resident_domain_faults_inside_another,
+                        KHT_EXIT_PKU_FAULT);
+    suite_add_tcase(s, watched);
 
     TCase *life = tcase_create("lifecycle");
     tcase_set_timeout(life, 60);
