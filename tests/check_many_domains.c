@@ -9,7 +9,12 @@
  * SEGV_PKUERR on its key, a parked one's with SEGV_ACCERR at the address
  * (it is PROT_NONE), each with a twin that enters and reads fine.  A raw
  * clone thread made inside a domain (its PKRU inherited, keyheap never saw
- * it) cannot read the domain that gets the key next.  Counts stay bounded:
+ * it) cannot read the domain that gets the key next.  Threads that start
+ * inside a domain, exit (in their thread-specific-data destructors) or sit
+ * in a signal handler while a sweep and an eviction happen, pinned there by
+ * barriers, keep the domain they are inside and never read the key's next
+ * owner; three threads on two keys under a 1 ms watchdog keep every
+ * secret, and the watchdog finds no key to close.  Counts stay bounded:
  * misses under QEMU cost a few hundred microseconds each.
  *
  * Runs through tools/pku-run: natively on a CPU with PKU, otherwise (and
@@ -999,6 +1004,450 @@ START_TEST(test_signal_handler_entering_a_parked_domain_during_a_miss)
 }
 END_TEST
 
+/* ------------------- threads that start, exit or sit in a signal handler */
+
+/* Whether d is parked now: its handle says so (keyheap.h's ABI). */
+static bool is_parked(keyheap_domain_t *d)
+{
+    const struct keyheap_abi_domain *h = (const struct keyheap_abi_domain *)(const void *)d;
+    return __atomic_load_n(&h->live, __ATOMIC_ACQUIRE) == KEYHEAP_ABI_PARKED;
+}
+
+/* keys:2: a and c resident and used, b parked; a's, c's and b's secrets
+ * are 0x11, 0x33 and (written by whoever gives b a key) 0x22. */
+static unsigned char *pc;
+
+static void three_domains(void)
+{
+    setenv("KEYHEAP_CONF", "keys:2", 1);
+    a = keyheap_domain_create("made-in", 0);
+    c = keyheap_domain_create("other-resident", 0);
+    b = keyheap_domain_create("next-owner", 0);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_ptr_nonnull(b);
+    ck_assert(!is_parked(a) && !is_parked(c) && is_parked(b));
+    pa = keyheap_malloc(a, SECRET);
+    pc = keyheap_malloc(c, SECRET);
+    pb = keyheap_malloc(b, SECRET);
+    ck_assert(pa != NULL && pb != NULL && pc != NULL);
+    keyheap_enter(c);
+    memset(pc, 0x33, SECRET);
+    keyheap_leave(c);
+}
+
+/* How the thread under test spends the miss: inside a or outside every
+ * domain; in its start routine or in a thread-specific-data destructor
+ * (it returned, and is exiting); and whether it then reads b's memory
+ * where b's key is closed (it must fault on b's key) or enters b first
+ * (the twin, which must read fine). */
+enum { STAY_INSIDE = 1, IN_DESTRUCTOR = 2, TWIN = 4 };
+static unsigned mode_now;
+static const char *volatile thread_fail;
+
+/* What the thread does once b holds a key it never opened. */
+static void read_the_next_owner(void)
+{
+    if ((mode_now & STAY_INSIDE) && kht_read(pa + 3) != 0x11)
+        thread_fail = "a's secret changed while the thread was inside a";
+    if (mode_now & TWIN) {
+        keyheap_enter_ro(b);
+        if (kht_read(pb + 3) != 0x22)
+            thread_fail = "b's secret is not the one written inside b";
+        keyheap_leave(b);
+    } else {
+        kht_read(pb + 3);
+        thread_fail = "the thread read the next owner's memory without a fault";
+    }
+    if (mode_now & STAY_INSIDE)
+        keyheap_leave(a);
+}
+
+/* A thread made while its creator is inside a (through keyheap's
+ * pthread_create) enters a itself, and stays inside or leaves.  Then, the
+ * thread still running, or in its destructors after it returned, a third
+ * thread enters b: a miss with every resident domain used, so a sweep
+ * reaches the thread, and an eviction.  If the thread stayed inside a, a
+ * keeps its key (the sweep found a on the thread's stack, and keeps it
+ * open) and c loses its key to b; if it left, the creator sits inside c,
+ * and a loses its key to b.  Then the thread reads b. */
+static pthread_barrier_t phase;
+static pthread_key_t exit_tsd;
+
+static void made_inside_at_the_miss(void)
+{
+    pthread_barrier_wait(&phase); /* 1: inside a, or left it */
+    pthread_barrier_wait(&phase); /* 2: the third thread's miss is done */
+    pthread_barrier_wait(&phase); /* 3: the creator has looked at the keys */
+    read_the_next_owner();
+}
+
+static void made_inside_exits(void *arg)
+{
+    (void)arg;
+    made_inside_at_the_miss();
+}
+
+static void *made_inside(void *arg)
+{
+    (void)arg;
+    keyheap_enter(a);
+    if (kht_read(pa + 1) != 0x11)
+        thread_fail = "a's secret is not the one written inside a";
+    if (!(mode_now & STAY_INSIDE))
+        keyheap_leave(a);
+    if (mode_now & IN_DESTRUCTOR) {
+        /* It returns, inside a when it stays: its destructor meets the
+         * miss while the thread is exiting. */
+        pthread_setspecific(exit_tsd, &mode_now);
+        return NULL;
+    }
+    made_inside_at_the_miss();
+    return NULL;
+}
+
+static void *third_enters_b(void *arg)
+{
+    (void)arg;
+    pthread_barrier_wait(&phase); /* 1 */
+    keyheap_enter(b);             /* the miss: a sweep, then an eviction */
+    memset(pb, 0x22, SECRET);
+    keyheap_leave(b);
+    pthread_barrier_wait(&phase); /* 2 */
+    pthread_barrier_wait(&phase); /* 3 */
+    return NULL;
+}
+
+static void thread_made_inside_across_a_miss(unsigned mode)
+{
+    mode_now = mode;
+    bool stay = mode & STAY_INSIDE;
+    three_domains();
+    int ka = key_of_page(pa), kc = key_of_page(pc);
+    ck_assert_int_gt(ka, 0);
+    ck_assert_int_gt(kc, 0);
+    ck_assert_int_eq(pthread_key_create(&exit_tsd, made_inside_exits), 0);
+    ck_assert_int_eq(pthread_barrier_init(&phase, NULL, 3), 0);
+    pthread_t made, third;
+    ck_assert_int_eq(pthread_create(&third, NULL, third_enters_b, NULL), 0);
+    keyheap_enter(a);
+    memset(pa, 0x11, SECRET);
+    ck_assert_int_eq(pthread_create(&made, NULL, made_inside, NULL), 0);
+    keyheap_leave(a);
+    if (!stay)
+        keyheap_enter(c); /* c is kept: a is the victim */
+    pthread_barrier_wait(&phase); /* 1 */
+    pthread_barrier_wait(&phase); /* 2 */
+    ck_assert(!is_parked(b));
+    int kb = key_of_page(pb);
+    if (stay) {
+        /* a kept its key through the sweep; c's went to b */
+        ck_assert(!is_parked(a));
+        ck_assert_int_eq(key_of_page(pa), ka);
+        ck_assert(is_parked(c));
+        ck_assert_int_eq(kb, kc);
+    } else {
+        /* a's key went to b; its pages carry none */
+        ck_assert(is_parked(a));
+        ck_assert_int_eq(key_of_page(pa), 0);
+        ck_assert_int_eq(kb, ka);
+        ck_assert(!is_parked(c));
+        keyheap_leave(c);
+    }
+    if (!(mode & TWIN))
+        kht_expect_pku_fault(kb);
+    pthread_barrier_wait(&phase); /* 3 */
+    ck_assert_int_eq(pthread_join(made, NULL), 0);
+    ck_assert_int_eq(pthread_join(third, NULL), 0);
+    ck_assert_msg(thread_fail == NULL, "%s", thread_fail);
+    keyheap_enter(b);
+    ck_assert_uint_eq(kht_read(pb + 5), 0x22);
+    keyheap_leave(b);
+}
+
+START_TEST(test_thread_made_inside_stays_inside_through_a_sweep_but_cannot_read_the_next_owner)
+{
+    thread_made_inside_across_a_miss(STAY_INSIDE);
+}
+END_TEST
+
+START_TEST(test_thread_made_inside_stays_inside_through_a_sweep_and_reads_both_domains)
+{
+    thread_made_inside_across_a_miss(STAY_INSIDE | TWIN);
+}
+END_TEST
+
+START_TEST(test_thread_made_inside_that_left_cannot_read_the_next_owner_of_the_key)
+{
+    thread_made_inside_across_a_miss(0);
+}
+END_TEST
+
+START_TEST(test_thread_made_inside_that_left_reads_the_next_owner_inside)
+{
+    thread_made_inside_across_a_miss(TWIN);
+}
+END_TEST
+
+START_TEST(test_thread_exiting_inside_at_a_sweep_cannot_read_the_next_owner)
+{
+    thread_made_inside_across_a_miss(STAY_INSIDE | IN_DESTRUCTOR);
+}
+END_TEST
+
+START_TEST(test_thread_exiting_inside_at_a_sweep_keeps_its_domain_and_reads_both)
+{
+    thread_made_inside_across_a_miss(STAY_INSIDE | IN_DESTRUCTOR | TWIN);
+}
+END_TEST
+
+START_TEST(test_thread_exiting_outside_at_a_sweep_cannot_read_the_next_owner)
+{
+    thread_made_inside_across_a_miss(IN_DESTRUCTOR);
+}
+END_TEST
+
+START_TEST(test_thread_exiting_outside_at_a_sweep_reads_the_next_owner_inside)
+{
+    thread_made_inside_across_a_miss(IN_DESTRUCTOR | TWIN);
+}
+END_TEST
+
+/* A registered thread (made inside a, it entered a itself) blocks in a
+ * handler of SIGUSR1, interrupted inside a or outside every domain, while
+ * this thread makes misses, each with every resident domain used: a sweep
+ * (which reaches the thread in its handler) and an eviction.  Inside a,
+ * the thread's stack names a: a keeps its key through three of them, and
+ * the thread reads a when the handler returns (its PKRU comes back from
+ * the signal frame, which no sweep can edit).  Outside, a loses its key to
+ * b (this thread sits inside c), and the thread faults on b's memory. */
+static sem_t usr1_ready, usr1_in, usr1_release, usr1_wake;
+
+static void on_usr1_blocks(int sig)
+{
+    (void)sig;
+    sem_post(&usr1_in);
+    while (sem_wait(&usr1_release) != 0)
+        continue;
+}
+
+static void *interrupted(void *arg)
+{
+    (void)arg;
+    keyheap_enter(a);
+    if (kht_read(pa + 1) != 0x11)
+        thread_fail = "a's secret is not the one written inside a";
+    if (!(mode_now & STAY_INSIDE))
+        keyheap_leave(a);
+    sem_post(&usr1_ready);
+    while (sem_wait(&usr1_wake) != 0) /* SIGUSR1 comes here (or just before) */
+        continue;
+    read_the_next_owner();
+    return NULL;
+}
+
+static void in_a_handler_across_misses(unsigned mode)
+{
+    mode_now = mode;
+    bool stay = mode & STAY_INSIDE;
+    three_domains();
+    int ka = key_of_page(pa), kc = key_of_page(pc);
+    ck_assert_int_gt(ka, 0);
+    ck_assert_int_gt(kc, 0);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1_blocks;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    ck_assert_int_eq(sigaction(SIGUSR1, &sa, NULL), 0);
+    ck_assert_int_eq(sem_init(&usr1_ready, 0, 0), 0);
+    ck_assert_int_eq(sem_init(&usr1_in, 0, 0), 0);
+    ck_assert_int_eq(sem_init(&usr1_release, 0, 0), 0);
+    ck_assert_int_eq(sem_init(&usr1_wake, 0, 0), 0);
+    pthread_t t;
+    keyheap_enter(a);
+    memset(pa, 0x11, SECRET);
+    ck_assert_int_eq(pthread_create(&t, NULL, interrupted, NULL), 0);
+    keyheap_leave(a);
+    while (sem_wait(&usr1_ready) != 0)
+        continue;
+    ck_assert_int_eq(pthread_kill(t, SIGUSR1), 0);
+    while (sem_wait(&usr1_in) != 0)
+        continue;
+    int kb;
+    if (stay) {
+        keyheap_domain_t *order[3] = {b, c, b};
+        for (unsigned i = 0; i < 3; i++) {
+            keyheap_domain_t *d = order[i], *evicted = d == b ? c : b;
+            keyheap_enter(d); /* a sweep, then an eviction */
+            if (d == b && i == 0)
+                memset(pb, 0x22, SECRET);
+            ck_assert_uint_eq(kht_read(d == b ? pb + 7 : pc + 7), d == b ? 0x22 : 0x33);
+            keyheap_leave(d);
+            ck_assert_msg(!is_parked(a) && key_of_page(pa) == ka, "miss %u took a's key", i);
+            ck_assert_msg(is_parked(evicted), "miss %u: the other domain kept its key", i);
+            ck_assert_int_eq(key_of_page(d == b ? pb : pc), kc);
+        }
+        kb = kc;
+    } else {
+        keyheap_enter(c); /* c is kept: a is the victim */
+        keyheap_enter(b);
+        memset(pb, 0x22, SECRET);
+        keyheap_leave(b);
+        keyheap_leave(c);
+        ck_assert(is_parked(a));
+        ck_assert_int_eq(key_of_page(pa), 0);
+        kb = ka;
+    }
+    ck_assert_int_eq(key_of_page(pb), kb);
+    if (!(mode & TWIN))
+        kht_expect_pku_fault(kb);
+    sem_post(&usr1_release);
+    sem_post(&usr1_wake);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert_msg(thread_fail == NULL, "%s", thread_fail);
+}
+
+START_TEST(test_thread_in_a_handler_interrupted_inside_keeps_it_but_cannot_read_the_next_owner)
+{
+    in_a_handler_across_misses(STAY_INSIDE);
+}
+END_TEST
+
+START_TEST(test_thread_in_a_handler_interrupted_inside_keeps_its_domain_through_sweeps)
+{
+    in_a_handler_across_misses(STAY_INSIDE | TWIN);
+}
+END_TEST
+
+START_TEST(test_thread_in_a_handler_interrupted_outside_cannot_read_the_next_owner)
+{
+    in_a_handler_across_misses(0);
+}
+END_TEST
+
+START_TEST(test_thread_in_a_handler_interrupted_outside_reads_the_next_owner_inside)
+{
+    in_a_handler_across_misses(TWIN);
+}
+END_TEST
+
+/* ------------------------------------------------ under the watchdog */
+
+/* Three threads enter random domains of 50 on two keys while the watchdog
+ * audits every task every millisecond: every miss evicts, and sweeps and
+ * audit rounds interleave.  The watchdog finds no key open where it must
+ * not be (it reports every key it closes, on stderr, here a file), each
+ * thread's blocks and every secret are intact, and at most two domains
+ * hold keys.  Then a resident domain's memory faults on its key inside
+ * another domain, and reads fine where that domain is entered too. */
+#define WDOMAINS 50
+#define WTHREADS 3
+#define WROUNDS 60
+
+struct watched {
+    unsigned id, seed;
+    unsigned char *blocks[WDOMAINS];
+};
+
+static void *watched_main(void *arg)
+{
+    struct watched *w = arg;
+    pthread_barrier_wait(&start);
+    for (unsigned r = 0; r < WROUNDS; r++) {
+        w->seed = w->seed * 1103515245u + 12345u;
+        unsigned i = (w->seed >> 8) % WDOMAINS;
+        unsigned char mark = (unsigned char)(w->id * 64 + i);
+        keyheap_enter(doms[i]);
+        for (unsigned k = 0; k < SECRET; k++)
+            if (secrets[i][k] != byte_of(i, 0, k))
+                return (void *)"a domain's secret changed";
+        unsigned char *old = w->blocks[i];
+        if (old != NULL)
+            for (unsigned k = 0; k < 32; k++)
+                if (old[k] != mark)
+                    return (void *)"a block of this thread changed";
+        unsigned char *p = IN_MALLOC(doms[i], 32 + r % 100);
+        if (p == NULL || keyheap_domain_of(p) != doms[i])
+            return (void *)"malloc inside did not land in the domain";
+        memset(p, mark, 32);
+        keyheap_free(old);
+        w->blocks[i] = p;
+        keyheap_leave(doms[i]);
+    }
+    for (unsigned i = 0; i < WDOMAINS; i++)
+        keyheap_free(w->blocks[i]);
+    return NULL;
+}
+
+static void churn_under_the_watchdog(bool twin)
+{
+    char log[] = "/tmp/keyheap-watchdog-XXXXXX";
+    int fd = mkstemp(log), saved = dup(2);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_ge(saved, 0);
+    ck_assert_int_eq(dup2(fd, 2), 2);
+    close(fd);
+    make_many(WDOMAINS, "keys:2,watchdog:1");
+    pthread_barrier_init(&start, NULL, WTHREADS);
+    pthread_t t[WTHREADS];
+    static struct watched w[WTHREADS];
+    for (unsigned i = 0; i < WTHREADS; i++) {
+        w[i] = (struct watched){.id = i, .seed = 501u + 7u * i};
+        ck_assert_int_eq(pthread_create(&t[i], NULL, watched_main, &w[i]), 0);
+    }
+    for (unsigned i = 0; i < WTHREADS; i++) {
+        void *why;
+        ck_assert_int_eq(pthread_join(t[i], &why), 0);
+        ck_assert_msg(why == NULL, "thread %u: %s", i, (const char *)why);
+    }
+    check_all(WDOMAINS);
+    unsigned parked = 0;
+    for (unsigned i = 0; i < WDOMAINS; i++)
+        parked += is_parked(doms[i]);
+    ck_assert_uint_ge(parked, WDOMAINS - 2);
+    size_t len;
+    char *text = kht_slurp(log, &len);
+    ck_assert_msg(strstr(text, "watchdog: thread ") == NULL, "the watchdog closed keys: %s", text);
+    free(text);
+    unlink(log);
+    ck_assert_int_eq(dup2(saved, 2), 2);
+    close(saved);
+    /* doms[1] and doms[0] resident (doms[1] is kept while doms[0] gets a
+     * key), then inside doms[0] alone. */
+    keyheap_enter(doms[1]);
+    keyheap_enter(doms[0]);
+    keyheap_leave(doms[0]);
+    keyheap_leave(doms[1]);
+    keyheap_enter(doms[0]);
+    ck_assert(!is_parked(doms[1]));
+    int k1 = key_of_page(secrets[1]);
+    ck_assert_int_gt(k1, 0);
+    ck_assert_int_ne(key_of_page(secrets[0]), k1);
+    if (!twin) {
+        kht_expect_pku_fault(k1);
+        kht_read(secrets[1] + 2);
+        ck_abort_msg("read another resident domain's memory without a fault");
+    }
+    keyheap_enter_ro(doms[1]);
+    ck_assert_uint_eq(kht_read(secrets[1] + 2), byte_of(1, version[1], 2));
+    keyheap_leave(doms[1]);
+    keyheap_leave(doms[0]);
+    destroy_many(WDOMAINS);
+}
+
+START_TEST(test_three_threads_on_two_keys_under_a_1ms_watchdog_keep_every_secret)
+{
+    churn_under_the_watchdog(true);
+}
+END_TEST
+
+START_TEST(test_after_evictions_under_the_watchdog_a_resident_domain_faults_inside_another)
+{
+    churn_under_the_watchdog(false);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("many_domains");
@@ -1051,6 +1500,48 @@ int main(void)
     tcase_add_test(threads, test_four_threads_enter_random_domains_on_two_keys);
     tcase_add_test(threads, test_other_thread_frees_and_reallocs_blocks_of_a_parked_domain);
     suite_add_tcase(s, threads);
+
+    TCase *born = tcase_create("thread_life");
+    tcase_set_timeout(born, 60);
+    tcase_add_exit_test(
+        born, test_thread_made_inside_stays_inside_through_a_sweep_but_cannot_read_the_next_owner,
+        KHT_EXIT_PKU_FAULT);
+    tcase_add_test(born,
+                   test_thread_made_inside_stays_inside_through_a_sweep_and_reads_both_domains);
+    tcase_add_exit_test(born,
+                        test_thread_made_inside_that_left_cannot_read_the_next_owner_of_the_key,
+                        KHT_EXIT_PKU_FAULT);
+    tcase_add_test(born, test_thread_made_inside_that_left_reads_the_next_owner_inside);
+    tcase_add_exit_test(born, test_thread_exiting_inside_at_a_sweep_cannot_read_the_next_owner,
+                        KHT_EXIT_PKU_FAULT);
+    tcase_add_test(born, test_thread_exiting_inside_at_a_sweep_keeps_its_domain_and_reads_both);
+    tcase_add_exit_test(born, test_thread_exiting_outside_at_a_sweep_cannot_read_the_next_owner,
+                        KHT_EXIT_PKU_FAULT);
+    tcase_add_test(born, test_thread_exiting_outside_at_a_sweep_reads_the_next_owner_inside);
+    suite_add_tcase(s, born);
+
+    TCase *handlers = tcase_create("in_handler");
+    tcase_set_timeout(handlers, 60);
+    tcase_add_exit_test(
+        handlers,
+        test_thread_in_a_handler_interrupted_inside_keeps_it_but_cannot_read_the_next_owner,
+        KHT_EXIT_PKU_FAULT);
+    tcase_add_test(handlers,
+                   test_thread_in_a_handler_interrupted_inside_keeps_its_domain_through_sweeps);
+    tcase_add_exit_test(handlers,
+                        test_thread_in_a_handler_interrupted_outside_cannot_read_the_next_owner,
+                        KHT_EXIT_PKU_FAULT);
+    tcase_add_test(handlers,
+                   test_thread_in_a_handler_interrupted_outside_reads_the_next_owner_inside);
+    suite_add_tcase(s, handlers);
+
+    TCase *watched = tcase_create("watchdog");
+    tcase_set_timeout(watched, 300);
+    tcase_add_test(watched, test_three_threads_on_two_keys_under_a_1ms_watchdog_keep_every_secret);
+    tcase_add_exit_test(watched,
+                        test_after_evictions_under_the_watchdog_a_resident_domain_faults_inside_another,
+                        KHT_EXIT_PKU_FAULT);
+    suite_add_tcase(s, watched);
 
     TCase *life = tcase_create("lifecycle");
     tcase_set_timeout(life, 60);
