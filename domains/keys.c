@@ -31,7 +31,8 @@
  *      (membarrier), every domain a registered thread's stack names is
  *      marked used again (domains/thread.c: a registered thread has a key
  *      of keyheap's open only for a domain its stack names, or for
- *      keyheap's own use, closed before it returns); then a round of
+ *      keyheap's own use, closed before it returns; one that had others
+ *      open when it registered is signalled instead); then a round of
  *      keyheap's PKRU signal (domains/rounds.c) reaches every other task
  *      of the process: raw clones, and threads keyheap never saw.  Each
  *      handler runs at one instruction of its thread and closes those keys

@@ -39,6 +39,8 @@ struct khi_thread {
     const unsigned *busy; /* its khi_heap_busy */
     pid_t tid;
     bool waiting; /* waits for a protection key (khi_heap_unpark) */
+    bool stray;   /* had keys of keyheap's open that its stack did not name
+                     when it registered: the key cache's sweeps signal it */
 };
 
 static __thread struct khi_thread *me; /* this thread's node, or NULL */
@@ -150,34 +152,32 @@ bool khi_thread_registered(pid_t tid)
     return found;
 }
 
-/* Keys of keyheap's that this thread has open and its domain stack does
- * not name are closed, but for keys keyheap opened for its own use: a
- * thread made without keyheap's pthread_create (raw clone, C11
- * thrd_create) got its creator's PKRU.  Done before the thread is listed,
- * so that a registered thread has a key of keyheap's open only for a
- * domain its stack names, or for keyheap's own use: the key cache's sweep
- * reads registered threads' stacks instead of signalling them. */
-static void close_inherited(void)
+/* Whether this thread has a key of keyheap's open that its domain stack
+ * does not name, but for keys keyheap opened for its own use: a thread
+ * made without keyheap's pthread_create (raw clone with a TLS of its own)
+ * got its creator's PKRU, and code may have run WRPKRU itself.  Such a
+ * thread is signalled by the key cache's sweeps, which read the other
+ * registered threads' stacks instead (verify mode still finds the key at
+ * the thread's next enter or leave). */
+static bool has_stray_keys(void)
 {
-    unsigned close = khi_keys_held() & ~(khi_internal_open & 0x55555555u);
-    if (close == 0 || !khi_pku_usable())
-        return;
+    unsigned held = khi_keys_held() & ~(khi_internal_open & 0x55555555u);
+    if (held == 0 || !khi_pku_usable())
+        return false;
     const struct keyheap_abi_thread *self = &keyheap_abi_self;
     for (unsigned i = 0; i < self->depth && i < KEYHEAP_MAX_DEPTH; i++) {
         const struct khi_heap *h = khi_frame_heap(&self->stack[i]);
         if (h != NULL)
-            close &= ~h->abi.ad_bit;
+            held &= ~h->abi.ad_bit;
     }
-    unsigned pkru = keyheap_abi_rdpkru();
-    if (khi_pkru_close(pkru, close) != pkru)
-        keyheap_abi_wrpkru(khi_pkru_close(pkru, close));
+    return (~keyheap_abi_rdpkru() & held) != 0;
 }
 
 static void register_self(void)
 {
     if (me != NULL || khi_tcache_final)
         return;
-    close_inherited();
+    bool stray = has_stray_keys();
     khi_tcache_enlisted = true;
     khi_threads_init();
     struct khi_thread *t = khi_own_calloc(1, sizeof *t);
@@ -189,6 +189,7 @@ static void register_self(void)
     t->tcs = khi_tcaches;
     t->busy = &khi_heap_busy;
     t->tid = (pid_t)syscall(SYS_gettid);
+    t->stray = stray;
     pthread_mutex_lock(&threads_lock);
     t->next = registry.next;
     t->prev = &registry;
@@ -287,6 +288,8 @@ unsigned khi_threads_sweep(unsigned ad_bits, pid_t *tids, unsigned max)
             if (h != NULL && (__atomic_load_n(&h->abi.ad_bit, __ATOMIC_RELAXED) & ad_bits))
                 __atomic_store_n(&h->abi.used, 1u, __ATOMIC_RELAXED);
         }
+        if (t->stray)
+            continue;
         if (n < max)
             tids[n] = t->tid;
         n++;

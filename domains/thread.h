@@ -40,8 +40,9 @@ KHI_HIDDEN bool khi_threads_using(const struct khi_heap *d, bool barrier);
  * among ad_bits is marked used.  Writes the registered threads' tids to
  * tids (up to max) and returns how many there are: those need no signal,
  * since a registered thread has a key of keyheap's open only for a domain
- * its stack names or for keyheap's own use (it closed what it inherited
- * when it registered).  pre: the domain lock; the domains' used words
+ * its stack names or for keyheap's own use (a thread that had others open
+ * when it registered is left out, and signalled: it was made by a raw
+ * clone inside a domain, or ran WRPKRU itself).  pre: the domain lock; the domains' used words
  * were cleared before the call. */
 KHI_HIDDEN unsigned khi_threads_sweep(unsigned ad_bits, pid_t *tids, unsigned max);
 
