@@ -16,6 +16,10 @@ PKU_TESTS = tests/check_pkey.pku
 
 check_PROGRAMS += tests/check_pkey tests/pku_exit_status
 TESTS += $(PKU_TESTS) tests/pku-run-selftest.sh
+# Made with the check programs, before any test runs: the harness (make -j)
+# starts a test whose P.pku is still to be made only after the tests that
+# are ready, whatever their order in TEST_LOGS.
+check_SCRIPTS = $(PKU_TESTS)
 TEST_EXTENSIONS += .pku
 PKU_LOG_COMPILER = $(SHELL)
 EXTRA_DIST += tools/pku-run tests/pku-run-selftest.sh
