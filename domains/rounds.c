@@ -23,11 +23,6 @@
  *    keyheap's keys of domains it is not inside (read-only where it is
  *    inside read-only), keyheap's kept keys, and keys no code allocated.
  *
- * A thread that runs a signal handler of its own when the signal comes has
- * the PKRU of the code that handler interrupted saved in that handler's
- * frame: a destroy's and a sweep's keys are closed there too
- * (close_outer_frames).
- *
  * Handlers only ever close keys, never open one: a key of a domain the
  * thread is inside (a frame of its domain stack) or that keyheap opened
  * for its own use (khi_internal_open) stays as it is, and keys other code
@@ -118,79 +113,6 @@ static bool at_wrpkru(const ucontext_t *uc)
         (long)sizeof code)
         return false;
     return code[0] == 0x0f && code[1] == 0x01 && code[2] == 0xef;
-}
-
-/* Reads len bytes of this process at src, without faulting where nothing
- * is mapped (process_vm_readv). */
-static bool read_self(void *dst, uintptr_t src, size_t len)
-{
-    struct iovec local = {dst, len};
-    struct iovec remote = {(void *)src, len};
-    return syscall(SYS_process_vm_readv, getpid(), &local, 1ul, &remote, 1ul, 0ul) == (long)len;
-}
-
-#ifndef FP_XSTATE_MAGIC2
-#define FP_XSTATE_MAGIC2 0x46505845u
-#endif
-#define FP_SW_BYTES 464 /* the software bytes, in the fxsave image */
-#define OUTER_SCAN (128u * 1024u)
-
-/* Whether a signal frame starts at a (its return address, restorer, was
- * found there): the ucontext after it points to an XSAVE area a little
- * above, whose software bytes and end carry the kernel's two magic words.
- * Every read goes through read_self. */
-static bool sigframe_at(uintptr_t a)
-{
-    ucontext_t uc;
-    if (!read_self(&uc, a + sizeof(uintptr_t), sizeof uc))
-        return false;
-    uintptr_t fx = (uintptr_t)uc.uc_mcontext.fpregs;
-    if (fx <= a || fx >= a + 65536 || fx % 64 != 0)
-        return false;
-    uint32_t sw[5];
-    if (!read_self(sw, fx + FP_SW_BYTES, sizeof sw) || sw[0] != FP_XSTATE_MAGIC1 ||
-        sw[4] < 576 || sw[4] >= 65536)
-        return false;
-    uint32_t magic2;
-    return read_self(&magic2, fx + sw[4], sizeof magic2) && magic2 == FP_XSTATE_MAGIC2;
-}
-
-/* A thread that runs a signal handler of its own when keyheap's signal
- * comes has the PKRU of the code that handler interrupted in the
- * handler's signal frame, which sigreturn restores: the keys of close are
- * closed there too.  The frames lie above the interrupted stack pointer
- * (on the same stack, or on the alternate stack the handler runs on), and
- * start with the restorer our own frame returns through (glibc gives every
- * handler the same).  Returns whether a frame changed. */
-static bool close_outer_frames(const ucontext_t *uc, unsigned close)
-{
-    uintptr_t restorer;
-    memcpy(&restorer, (const char *)uc - sizeof restorer, sizeof restorer);
-    uintptr_t sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP] & ~(uintptr_t)7;
-    bool changed = false;
-    uintptr_t words[512]; /* a page: each read ends at a page boundary */
-    for (uintptr_t at = sp, end; at < sp + OUTER_SCAN; at = end) {
-        end = (at & ~(uintptr_t)(sizeof words - 1)) + sizeof words;
-        if (!read_self(words, at, end - at))
-            break;
-        for (unsigned i = 0; i < (end - at) / sizeof words[0]; i++) {
-            uintptr_t a = at + i * sizeof words[0];
-            if (words[i] != restorer || !sigframe_at(a))
-                continue;
-            uint64_t *bv;
-            uint32_t *slot = khi_xsave_pkru_slot((ucontext_t *)(a + sizeof(uintptr_t)), &bv);
-            if (slot == NULL)
-                continue;
-            unsigned pkru = (*bv & (1u << KHI_XFEATURE_PKRU)) ? *slot : 0;
-            unsigned want = khi_pkru_close(pkru, close);
-            if (want != pkru) {
-                *slot = want;
-                *bv |= 1u << KHI_XFEATURE_PKRU;
-                changed = true;
-            }
-        }
-    }
-    return changed;
 }
 
 /* One "keyheap: watchdog: ..." line per key the round closed here. */
@@ -322,11 +244,6 @@ static void on_signal(int sig, siginfo_t *info, void *ctx)
             changed = true;
         }
     }
-    /* The frames of handlers this thread runs (a destroy's or a sweep's
-     * keys: an audit's rule depends on the stack the interrupted code had,
-     * which is not kept). */
-    if (!audit && close != 0 && close_outer_frames(uc, close & ~(khi_internal_open & 0x55555555u)))
-        changed = true;
     if (changed)
         __atomic_add_fetch(&reopened, 1, __ATOMIC_RELAXED);
     answer(r);

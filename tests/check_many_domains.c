@@ -1332,111 +1332,6 @@ START_TEST(test_thread_in_a_handler_interrupted_outside_reads_the_next_owner_ins
 }
 END_TEST
 
-/* A raw clone made inside a (a's key open, inherited) runs a signal
- * handler of its own when a's key moves to b: by a sweep and an eviction
- * (keys:1), or by a destroy of a and b created after it (which gets the
- * freed key).  The handler's frame holds the interrupted PKRU, with a's key
- * open, and sigreturn restores it: keyheap's signal must close the key in
- * that frame too, or the clone reads b's secret once its handler returns.
- * Twin: the clone reads plain memory. */
-static volatile int rc_phase;
-static unsigned char *volatile rc_reads;
-
-static void rc_on_usr2(int sig)
-{
-    (void)sig;
-    rc_phase = 2;
-    while (rc_phase == 2)
-        __asm__ volatile("pause");
-}
-
-static int rc_main(void *arg)
-{
-    (void)arg;
-    while (rc_phase == 0)
-        __asm__ volatile("pause");
-    clone_seen = kht_read(pa + 2); /* a's key, inherited */
-    rc_phase = 10;
-    while (rc_phase != 4) /* the handler runs in between */
-        __asm__ volatile("pause");
-    clone_seen = kht_read(rc_reads);
-    rc_phase = 5;
-    syscall(SYS_exit, 0);
-    return 0;
-}
-
-static void raw_clone_in_its_handler(bool destroy, bool twin)
-{
-    setenv("KEYHEAP_CONF", "keys:1", 1);
-    a = keyheap_domain_create("cloned-in", 0);
-    pa = keyheap_malloc(a, SECRET);
-    b = destroy ? NULL : keyheap_domain_create("next-owner", 0);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = rc_on_usr2;
-    sigemptyset(&sa.sa_mask);
-    ck_assert_int_eq(sigaction(SIGUSR2, &sa, NULL), 0);
-    keyheap_enter(a);
-    memset(pa, 0x11, SECRET);
-    int tid = kht_raw_clone(rc_main, NULL);
-    keyheap_leave(a);
-    rc_phase = 1;
-    while (rc_phase != 10)
-        usleep(1000);
-    ck_assert_uint_eq(clone_seen, 0x11);
-    ck_assert_int_eq((int)syscall(SYS_tgkill, getpid(), tid, SIGUSR2), 0);
-    while (rc_phase != 2)
-        usleep(1000);
-    if (destroy) {
-        keyheap_free(pa);
-        ck_assert_int_eq(keyheap_domain_destroy(a), 0);
-        b = keyheap_domain_create("next-owner", 0);
-        ck_assert_ptr_nonnull(b);
-    }
-    pb = keyheap_malloc(b, SECRET);
-    keyheap_enter(b); /* without destroy: a sweep, and a's key moves to b */
-    memset(pb, 0x22, SECRET);
-    keyheap_leave(b);
-    if (!destroy)
-        ck_assert(is_parked(a));
-    int kb = key_of_page(pb);
-    ck_assert_int_gt(kb, 0);
-    static unsigned char plain = 0x33;
-    rc_reads = twin ? &plain : pb + 2;
-    if (!twin)
-        kht_expect_pku_fault(kb);
-    rc_phase = 3; /* the handler returns */
-    usleep(1000);
-    rc_phase = 4;
-    while (rc_phase != 5)
-        usleep(1000);
-    ck_assert_uint_eq(clone_seen, 0x33);
-}
-
-START_TEST(test_raw_clone_in_its_own_handler_at_a_sweep_cannot_read_the_next_owner)
-{
-    raw_clone_in_its_handler(false, false);
-}
-END_TEST
-
-START_TEST(test_raw_clone_in_its_own_handler_at_a_sweep_reads_plain_memory_after)
-{
-    raw_clone_in_its_handler(false, true);
-}
-END_TEST
-
-START_TEST(test_raw_clone_in_its_own_handler_at_a_destroy_cannot_read_the_next_owner)
-{
-    raw_clone_in_its_handler(true, false);
-}
-END_TEST
-
-START_TEST(test_raw_clone_in_its_own_handler_at_a_destroy_reads_plain_memory_after)
-{
-    raw_clone_in_its_handler(true, true);
-}
-END_TEST
-
 /* ------------------------------------------------ under the watchdog */
 
 /* Three threads enter random domains of 50 on two keys while the watchdog
@@ -1638,15 +1533,6 @@ int main(void)
                         KHT_EXIT_PKU_FAULT);
     tcase_add_test(handlers,
                    test_thread_in_a_handler_interrupted_outside_reads_the_next_owner_inside);
-    tcase_add_exit_test(handlers,
-                        test_raw_clone_in_its_own_handler_at_a_sweep_cannot_read_the_next_owner,
-                        KHT_EXIT_PKU_FAULT);
-    tcase_add_test(handlers, test_raw_clone_in_its_own_handler_at_a_sweep_reads_plain_memory_after);
-    tcase_add_exit_test(handlers,
-                        test_raw_clone_in_its_own_handler_at_a_destroy_cannot_read_the_next_owner,
-                        KHT_EXIT_PKU_FAULT);
-    tcase_add_test(handlers,
-                   test_raw_clone_in_its_own_handler_at_a_destroy_reads_plain_memory_after);
     suite_add_tcase(s, handlers);
 
     TCase *watched = tcase_create("watchdog");
