@@ -265,6 +265,7 @@ bool khi_heap_make(struct khi_heap *h, int key, unsigned flags, const char *name
 
 const char *khi_heap_teardown(struct khi_heap *h)
 {
+    khi_region_secret_dying(h);
     if (khi_je_arena_empty(h->arena))
         return "jemalloc refused to empty the domain's arena";
     /* Emptied, every extent must have been decommitted through the hooks

@@ -13,11 +13,15 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "alloc/fatal.h"
 #include "alloc/pkey.h"
@@ -162,6 +166,189 @@ static size_t commit_next(size_t i, size_t end, bool want)
     return end;
 }
 
+/* --------------------------------------------------- KEYHEAP_SECRETMEM
+ *
+ * A KEYHEAP_SECRETMEM heap's committed pages are a shared mapping of one
+ * memfd_secret(2) file per heap, as large as its region, at the offset of
+ * their address in the region: the kernel takes them out of its direct
+ * map, so /proc/<pid>/mem, process_vm_readv and ptrace cannot read them,
+ * and they carry the heap's key like any other page.  What the kernel
+ * allows on such a mapping, and so what keyheap does instead (observed on
+ * Linux 6.1 and 6.18, PKU-FACTS' machine kinds):
+ *   - each mapping counts against RLIMIT_MEMLOCK (it is VM_LOCKED), from
+ *     mmap on: only committed runs are mapped, never the whole region;
+ *   - a MAP_FIXED mapping that fails has already unmapped what it was to
+ *     replace: the span's PROT_NONE reservation is put back;
+ *   - MADV_DONTNEED, MADV_FREE and MADV_WIPEONFORK fail, and the file has
+ *     no fallocate(PUNCH_HOLE): pages go back to the kernel only when the
+ *     file is closed, at destroy.  Purges are refused; a decommit zeroes
+ *     the pages it drops (jemalloc takes decommitted memory to read as
+ *     zeroes when it commits it again, and the file keeps the old bytes),
+ *     then unmaps them, which ends their RLIMIT_MEMLOCK charge;
+ *   - the mapping is shared, so a fork child would share the heap with
+ *     its parent: the pages are MADV_DONTFORK, and the child gets a file
+ *     of its own, committed where the parent's was, and zeroes
+ *     (khi_region_after_fork: KEYHEAP_WIPEONFORK's answer);
+ *   - the descriptor is the process's: a program that closes descriptors
+ *     it did not open may close it, and open another file under its
+ *     number.  Every commit checks that the number still names the file
+ *     keyheap made, and fails otherwise, so that domain memory never lands
+ *     in another file.
+ */
+static struct secret {
+    int fd;        /* the heap's memfd_secret file; valid while it is live */
+    bool dying;    /* torn down: its pages go with the file, unzeroed */
+    dev_t dev;     /* the file's identity, checked before every mapping */
+    ino_t ino;
+} secrets[KHI_SLOTS];
+
+static bool is_secret(const struct khi_heap *d)
+{
+    return (d->flags & KEYHEAP_SECRETMEM) != 0;
+}
+
+/* Puts back the span's reservation over [addr, addr + size): PROT_NONE,
+ * no key, no pages.  Returns true on error. */
+static bool reserve_again(void *addr, size_t size)
+{
+    void *p = mmap(addr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED,
+                   -1, 0);
+    if (p == MAP_FAILED)
+        return true;
+    madvise(addr, size, MADV_DONTDUMP);
+    return false;
+}
+
+/* A new memfd_secret file as large as a region, for the heap of name;
+ * -1 with errno (and a "keyheap: ..." line for a missing syscall). */
+static int secret_file(const char *name, struct secret *s)
+{
+    int fd = (int)syscall(SYS_memfd_secret, (unsigned)O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        static bool hinted;
+        if (e == ENOSYS && !__atomic_exchange_n(&hinted, true, __ATOMIC_RELAXED))
+            khi_warn("KEYHEAP_SECRETMEM domain \"", name,
+                     "\": the kernel has no memfd_secret(2) (Linux 5.14 or later; before 6.5 "
+                     "it needs secretmem.enable=1 on the kernel command line), so the domain "
+                     "is not created (ENOSYS)",
+                     (char *)NULL);
+        errno = e;
+        return -1;
+    }
+    struct stat st;
+    if (ftruncate(fd, (off_t)((uintptr_t)1 << khi_span.shift)) != 0 || fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    s->dev = st.st_dev;
+    s->ino = st.st_ino;
+    return fd;
+}
+
+bool khi_region_secret_open(const struct khi_heap *d, const char *name)
+{
+    struct secret *s = &secrets[d - khi_heaps];
+    int fd = secret_file(name, s);
+    if (fd < 0)
+        return true;
+    s->fd = fd;
+    s->dying = false;
+    return false;
+}
+
+void khi_region_secret_close(const struct khi_heap *d)
+{
+    struct secret *s = &secrets[d - khi_heaps];
+    if (s->fd >= 0)
+        close(s->fd);
+    s->fd = -1;
+}
+
+void khi_region_secret_dying(struct khi_heap *d)
+{
+    if (is_secret(d))
+        secrets[d->slot].dying = true;
+}
+
+/* Maps [addr, addr + size) of secret heap d from its file, PROT_NONE and
+ * MADV_DONTFORK; commit_pages tags it.  Returns true on error (errno;
+ * ENOMEM with a hint for RLIMIT_MEMLOCK), the range reserved again.
+ * pre: d's carve lock. */
+static bool secret_map(const struct khi_heap *d, void *addr, size_t size)
+{
+    struct secret *s = &secrets[d->slot];
+    struct stat st;
+    if (s->fd < 0) {
+        errno = ENOMEM; /* a fork child that could not have a file of its own */
+        return true;
+    }
+    if (fstat(s->fd, &st) != 0 || st.st_dev != s->dev || st.st_ino != s->ino) {
+        static bool hinted;
+        if (!__atomic_exchange_n(&hinted, true, __ATOMIC_RELAXED))
+            khi_warn("KEYHEAP_SECRETMEM domain \"", d->name,
+                     "\": the program closed keyheap's memfd_secret descriptor (or replaced "
+                     "it), so the domain cannot grow: the allocation fails with ENOMEM",
+                     (char *)NULL);
+        errno = ENOMEM;
+        return true;
+    }
+    void *p = mmap(addr, size, PROT_NONE, MAP_SHARED | MAP_FIXED, s->fd,
+                   (off_t)((uintptr_t)addr - d->start));
+    if (p == MAP_FAILED) {
+        int e = errno;
+        if (reserve_again(addr, size))
+            khi_fatal("KEYHEAP_SECRETMEM domain \"", d->name, "\": a failed mapping left a hole "
+                      "in keyheap's address span, and it cannot be reserved again",
+                      (char *)NULL);
+        static bool hinted;
+        if (e == EAGAIN && !__atomic_exchange_n(&hinted, true, __ATOMIC_RELAXED))
+            khi_warn("KEYHEAP_SECRETMEM domain \"", d->name,
+                     "\": the kernel refused more secret memory (memfd_secret pages count "
+                     "against RLIMIT_MEMLOCK), so the allocation fails with ENOMEM; raise "
+                     "RLIMIT_MEMLOCK (ulimit -l) or keep fewer secrets",
+                     (char *)NULL);
+        errno = e == EAGAIN ? ENOMEM : e;
+        return true;
+    }
+    madvise(addr, size, MADV_DONTFORK);
+    return false;
+}
+
+/* Zeroes the pages of [addr, addr + size) that secret heap d's file holds
+ * (mincore: pages never touched are not made to be zeroed).  pre: d's
+ * carve lock, d resident; the range committed (read-write with d's key). */
+static void secret_zero(const struct khi_heap *d, char *addr, size_t size)
+{
+    unsigned char in[512];
+    struct khi_open o = khi_heap_open(d);
+    for (size_t done = 0; done < size;) {
+        size_t chunk = size - done < sizeof in * 4096 ? size - done : sizeof in * 4096;
+        bool known = mincore(addr + done, chunk, in) == 0;
+        for (size_t i = 0; i < chunk / 4096; i++)
+            if (!known || (in[i] & 1))
+                explicit_bzero(addr + done + i * 4096, 4096);
+        done += chunk;
+    }
+    khi_heap_close(d, o);
+}
+
+/* The decommit of [addr, addr + size) of secret heap d: zeroed (unless d
+ * is being torn down), then unmapped.  A parked d cannot be zeroed (its
+ * pages are PROT_NONE with no key): refused, jemalloc keeps the range
+ * committed.  pre: d's carve lock.  Returns true when refused or failed. */
+static bool secret_unmap(struct khi_heap *d, char *addr, size_t size)
+{
+    if (!secrets[d->slot].dying) {
+        if (d->pkey == KHI_PKEY_PARKED)
+            return true;
+        secret_zero(d, addr, size);
+    }
+    return reserve_again(addr, size);
+}
+
 /* The hygiene flags of d on pages just tagged read-write: KEYHEAP_WIPEONFORK
  * (a fork child gets zeros) and KEYHEAP_MLOCK (no swap; mlock must fault
  * the pages in, which the key forbids while it is closed, so keyheap opens
@@ -169,6 +356,10 @@ static size_t commit_next(size_t i, size_t end, bool want)
  * PROT_NONE again and errno from the failed call. */
 static bool secure_pages(const struct khi_heap *d, void *addr, size_t size)
 {
+    /* Secret pages are locked by the kernel, and wiped in a fork child by
+     * keyheap (khi_region_after_fork): MADV_WIPEONFORK fails on them. */
+    if (is_secret(d))
+        return false;
     if ((d->flags & KEYHEAP_WIPEONFORK) && madvise(addr, size, MADV_WIPEONFORK) != 0)
         goto undo;
     /* A parked heap's pages are locked when it gets its key back. */
@@ -200,6 +391,8 @@ undo:;
  * carve lock. */
 static bool commit_pages(const struct khi_heap *d, void *addr, size_t size)
 {
+    if (is_secret(d) && secret_map(d, addr, size))
+        return true;
     if (d->pkey == KHI_PKEY_PARKED)
         return khi_pkey_mprotect(addr, size, PROT_NONE, 0);
     return khi_pkey_mprotect(addr, size, PROT_READ | PROT_WRITE, d->pkey);
@@ -257,8 +450,9 @@ static bool hook_dalloc(khi_extent_hooks_t *hooks, void *addr, size_t size, bool
 static void hook_destroy(khi_extent_hooks_t *hooks, void *addr, size_t size, bool committed,
                          unsigned arena_ind)
 {
-    (void)hooks, (void)committed, (void)arena_ind;
-    madvise(addr, size, MADV_DONTNEED);
+    (void)committed, (void)arena_ind;
+    if (!is_secret(domain_of_hooks(hooks)))
+        madvise(addr, size, MADV_DONTNEED);
 }
 
 static bool hook_commit(khi_extent_hooks_t *hooks, void *addr, size_t size, size_t offset,
@@ -288,8 +482,10 @@ static bool hook_decommit(khi_extent_hooks_t *hooks, void *addr, size_t size, si
     /* Locked pages cannot be dropped: unlock them first (commit locks
      * them again).  Plain mprotect keeps the key tag; the pages themselves
      * are dropped. */
-    bool failed = ((d->flags & KEYHEAP_MLOCK) && munlock(p, length) != 0) ||
-                  madvise(p, length, MADV_DONTNEED) != 0 || mprotect(p, length, PROT_NONE) != 0;
+    bool failed = is_secret(d) ? secret_unmap(d, p, length)
+                               : ((d->flags & KEYHEAP_MLOCK) && munlock(p, length) != 0) ||
+                                     madvise(p, length, MADV_DONTNEED) != 0 ||
+                                     mprotect(p, length, PROT_NONE) != 0;
     if (!failed)
         commit_mark((uintptr_t)p, length, false);
     pthread_mutex_unlock(&d->carve_lock);
@@ -301,12 +497,13 @@ static bool hook_decommit(khi_extent_hooks_t *hooks, void *addr, size_t size, si
 
 /* Purged pages stay committed, and jemalloc reuses them without calling
  * commit: in a KEYHEAP_MLOCK domain they would come back unlocked, so its
- * purges are refused (jemalloc decommits instead). */
+ * purges are refused (jemalloc decommits instead); secret pages cannot be
+ * purged at all. */
 static bool hook_purge_lazy(khi_extent_hooks_t *hooks, void *addr, size_t size, size_t offset,
                             size_t length, unsigned arena_ind)
 {
     (void)size, (void)arena_ind;
-    if (domain_of_hooks(hooks)->flags & KEYHEAP_MLOCK)
+    if (domain_of_hooks(hooks)->flags & (KEYHEAP_MLOCK | KEYHEAP_SECRETMEM))
         return true;
     return madvise((char *)addr + offset, length, MADV_FREE) != 0;
 }
@@ -315,7 +512,7 @@ static bool hook_purge_forced(khi_extent_hooks_t *hooks, void *addr, size_t size
                               size_t length, unsigned arena_ind)
 {
     (void)size, (void)arena_ind;
-    if (domain_of_hooks(hooks)->flags & KEYHEAP_MLOCK)
+    if (domain_of_hooks(hooks)->flags & (KEYHEAP_MLOCK | KEYHEAP_SECRETMEM))
         return true;
     return madvise((char *)addr + offset, length, MADV_DONTNEED) != 0;
 }
@@ -364,14 +561,19 @@ void khi_region_init(struct khi_heap *d)
 bool khi_region_discard(struct khi_heap *d)
 {
     size_t used = d->next - d->start;
-    if (used == 0)
+    if (used == 0) {
+        if (is_secret(d))
+            khi_region_secret_close(d);
         return false;
+    }
     /* A fresh PROT_NONE mapping over the used part drops the pages, their
      * data and the key tag at once (PKU-FACTS row 5b). */
     void *p = mmap((void *)d->start, used, PROT_NONE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
     if (p == MAP_FAILED)
         return true;
+    if (is_secret(d))
+        khi_region_secret_close(d); /* unmapped, its pages go back with it */
     khi_stats_reset(d);
     pthread_mutex_lock(&d->carve_lock);
     commit_mark(d->start, used, false);
@@ -412,7 +614,7 @@ static bool tag_runs(struct khi_heap *d, int key)
         size_t len = (stop - i) << KHI_PAGE_SHIFT;
         if (khi_pkey_mprotect(p, len, PROT_READ | PROT_WRITE, key))
             return true;
-        if (d->flags & KEYHEAP_MLOCK) {
+        if ((d->flags & (KEYHEAP_MLOCK | KEYHEAP_SECRETMEM)) == KEYHEAP_MLOCK) {
             /* Pages committed while parked are locked now (mlock faults
              * them in, which needs the key open). */
             struct khi_open o = khi_heap_open(d);
@@ -508,4 +710,42 @@ bool khi_region_has_committed(const struct khi_heap *d)
     struct committed_query q = {d->start, d->next, false};
     khi_proc_lines("/proc/self/maps", committed_line, &q);
     return q.found;
+}
+
+void khi_region_after_fork(void)
+{
+    for (unsigned i = 0; i < khi_span.slots; i++) {
+        struct khi_heap *d = &khi_heaps[i];
+        if (!khi_heap_live(d) || !is_secret(d))
+            continue;
+        /* The parent's file must not serve the child: close it whatever
+         * happens next. */
+        struct secret *s = &secrets[i];
+        int fd = secret_file(d->name, s);
+        khi_region_secret_close(d);
+        s->fd = fd;
+        size_t used = d->next - d->start;
+        bool failed = fd < 0 || (used != 0 && reserve_again((void *)d->start, used));
+        /* Committed where the parent's was, and zeroes.  The only thread
+         * of the child takes no carve lock: another thread of the parent
+         * may have held one. */
+        size_t at = (d->start - khi_span.base) >> KHI_PAGE_SHIFT;
+        size_t end = (d->next - khi_span.base) >> KHI_PAGE_SHIFT;
+        while (!failed && (at = commit_next(at, end, true)) < end) {
+            size_t stop = commit_next(at, end, false);
+            failed = commit_pages(d, (void *)(khi_span.base + (at << KHI_PAGE_SHIFT)),
+                                  (stop - at) << KHI_PAGE_SHIFT);
+            at = stop;
+        }
+        if (failed) {
+            if (used != 0)
+                reserve_again((void *)d->start, used);
+            khi_region_secret_close(d);
+            khi_warn("fork child: KEYHEAP_SECRETMEM domain \"", d->name,
+                     "\": its memory cannot be made again in the child (memfd_secret or "
+                     "mmap failed), so every block of it is inaccessible here and it cannot "
+                     "grow",
+                     (char *)NULL);
+        }
+    }
 }

@@ -48,4 +48,28 @@ KHI_HIDDEN bool khi_region_park(struct khi_heap *d);
  * (d is parked again, errno set), as khi_region_park does. */
 KHI_HIDDEN bool khi_region_resume(struct khi_heap *d, int key);
 
+/* khi_region_secret_open - gives d, a slot about to become a
+ * KEYHEAP_SECRETMEM heap of name, its memfd_secret file (as large as its
+ * region).  Returns true on error (errno: ENOSYS, with a "keyheap: ..."
+ * hint, where the kernel has no memfd_secret; what memfd_secret or
+ * ftruncate failed with otherwise). */
+KHI_HIDDEN bool khi_region_secret_open(const struct khi_heap *d, const char *name);
+
+/* khi_region_secret_close - closes d's memfd_secret file (a create that
+ * failed after khi_region_secret_open; khi_region_discard closes it). */
+KHI_HIDDEN void khi_region_secret_close(const struct khi_heap *d);
+
+/* khi_region_secret_dying - d, a heap about to be emptied for good: its
+ * decommits need not zero the secret pages they drop (the file goes at the
+ * discard).  Nothing for other heaps. */
+KHI_HIDDEN void khi_region_secret_dying(struct khi_heap *d);
+
+/* khi_region_after_fork - in a fork child: every live KEYHEAP_SECRETMEM
+ * heap gets a memfd_secret file of its own, mapped where the parent's
+ * committed pages were (the parent's are MADV_DONTFORK, so the child had
+ * none): zeroes, with the heap's key.  Where that fails the heap's memory
+ * is PROT_NONE in the child, with a "keyheap: ..." warning.  pre: the
+ * child's only thread. */
+KHI_HIDDEN void khi_region_after_fork(void);
+
 #endif /* KH_ALLOC_REGION_H */

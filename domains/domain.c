@@ -54,7 +54,8 @@ static struct {
     uint64_t freed_at; /* order of destroys, to reuse the oldest slot first */
 } records[KHI_SLOTS];
 
-#define KNOWN_FLAGS (KEYHEAP_NOSCRUB | KEYHEAP_MLOCK | KEYHEAP_WIPEONFORK | KEYHEAP_STRICT)
+#define KNOWN_FLAGS                                                                             \
+    (KEYHEAP_NOSCRUB | KEYHEAP_MLOCK | KEYHEAP_WIPEONFORK | KEYHEAP_STRICT | KEYHEAP_SECRETMEM)
 
 struct khi_heap *khi_domain_check(const keyheap_domain_t *d, const char *what)
 {
@@ -158,8 +159,14 @@ KEYHEAP_API keyheap_domain_t *keyheap_domain_create(const char *name, unsigned f
         goto out;
     }
     records[d - khi_heaps].pkey_told = false;
+    if ((flags & KEYHEAP_SECRETMEM) && khi_region_secret_open(d, name)) {
+        d = NULL; /* errno from memfd_secret; a key stays in the pool, spare */
+        goto out;
+    }
     if (khi_heap_make(d, key, flags, name)) {
         /* A key stays in the pool, spare. */
+        if (flags & KEYHEAP_SECRETMEM)
+            khi_region_secret_close(d);
         errno = ENOMEM;
         d = NULL;
         goto out;

@@ -21,6 +21,7 @@
 #include "alloc/fatal.h"
 #include "alloc/malloc.h"
 #include "alloc/pkey.h"
+#include "alloc/region.h"
 #include "domains/domain.h"
 #include "domains/thread.h"
 #include "domains/watchdog.h"
@@ -374,6 +375,7 @@ static void fork_child(void)
     }
     if (me != NULL)
         me->tid = (pid_t)syscall(SYS_gettid);
+    khi_region_after_fork();
     pthread_mutex_unlock(&threads_lock);
     pthread_mutex_unlock(&khi_domains_lock);
     khi_watchdog_after_fork();

@@ -259,11 +259,37 @@ typedef struct keyheap_domain keyheap_domain_t;
  * KEYHEAP_STRICT      abort ("keyheap: outside free of ...") when a thread
  *                     that has not entered the domain read-write frees one
  *                     of its blocks.
+ * KEYHEAP_SECRETMEM   take the domain's memory from memfd_secret(2): the
+ *                     kernel removes the pages from its direct map, so
+ *                     /proc/<pid>/mem, process_vm_readv(2) and ptrace
+ *                     (debuggers, other processes of the same user, root
+ *                     without a kernel patch) cannot read or write them,
+ *                     and they still carry the domain's key.  Needs Linux
+ *                     5.14 or later, booted with secretmem.enable=1 before
+ *                     6.5: elsewhere keyheap_domain_create fails with
+ *                     ENOSYS and a "keyheap: ..." hint, never an ordinary
+ *                     domain.  The pages are locked and count against
+ *                     RLIMIT_MEMLOCK (unless the process has
+ *                     CAP_IPC_LOCK): an allocation past it fails with NULL
+ *                     and ENOMEM, and the first prints a hint.  They are
+ *                     given back to the kernel only at destroy (the kernel
+ *                     cannot drop single secret pages); free pages that
+ *                     jemalloc decommits are zeroed and unmapped.  A fork
+ *                     child sees the domain's memory as zeroes (as with
+ *                     KEYHEAP_WIPEONFORK, implied), in a secret file of its
+ *                     own; a child made by a raw fork system call, without
+ *                     pthread_atfork's handlers, has no pages there at all
+ *                     (a touch faults with SEGV_MAPERR).  The domain holds
+ *                     one file descriptor (close-on-exec) while it lives:
+ *                     a program that closes descriptors it did not open
+ *                     stops the domain from growing (ENOMEM, with a
+ *                     "keyheap: ..." line), never more.
  */
 #define KEYHEAP_NOSCRUB 0x1u
 #define KEYHEAP_MLOCK 0x2u
 #define KEYHEAP_WIPEONFORK 0x4u
 #define KEYHEAP_STRICT 0x8u
+#define KEYHEAP_SECRETMEM 0x10u
 
 /* The longest domain name, without its terminating NUL. */
 #define KEYHEAP_NAME_MAX 63
@@ -280,6 +306,9 @@ typedef struct keyheap_domain keyheap_domain_t;
  *
  * Returns the domain, or NULL with errno:
  *   EINVAL        name is NULL or empty, or flags has an unknown bit;
+ *   ENOSYS        flags has KEYHEAP_SECRETMEM and the kernel has no
+ *                 memfd_secret(2) (or it is disabled); EMFILE, ENFILE or
+ *                 ENOMEM: what memfd_secret itself failed with;
  *   ENAMETOOLONG  name is longer than KEYHEAP_NAME_MAX;
  *   ENOSPC        no domain slot is left (1024 live domains, 64 where the
  *                 address space is short, as under valgrind: a destroyed
