@@ -1,0 +1,681 @@
+/*
+ * tests/check_secretmem.c - KEYHEAP_SECRETMEM domains: memory from
+ * memfd_secret(2), out of the kernel's direct map.
+ *
+ * The kernel's side (tcase "kernel"): /proc/self/mem and process_vm_readv
+ * (from a child) cannot read or write a secret domain's block, each with a
+ * twin on an ordinary domain that reads the same bytes; every block lies in
+ * a secretmem mapping (the twin: an ordinary domain's never does), through
+ * growth past many extents; RLIMIT_MEMLOCK exhaustion fails with ENOMEM and
+ * one hint; destroy unmaps everything and closes the descriptor, over
+ * create/destroy cycles; pages that jemalloc decommits come back as zeroes
+ * (calloc); a fork child gets zeroes in a file of its own and never shares
+ * the parent's pages; a kernel without memfd_secret (a seccomp filter says
+ * ENOSYS) makes creation fail with ENOSYS and a hint, never an ordinary
+ * domain; a program that closes keyheap's descriptor and opens a file under
+ * its number stops the domain from growing and the file gets nothing;
+ * free scrubs.  These need no protection keys: tests/secretmem-native.sh
+ * runs them on any machine (with KEYHEAP_CONF unprotected:true where the
+ * CPU lacks PKU), on the host's own kernel.
+ *
+ * The key's side (tcase "keys", and everything again through
+ * tools/pku-run, natively with PKU, otherwise in QEMU's Linux 6.1 booted
+ * with secretmem.enable=1): a secret block faults outside the domain with
+ * SEGV_PKUERR on its key (twin: reads fine inside); with one key, two
+ * secret domains park and come back with their secrets, and a parked one
+ * faults with SEGV_ACCERR at the address.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <keyheap.h>
+
+#include "tests/khfault.h"
+#include "tests/khtest.h"
+
+#define TEXT "a secret of the domain, 0123456789"
+
+/* Escapes, so that no store before a free is dropped. */
+static void *volatile sink;
+
+static keyheap_domain_t *create(const char *name, unsigned flags)
+{
+    keyheap_domain_t *d = keyheap_domain_create(name, flags);
+    ck_assert_msg(d != NULL, "keyheap_domain_create(\"%s\", %#x): %s", name, flags,
+                  strerror(errno));
+    return d;
+}
+
+/* A block of d holding TEXT. */
+static char *put(keyheap_domain_t *d, size_t size)
+{
+    char *p = keyheap_malloc(d, size);
+    ck_assert_msg(p != NULL, "keyheap_malloc(%zu): %s", size, strerror(errno));
+    keyheap_enter(d);
+    memcpy(p, TEXT, sizeof TEXT);
+    keyheap_leave(d);
+    sink = p;
+    return p;
+}
+
+/* /proc/self/maps, open; aborts when it cannot be (no ck_assert: the
+ * --zero-child program runs outside Check). */
+static FILE *maps(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (f == NULL)
+        abort();
+    return f;
+}
+
+/* Whether [p, p + n) lies in a mapping of a memfd_secret file (its maps line
+ * names /secretmem). */
+static bool in_secretmem(const void *p, size_t n)
+{
+    FILE *f = maps();
+    char line[512];
+    bool found = false;
+    uintptr_t a = (uintptr_t)p;
+    while (!found && fgets(line, sizeof line, f) != NULL) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && lo <= a && a + n <= hi)
+            found = strstr(line, "/secretmem") != NULL;
+    }
+    fclose(f);
+    return found;
+}
+
+/* How many maps lines name /secretmem. */
+static unsigned secretmem_mappings(void)
+{
+    FILE *f = maps();
+    char line[512];
+    unsigned n = 0;
+    while (fgets(line, sizeof line, f) != NULL)
+        n += strstr(line, "/secretmem") != NULL;
+    fclose(f);
+    return n;
+}
+
+/* The descriptors of this process naming a memfd_secret file; the last
+ * one's number in *last. */
+static unsigned secret_fds(int *last)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    ck_assert_ptr_nonnull(dir);
+    unsigned n = 0;
+    struct dirent *e;
+    while ((e = readdir(dir)) != NULL) {
+        char path[300], target[256];
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        ssize_t len = readlink(path, target, sizeof target - 1);
+        if (len <= 0)
+            continue;
+        target[len] = '\0';
+        if (strncmp(target, "/secretmem", 10) == 0) {
+            n++;
+            if (last != NULL)
+                *last = atoi(e->d_name);
+        }
+    }
+    closedir(dir);
+    return n;
+}
+
+/* ---------------------------------------------- /proc/self/mem, twins */
+
+static ssize_t proc_mem(void *p, char *buf, size_t n, bool write)
+{
+    int fd = open("/proc/self/mem", write ? O_RDWR : O_RDONLY);
+    ck_assert_int_ge(fd, 0);
+    ssize_t r = write ? pwrite(fd, buf, n, (off_t)(uintptr_t)p)
+                      : pread(fd, buf, n, (off_t)(uintptr_t)p);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return r;
+}
+
+START_TEST(test_proc_self_mem_cannot_read_or_write_a_secret_block)
+{
+    keyheap_domain_t *d = create("secret", KEYHEAP_SECRETMEM);
+    char *p = put(d, 64);
+    char buf[sizeof TEXT] = {0};
+    errno = 0;
+    ck_assert_int_eq(proc_mem(p, buf, sizeof TEXT, false), -1);
+    ck_assert_msg(errno == EIO || errno == EFAULT, "read: %s", strerror(errno));
+    ck_assert_msg(memchr(buf, 's', sizeof buf) == NULL, "read something: %s", buf);
+    char evil[sizeof TEXT];
+    memset(evil, 'X', sizeof evil);
+    ck_assert_int_eq(proc_mem(p, evil, sizeof evil, true), -1);
+    keyheap_enter(d);
+    ck_assert_str_eq(p, TEXT);
+    keyheap_leave(d);
+}
+END_TEST
+
+START_TEST(test_proc_self_mem_reads_and_writes_an_ordinary_block)
+{
+    /* The twin: the route exists for an ordinary domain (PKRU does not
+     * stop the kernel), so the failure above is memfd_secret's doing. */
+    keyheap_domain_t *d = create("ordinary", 0);
+    char *p = put(d, 64);
+    char buf[sizeof TEXT] = {0};
+    ck_assert_int_eq(proc_mem(p, buf, sizeof TEXT, false), (ssize_t)sizeof TEXT);
+    ck_assert_str_eq(buf, TEXT);
+    char evil[] = "X";
+    ck_assert_int_eq(proc_mem(p, evil, 1, true), 1);
+    keyheap_enter(d);
+    ck_assert_int_eq(p[0], 'X');
+    keyheap_leave(d);
+}
+END_TEST
+
+/* A child reads its parent's p with process_vm_readv: exit 0 when the call
+ * failed with EFAULT (want_fail), or read TEXT (!want_fail). */
+static void vm_read_from_child(char *p, bool want_fail)
+{
+    /* Under Yama's ptrace_scope 1 a child may not read its parent unless
+     * the parent says so. */
+    prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        char buf[sizeof TEXT] = {0};
+        struct iovec local = {buf, sizeof buf}, remote = {p, sizeof buf};
+        ssize_t r = process_vm_readv(parent, &local, 1, &remote, 1, 0);
+        if (want_fail)
+            _exit(r == -1 && errno == EFAULT && buf[0] == '\0' ? 0 : 1);
+        _exit(r == (ssize_t)sizeof buf && strcmp(buf, TEXT) == 0 ? 0 : 2);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "the child's process_vm_readv: status %#x (1: it read the secret; 2: it "
+                  "could not read the ordinary block)",
+                  status);
+}
+
+START_TEST(test_process_vm_readv_from_a_child_fails_on_a_secret_block)
+{
+    keyheap_domain_t *d = create("secret", KEYHEAP_SECRETMEM);
+    vm_read_from_child(put(d, 64), true);
+}
+END_TEST
+
+START_TEST(test_process_vm_readv_from_a_child_reads_an_ordinary_block)
+{
+    keyheap_domain_t *d = create("ordinary", 0);
+    vm_read_from_child(put(d, 64), false);
+}
+END_TEST
+
+/* ------------------------------------------------------------ growth */
+
+static const size_t sizes[] = {24, 3000, 20000, 70000, 300000, 2u << 20};
+#define BLOCKS 300
+
+START_TEST(test_every_block_lies_in_secret_memory_through_growth)
+{
+    keyheap_domain_t *d = create("secret", KEYHEAP_SECRETMEM);
+    static unsigned char *blocks[BLOCKS];
+    keyheap_enter(d);
+    for (unsigned i = 0; i < BLOCKS; i++) {
+        size_t n = sizes[i % (sizeof sizes / sizeof sizes[0])];
+        blocks[i] = keyheap_malloc(d, n);
+        KHT_REQUIRE(blocks[i] != NULL, "block %u of %zu bytes: %s", i, n, strerror(errno));
+        memset(blocks[i], (int)(i & 0xff), n);
+    }
+    for (unsigned i = 0; i < BLOCKS; i++) {
+        size_t n = sizes[i % (sizeof sizes / sizeof sizes[0])];
+        KHT_REQUIRE(blocks[i][0] == (i & 0xff) && blocks[i][n - 1] == (i & 0xff),
+                    "block %u lost its bytes", i);
+        KHT_REQUIRE(in_secretmem(blocks[i], n), "block %u (%p, %zu bytes) is not secret memory",
+                    i, (void *)blocks[i], n);
+    }
+    for (unsigned i = 0; i < BLOCKS; i++)
+        keyheap_free(blocks[i]);
+    keyheap_leave(d);
+    /* Many extents, hundreds of MiB: more than one mapping. */
+    ck_assert_uint_gt(secretmem_mappings(), 1);
+}
+END_TEST
+
+START_TEST(test_an_ordinary_domain_has_no_secret_memory)
+{
+    keyheap_domain_t *d = create("ordinary", 0);
+    for (unsigned i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        void *p = keyheap_malloc(d, sizes[i]);
+        ck_assert_ptr_nonnull(p);
+        ck_assert_msg(!in_secretmem(p, sizes[i]), "an ordinary block in secret memory");
+        sink = p;
+    }
+    ck_assert_uint_eq(secretmem_mappings(), 0);
+}
+END_TEST
+
+/* -------------------------------------------------------- RLIMIT_MEMLOCK */
+
+/* Drops CAP_IPC_LOCK (tests run as root, which the limit does not bind),
+ * limits locked memory to 1 MiB, and allocates 64 KiB blocks until one
+ * fails: exit 0 when it failed with ENOMEM after some succeeded, every
+ * earlier block kept its bytes, and a freed block's memory serves again. */
+static void memlock_child(void *arg)
+{
+    (void)arg;
+    struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct c[2];
+    if (syscall(SYS_capget, &h, c) != 0)
+        _exit(10);
+    c[CAP_IPC_LOCK / 32].effective &= ~(1u << (CAP_IPC_LOCK % 32));
+    if (syscall(SYS_capset, &h, c) != 0)
+        _exit(11);
+    struct rlimit rl = {1u << 20, 1u << 20};
+    if (setrlimit(RLIMIT_MEMLOCK, &rl) != 0)
+        _exit(12);
+    keyheap_domain_t *d = keyheap_domain_create("locked", KEYHEAP_SECRETMEM);
+    if (d == NULL)
+        _exit(13);
+    static char *b[64];
+    unsigned n = 0;
+    errno = 0;
+    while (n < 64 && (b[n] = keyheap_malloc(d, 64 << 10)) != NULL) {
+        keyheap_enter(d);
+        memset(b[n], (int)n + 1, 64 << 10);
+        keyheap_leave(d);
+        n++;
+    }
+    if (n == 0 || n == 64)
+        _exit(14);
+    if (errno != ENOMEM)
+        _exit(15);
+    keyheap_enter(d);
+    for (unsigned i = 0; i < n; i++)
+        if (b[i][0] != (char)(i + 1) || b[i][(64 << 10) - 1] != (char)(i + 1))
+            _exit(16);
+    keyheap_leave(d);
+    keyheap_free(b[0]);
+    char *again = keyheap_malloc(d, 64 << 10);
+    if (again == NULL)
+        _exit(17);
+    sink = again;
+    _exit(0);
+}
+
+START_TEST(test_rlimit_memlock_exhaustion_fails_with_enomem_and_a_hint)
+{
+    char err[4096];
+    int status = kht_child_stderr(memlock_child, NULL, err, sizeof err);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x: %s", status,
+                  err);
+    ck_assert_msg(strstr(err, "keyheap: KEYHEAP_SECRETMEM domain \"locked\": the kernel refused "
+                              "more secret memory") != NULL &&
+                      strstr(err, "RLIMIT_MEMLOCK") != NULL,
+                  "no hint: %s", err);
+    /* One hint, however many failures. */
+    ck_assert_ptr_null(strstr(strstr(err, "refused") + 1, "refused"));
+}
+END_TEST
+
+/* ------------------------------------------------------------ destroy */
+
+START_TEST(test_destroy_unmaps_the_pages_and_closes_the_file)
+{
+    unsigned fds = secret_fds(NULL), maps = secretmem_mappings();
+    for (unsigned round = 0; round < 30; round++) {
+        keyheap_domain_t *d = create("cycled", KEYHEAP_SECRETMEM);
+        char *p = keyheap_calloc(d, 1, 100000);
+        ck_assert_ptr_nonnull(p);
+        keyheap_enter(d);
+        for (size_t i = 0; i < 100000; i++)
+            KHT_REQUIRE(p[i] == 0, "round %u: calloc byte %zu is %d", round, i, p[i]);
+        memset(p, 0x5a, 100000);
+        keyheap_leave(d);
+        ck_assert_uint_eq(secret_fds(NULL), fds + 1);
+        ck_assert_uint_gt(secretmem_mappings(), maps);
+        ck_assert_int_eq(keyheap_domain_destroy(d), 0);
+        ck_assert_uint_eq(secret_fds(NULL), fds);
+        ck_assert_uint_eq(secretmem_mappings(), maps);
+    }
+}
+END_TEST
+
+/* ------------------------------------------- decommitted pages, zeroes */
+
+/* Run as a program of its own (main, --zero-child) with MALLOC_CONF
+ * dirty_decay_ms:0: every free of a large block decommits its pages at
+ * once, and a calloc that gets them back trusts them to be zeroes. */
+static int zero_child(void)
+{
+    keyheap_domain_t *d = keyheap_domain_create("zeroes", KEYHEAP_SECRETMEM | KEYHEAP_NOSCRUB);
+    if (d == NULL)
+        return 10;
+    for (unsigned round = 0; round < 20; round++) {
+        unsigned char *p = keyheap_malloc(d, 1u << 20);
+        if (p == NULL || !in_secretmem(p, 1u << 20))
+            return 11;
+        keyheap_enter(d);
+        memset(p, 0xaa, 1u << 20);
+        keyheap_leave(d);
+        keyheap_free(p);
+        unsigned char *q = keyheap_calloc(d, 1, 1u << 20);
+        if (q == NULL)
+            return 12;
+        keyheap_enter(d);
+        for (size_t i = 0; i < 1u << 20; i++)
+            if (q[i] != 0) {
+                fprintf(stderr, "round %u: byte %zu of calloc is %#x\n", round, i, q[i]);
+                return 13;
+            }
+        keyheap_leave(d);
+        keyheap_free(q);
+    }
+    return 0;
+}
+
+START_TEST(test_decommitted_secret_pages_come_back_as_zeroes)
+{
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    ck_assert_int_gt(n, 0);
+    exe[n] = '\0';
+    char *argv[] = {exe, "--zero-child", NULL};
+    char *env[] = {"MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0", NULL};
+    int status = kht_run(argv, NULL, env, NULL, NULL, NULL);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "--zero-child: status %#x",
+                  status);
+}
+END_TEST
+
+/* --------------------------------------------------------------- fork */
+
+START_TEST(test_a_fork_child_gets_zeroes_of_its_own_and_the_parent_keeps_its_secret)
+{
+    keyheap_domain_t *s = create("secret", KEYHEAP_SECRETMEM);
+    keyheap_domain_t *o = create("ordinary", 0);
+    char *p = put(s, 4000), *q = put(o, 64);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int rc = 0;
+        keyheap_enter(s);
+        for (size_t i = 0; i < 4000; i++)
+            if (p[i] != 0)
+                rc = 1; /* the child reads the parent's secret */
+        if (!in_secretmem(p, 4000))
+            rc = 2;
+        memset(p, 'C', 4000); /* must not reach the parent */
+        char *more = keyheap_malloc(s, 300000);
+        if (more == NULL || !in_secretmem(more, 300000))
+            rc = 3;
+        else
+            memset(more, 'D', 300000);
+        keyheap_leave(s);
+        /* The twin: an ordinary domain's block is the parent's copy. */
+        keyheap_enter(o);
+        if (strcmp(q, TEXT) != 0)
+            rc = 4;
+        keyheap_leave(o);
+        _exit(rc);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "child status %#x (1: it read the secret; 2: not secret memory; 3: no "
+                  "growth; 4: lost the ordinary block)",
+                  status);
+    keyheap_enter(s);
+    ck_assert_str_eq(p, TEXT);
+    keyheap_leave(s);
+}
+END_TEST
+
+/* -------------------------------------------------- no memfd_secret */
+
+/* Installs a seccomp filter under which memfd_secret fails with ENOSYS, as
+ * on a kernel without it; then a secret domain must not be made, and an
+ * ordinary one still is (exit 0). */
+static void enosys_child(void *arg)
+{
+    (void)arg;
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_memfd_secret, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {sizeof code / sizeof code[0], code};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+        _exit(10);
+    unsigned fds = secret_fds(NULL);
+    errno = 0;
+    if (keyheap_domain_create("needs-secretmem", KEYHEAP_SECRETMEM) != NULL)
+        _exit(11);
+    if (errno != ENOSYS)
+        _exit(12);
+    if (keyheap_domain_create("needs-secretmem", KEYHEAP_SECRETMEM) != NULL || errno != ENOSYS)
+        _exit(13);
+    if (secret_fds(NULL) != fds)
+        _exit(14);
+    if (keyheap_domain_create("plain", 0) == NULL)
+        _exit(15);
+    _exit(0);
+}
+
+START_TEST(test_without_memfd_secret_creation_fails_with_enosys_and_a_hint)
+{
+    char err[4096];
+    int status = kht_child_stderr(enosys_child, NULL, err, sizeof err);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x: %s", status,
+                  err);
+    ck_assert_str_eq(err, "keyheap: KEYHEAP_SECRETMEM domain \"needs-secretmem\": the kernel has "
+                          "no memfd_secret(2) (Linux 5.14 or later; before 6.5 it needs "
+                          "secretmem.enable=1 on the kernel command line), so the domain is not "
+                          "created (ENOSYS)\n");
+}
+END_TEST
+
+/* ---------------------------------------------- a descriptor taken away */
+
+/* The domain grows past its first extent: a commit of new pages. */
+static void *grow(keyheap_domain_t *d)
+{
+    return keyheap_malloc(d, 64u << 20);
+}
+
+static void closed_fd_child(void *arg)
+{
+    bool take_it = *(bool *)arg;
+    keyheap_domain_t *d = keyheap_domain_create("secret", KEYHEAP_SECRETMEM);
+    if (d == NULL)
+        _exit(10);
+    char *p = put(d, 64);
+    int fd = -1;
+    if (secret_fds(&fd) != 1)
+        _exit(11);
+    char path[] = "/tmp/keyheap-secretmem-XXXXXX";
+    int file = mkstemp(path);
+    if (file < 0)
+        _exit(12);
+    unlink(path);
+    if (take_it && dup2(file, fd) != fd) /* closes keyheap's, reuses its number */
+        _exit(13);
+    errno = 0;
+    void *big = grow(d);
+    struct stat st;
+    if (fstat(file, &st) != 0 || st.st_size != 0)
+        _exit(14); /* the file must never get the domain's pages */
+    keyheap_enter(d);
+    if (strcmp(p, TEXT) != 0)
+        _exit(15);
+    keyheap_leave(d);
+    if (take_it)
+        _exit(big == NULL && errno == ENOMEM ? 0 : 16);
+    _exit(big != NULL && in_secretmem(big, 64u << 20) ? 0 : 17);
+}
+
+START_TEST(test_a_descriptor_taken_over_by_another_file_stops_growth)
+{
+    char err[4096];
+    bool take_it = true;
+    int status = kht_child_stderr(closed_fd_child, &take_it, err, sizeof err);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x: %s", status,
+                  err);
+    ck_assert_str_eq(err, "keyheap: KEYHEAP_SECRETMEM domain \"secret\": the program closed "
+                          "keyheap's memfd_secret descriptor (or replaced it), so the domain "
+                          "cannot grow: the allocation fails with ENOMEM\n");
+}
+END_TEST
+
+START_TEST(test_a_descriptor_left_alone_lets_the_domain_grow)
+{
+    char err[4096];
+    bool take_it = false;
+    int status = kht_child_stderr(closed_fd_child, &take_it, err, sizeof err);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x: %s", status,
+                  err);
+    ck_assert_str_eq(err, "");
+}
+END_TEST
+
+/* ------------------------------------------------------------- scrub */
+
+START_TEST(test_a_free_from_outside_scrubs_a_secret_block)
+{
+    keyheap_domain_t *d = create("secret", KEYHEAP_SECRETMEM);
+    keyheap_domain_t *keep = create("keep", KEYHEAP_SECRETMEM);
+    char *p = put(d, 200);
+    sink = put(d, 200); /* a neighbour keeps the slab */
+    keyheap_free(p);
+    keyheap_enter(d);
+    for (size_t i = 0; i < sizeof TEXT; i++)
+        ck_assert_msg(kht_read(p + i) == 0, "byte %zu of a freed secret block is %#x", i,
+                      kht_read(p + i));
+    keyheap_leave(d);
+    sink = keep;
+}
+END_TEST
+
+/* ------------------------------------------------------ the key's side */
+
+static char *fault_block;
+
+START_TEST(test_a_secret_block_reads_inside_its_domain)
+{
+    keyheap_domain_t *d = create("secret", KEYHEAP_SECRETMEM);
+    char *p = put(d, 64);
+    keyheap_enter(d);
+    for (size_t i = 0; i < sizeof TEXT; i++)
+        ck_assert_int_eq(kht_read(p + i), (unsigned char)TEXT[i]);
+    keyheap_leave(d);
+}
+END_TEST
+
+START_TEST(test_a_secret_block_faults_outside_its_domain)
+{
+    keyheap_domain_t *d = create("secret", KEYHEAP_SECRETMEM);
+    fault_block = put(d, 64);
+    int key = keyheap_domain_pkey(d);
+    ck_assert_int_gt(key, 0);
+    kht_expect_pku_fault(key);
+    kht_read(fault_block);
+    ck_abort_msg("read a secret block outside its domain");
+}
+END_TEST
+
+/* With one key, a and b take turns: each comes back with its secret. */
+START_TEST(test_two_secret_domains_share_one_key_and_keep_their_secrets)
+{
+    setenv("KEYHEAP_CONF", "keys:1", 1);
+    keyheap_domain_t *a = create("a", KEYHEAP_SECRETMEM), *b = create("b", KEYHEAP_SECRETMEM);
+    char *pa = put(a, 5000), *pb = put(b, 5000);
+    for (unsigned round = 0; round < 10; round++) {
+        keyheap_domain_t *d = round % 2 ? b : a;
+        char *p = round % 2 ? pb : pa;
+        keyheap_enter(d);
+        ck_assert_str_eq(p, TEXT);
+        char *more = keyheap_malloc(d, 70000); /* commits while the other is parked */
+        ck_assert_ptr_nonnull(more);
+        memset(more, 1, 70000);
+        sink = more;
+        keyheap_leave(d);
+        ck_assert(in_secretmem(p, 5000));
+    }
+}
+END_TEST
+
+START_TEST(test_a_parked_secret_domain_faults_with_accerr)
+{
+    setenv("KEYHEAP_CONF", "keys:1", 1);
+    keyheap_domain_t *a = create("a", KEYHEAP_SECRETMEM), *b = create("b", KEYHEAP_SECRETMEM);
+    fault_block = put(a, 64);
+    sink = put(b, 64); /* b took the key: a is parked */
+    kht_expect_accerr_fault((void *)((uintptr_t)fault_block & ~(uintptr_t)4095));
+    kht_read(fault_block);
+    ck_abort_msg("read a parked secret domain");
+}
+END_TEST
+
+static Suite *suite(bool kernel_only)
+{
+    Suite *s = suite_create("secretmem");
+    TCase *k = tcase_create("kernel");
+    tcase_set_timeout(k, 120);
+    tcase_add_test(k, test_proc_self_mem_cannot_read_or_write_a_secret_block);
+    tcase_add_test(k, test_proc_self_mem_reads_and_writes_an_ordinary_block);
+    tcase_add_test(k, test_process_vm_readv_from_a_child_fails_on_a_secret_block);
+    tcase_add_test(k, test_process_vm_readv_from_a_child_reads_an_ordinary_block);
+    tcase_add_test(k, test_every_block_lies_in_secret_memory_through_growth);
+    tcase_add_test(k, test_an_ordinary_domain_has_no_secret_memory);
+    tcase_add_test(k, test_rlimit_memlock_exhaustion_fails_with_enomem_and_a_hint);
+    tcase_add_test(k, test_destroy_unmaps_the_pages_and_closes_the_file);
+    tcase_add_test(k, test_decommitted_secret_pages_come_back_as_zeroes);
+    tcase_add_test(k, test_a_fork_child_gets_zeroes_of_its_own_and_the_parent_keeps_its_secret);
+    tcase_add_test(k, test_without_memfd_secret_creation_fails_with_enosys_and_a_hint);
+    tcase_add_test(k, test_a_descriptor_taken_over_by_another_file_stops_growth);
+    tcase_add_test(k, test_a_descriptor_left_alone_lets_the_domain_grow);
+    tcase_add_test(k, test_a_free_from_outside_scrubs_a_secret_block);
+    suite_add_tcase(s, k);
+    if (kernel_only)
+        return s;
+    TCase *keys = tcase_create("keys");
+    tcase_set_timeout(keys, 120);
+    tcase_add_test(keys, test_a_secret_block_reads_inside_its_domain);
+    tcase_add_exit_test(keys, test_a_secret_block_faults_outside_its_domain, KHT_EXIT_PKU_FAULT);
+    tcase_add_test(keys, test_two_secret_domains_share_one_key_and_keep_their_secrets);
+    tcase_add_exit_test(keys, test_a_parked_secret_domain_faults_with_accerr,
+                        KHT_EXIT_ACCERR_FAULT);
+    suite_add_tcase(s, keys);
+    return s;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 2 && strcmp(argv[1], "--zero-child") == 0)
+        return zero_child();
+    /* --kernel: only the kernel's side (tests/secretmem-native.sh, on a
+     * machine that may lack PKU); otherwise everything (through pku-run). */
+    return kht_main(suite(argc == 2 && strcmp(argv[1], "--kernel") == 0));
+}
