@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -131,22 +132,30 @@ bool khi_span_reserve(void)
 
 /* ------------------------------------------------------- the commit map */
 
+/* Sets (on) or clears the bits of the pages of [addr, addr + len) in map w
+ * (a bit per page of the span); returns how many bits changed.  pre: addr
+ * and len are multiples of the page. */
+static size_t map_mark(uint64_t *w, uintptr_t addr, size_t len, bool on)
+{
+    size_t i = (addr - khi_span.base) >> KHI_PAGE_SHIFT, end = i + (len >> KHI_PAGE_SHIFT);
+    size_t changed = 0;
+    while (i < end) {
+        unsigned lo = (unsigned)(i % 64);
+        size_t n = end - i < 64 - lo ? end - i : 64 - lo;
+        uint64_t bits = (n == 64 ? ~(uint64_t)0 : ((uint64_t)1 << n) - 1) << lo;
+        uint64_t old = w[i / 64];
+        w[i / 64] = on ? old | bits : old & ~bits;
+        changed += (size_t)__builtin_popcountll((on ? ~old : old) & bits);
+        i += n;
+    }
+    return changed;
+}
+
 /* Marks the pages of [addr, addr + len) committed (on) or not.  pre: the
  * carve lock of their heap; addr and len are multiples of the page. */
 static void commit_mark(uintptr_t addr, size_t len, bool on)
 {
-    size_t i = (addr - khi_span.base) >> KHI_PAGE_SHIFT, end = i + (len >> KHI_PAGE_SHIFT);
-    uint64_t *w = khi_span.committed;
-    while (i < end) {
-        if (i % 64 == 0 && end - i >= 64) {
-            w[i / 64] = on ? ~(uint64_t)0 : 0;
-            i += 64;
-            continue;
-        }
-        uint64_t bit = (uint64_t)1 << (i % 64);
-        w[i / 64] = on ? w[i / 64] | bit : w[i / 64] & ~bit;
-        i++;
-    }
+    map_mark(khi_span.committed, addr, len, on);
 }
 
 /* The first page at or after i (page index in the span), below end, whose
@@ -175,8 +184,15 @@ static size_t commit_next(size_t i, size_t end, bool want)
  * and they carry the heap's key like any other page.  What the kernel
  * allows on such a mapping, and so what keyheap does instead (observed on
  * Linux 6.1 and 6.18, PKU-FACTS' machine kinds):
- *   - each mapping counts against RLIMIT_MEMLOCK (it is VM_LOCKED), from
- *     mmap on: only committed runs are mapped, never the whole region;
+ *   - secret pages count against RLIMIT_MEMLOCK: Linux 6.18 checks each
+ *     mapping's length at mmap (CAP_IPC_LOCK exempts), so only committed
+ *     runs are mapped, never the whole region; Linux 6.1 counts every page
+ *     a secret file holds, mapped or not, at the fault that makes it,
+ *     CAP_IPC_LOCK or not, and raises SIGBUS past the limit.  So keyheap
+ *     counts the pages its files may hold (every page mapped since the
+ *     file was made: the filed map) and refuses, with ENOMEM and a hint, a
+ *     mapping that would take them past RLIMIT_MEMLOCK's soft limit, for
+ *     every process: an allocation fails, never a later touch;
  *   - a MAP_FIXED mapping that fails has already unmapped what it was to
  *     replace: the span's PROT_NONE reservation is put back;
  *   - MADV_DONTNEED, MADV_FREE and MADV_WIPEONFORK fail, and the file has
@@ -200,7 +216,54 @@ static struct secret {
     bool dying;    /* torn down: its pages go with the file, unzeroed */
     dev_t dev;     /* the file's identity, checked before every mapping */
     ino_t ino;
+    size_t filed;  /* pages its file may hold: its bits in the filed map */
 } secrets[KHI_SLOTS];
+
+/* A bit per page of the span: mapped from its heap's secret file since the
+ * file was made (made on the first secret heap, as the commit map is).
+ * filed_total: the pages of every live secret heap's file, against
+ * RLIMIT_MEMLOCK. */
+static uint64_t *filed;
+static size_t filed_total;
+
+/* The bits of map w set for [addr, addr + len). */
+static size_t map_count(const uint64_t *w, uintptr_t addr, size_t len)
+{
+    size_t i = (addr - khi_span.base) >> KHI_PAGE_SHIFT, end = i + (len >> KHI_PAGE_SHIFT);
+    size_t set = 0;
+    while (i < end) {
+        unsigned lo = (unsigned)(i % 64);
+        size_t n = end - i < 64 - lo ? end - i : 64 - lo;
+        uint64_t bits = (n == 64 ? ~(uint64_t)0 : ((uint64_t)1 << n) - 1) << lo;
+        set += (size_t)__builtin_popcountll(w[i / 64] & bits);
+        i += n;
+    }
+    return set;
+}
+
+static void memlock_hint(const struct khi_heap *d)
+{
+    static bool hinted;
+    if (!__atomic_exchange_n(&hinted, true, __ATOMIC_RELAXED))
+        khi_warn("KEYHEAP_SECRETMEM domain \"", d->name,
+                 "\": the kernel refused more secret memory (memfd_secret pages count "
+                 "against RLIMIT_MEMLOCK), so the allocation fails with ENOMEM; raise "
+                 "RLIMIT_MEMLOCK (ulimit -l) or keep fewer secrets",
+                 (char *)NULL);
+}
+
+/* Takes pages more pages for the secret files' count; false (nothing
+ * taken) when that would pass RLIMIT_MEMLOCK. */
+static bool filed_take(size_t pages)
+{
+    struct rlimit rl;
+    size_t total = __atomic_add_fetch(&filed_total, pages, __ATOMIC_RELAXED);
+    if (pages == 0 || getrlimit(RLIMIT_MEMLOCK, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+        total <= rl.rlim_cur >> KHI_PAGE_SHIFT)
+        return true;
+    __atomic_sub_fetch(&filed_total, pages, __ATOMIC_RELAXED);
+    return false;
+}
 
 static bool is_secret(const struct khi_heap *d)
 {
@@ -251,6 +314,10 @@ static int secret_file(const char *name, struct secret *s)
 bool khi_region_secret_open(const struct khi_heap *d, const char *name)
 {
     struct secret *s = &secrets[d - khi_heaps];
+    if (filed == NULL && (filed = reserve_commit_map(khi_span.size)) == NULL) {
+        errno = ENOMEM;
+        return true;
+    }
     int fd = secret_file(name, s);
     if (fd < 0)
         return true;
@@ -265,6 +332,11 @@ void khi_region_secret_close(const struct khi_heap *d)
     if (s->fd >= 0)
         close(s->fd);
     s->fd = -1;
+    if (s->filed != 0) {
+        map_mark(filed, d->start, d->next - d->start, false);
+        __atomic_sub_fetch(&filed_total, s->filed, __ATOMIC_RELAXED);
+        s->filed = 0;
+    }
 }
 
 void khi_region_secret_dying(struct khi_heap *d)
@@ -295,24 +367,28 @@ static bool secret_map(const struct khi_heap *d, void *addr, size_t size)
         errno = ENOMEM;
         return true;
     }
+    size_t fresh = (size >> KHI_PAGE_SHIFT) - map_count(filed, (uintptr_t)addr, size);
+    if (!filed_take(fresh)) {
+        memlock_hint(d);
+        errno = ENOMEM;
+        return true;
+    }
     void *p = mmap(addr, size, PROT_NONE, MAP_SHARED | MAP_FIXED, s->fd,
                    (off_t)((uintptr_t)addr - d->start));
     if (p == MAP_FAILED) {
         int e = errno;
+        __atomic_sub_fetch(&filed_total, fresh, __ATOMIC_RELAXED);
         if (reserve_again(addr, size))
             khi_fatal("KEYHEAP_SECRETMEM domain \"", d->name, "\": a failed mapping left a hole "
                       "in keyheap's address span, and it cannot be reserved again",
                       (char *)NULL);
-        static bool hinted;
-        if (e == EAGAIN && !__atomic_exchange_n(&hinted, true, __ATOMIC_RELAXED))
-            khi_warn("KEYHEAP_SECRETMEM domain \"", d->name,
-                     "\": the kernel refused more secret memory (memfd_secret pages count "
-                     "against RLIMIT_MEMLOCK), so the allocation fails with ENOMEM; raise "
-                     "RLIMIT_MEMLOCK (ulimit -l) or keep fewer secrets",
-                     (char *)NULL);
+        if (e == EAGAIN)
+            memlock_hint(d);
         errno = e == EAGAIN ? ENOMEM : e;
         return true;
     }
+    map_mark(filed, (uintptr_t)addr, size, true);
+    s->filed += fresh;
     madvise(addr, size, MADV_DONTFORK);
     return false;
 }
