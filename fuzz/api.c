@@ -72,6 +72,12 @@
     } while (0)
 static void check_failed(int line, const char *what) __attribute__((noreturn, cold));
 
+/* The flags keyheap_domain_create knows; those whose allocations may fail
+ * with ENOMEM past RLIMIT_MEMLOCK. */
+#define KNOWN_FLAGS \
+    (KEYHEAP_NOSCRUB | KEYHEAP_MLOCK | KEYHEAP_WIPEONFORK | KEYHEAP_STRICT | KEYHEAP_SECRETMEM)
+#define LOCKED_FLAGS (KEYHEAP_MLOCK | KEYHEAP_SECRETMEM)
+
 struct mdomain {
     keyheap_domain_t *h; /* NULL: this model slot is free */
     unsigned flags;
@@ -427,10 +433,11 @@ static void record(unsigned char *p, size_t size, int dom, enum kind kind, size_
 {
     if (huge || p == NULL) {
         /* Huge sizes must fail; so may an allocation in a KEYHEAP_MLOCK
-         * domain past RLIMIT_MEMLOCK; nothing else may. */
+         * or KEYHEAP_SECRETMEM domain past RLIMIT_MEMLOCK; nothing else
+         * may. */
         CHECK(p == NULL);
         CHECK(err == ENOMEM);
-        CHECK(huge || (dom >= 0 && (doms[dom].flags & KEYHEAP_MLOCK)));
+        CHECK(huge || (dom >= 0 && (doms[dom].flags & LOCKED_FLAGS)));
         return;
     }
     int slot = free_block_slot();
@@ -444,7 +451,7 @@ static void record(unsigned char *p, size_t size, int dom, enum kind kind, size_
 
 static void op_create(struct input *in)
 {
-    unsigned sel = byte(in), flags = byte(in) & 0x1f;
+    unsigned sel = byte(in), flags = byte(in) & 0x3f;
     char name[80];
     const char *arg = name;
     switch (sel % 8) {
@@ -473,7 +480,7 @@ static void op_create(struct input *in)
             slot = i;
     size_t len = arg ? strlen(arg) : 0;
     int want;
-    if (arg == NULL || len == 0 || (flags & ~0xfu))
+    if (arg == NULL || len == 0 || (flags & ~KNOWN_FLAGS))
         want = EINVAL;
     else if (len > KEYHEAP_NAME_MAX)
         want = ENAMETOOLONG;
@@ -486,6 +493,8 @@ static void op_create(struct input *in)
                      and a domain without a key of its own starts parked */
     errno = 4242;
     keyheap_domain_t *d = keyheap_domain_create(arg, flags);
+    if (want == 0 && d == NULL && (flags & KEYHEAP_SECRETMEM) && errno == ENOSYS)
+        return; /* a kernel without memfd_secret: defined, and nothing made */
     if (want) {
         CHECK(d == NULL);
         CHECK(errno == want);
@@ -714,7 +723,7 @@ static void op_realloc(struct input *in, int plain)
     int err = errno;
     if (q == NULL) {
         CHECK(err == ENOMEM);
-        CHECK(huge || (b->dom >= 0 && (doms[b->dom].flags & KEYHEAP_MLOCK)));
+        CHECK(huge || (b->dom >= 0 && (doms[b->dom].flags & LOCKED_FLAGS)));
         check_block_meta(b);
         check_contents(b);
         return;
