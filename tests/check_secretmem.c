@@ -487,22 +487,17 @@ END_TEST
 
 /* -------------------------------------------------- no memfd_secret */
 
-/* Installs a seccomp filter under which memfd_secret fails with ENOSYS, as
- * on a kernel without it; then a secret domain must not be made, and an
+#define ENOSYS_HINT                                                                         \
+    "keyheap: KEYHEAP_SECRETMEM domain \"needs-secretmem\": the kernel has no memfd_secret(2) " \
+    "(Linux 5.14 or later; before 6.5 it needs secretmem.enable=1 on the kernel command "     \
+    "line), so the domain is not created (ENOSYS)\n"
+
+/* On a kernel without memfd_secret: a secret domain must not be made (twice:
+ * ENOSYS both times, one hint), no descriptor is left behind, and an
  * ordinary one still is (exit 0). */
-static void enosys_child(void *arg)
+static void enosys_child_unfiltered(void *arg)
 {
     (void)arg;
-    struct sock_filter code[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_memfd_secret, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    };
-    struct sock_fprog prog = {sizeof code / sizeof code[0], code};
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
-        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
-        _exit(10);
     unsigned fds = secret_fds(NULL);
     errno = 0;
     if (keyheap_domain_create("needs-secretmem", KEYHEAP_SECRETMEM) != NULL)
@@ -518,16 +513,30 @@ static void enosys_child(void *arg)
     _exit(0);
 }
 
+/* The same under a seccomp filter that makes memfd_secret fail with ENOSYS,
+ * as on a kernel without it. */
+static void enosys_child(void *arg)
+{
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_memfd_secret, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {sizeof code / sizeof code[0], code};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+        _exit(10);
+    enosys_child_unfiltered(arg);
+}
+
 START_TEST(test_without_memfd_secret_creation_fails_with_enosys_and_a_hint)
 {
     char err[4096];
     int status = kht_child_stderr(enosys_child, NULL, err, sizeof err);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x: %s", status,
                   err);
-    ck_assert_str_eq(err, "keyheap: KEYHEAP_SECRETMEM domain \"needs-secretmem\": the kernel has "
-                          "no memfd_secret(2) (Linux 5.14 or later; before 6.5 it needs "
-                          "secretmem.enable=1 on the kernel command line), so the domain is not "
-                          "created (ENOSYS)\n");
+    ck_assert_str_eq(err, ENOSYS_HINT);
 }
 END_TEST
 
@@ -707,11 +716,77 @@ static Suite *suite(bool kernel_only)
     return s;
 }
 
+/* ----------------------------------------- a kernel without memfd_secret */
+
+START_TEST(test_this_kernel_has_no_memfd_secret_and_creation_says_so)
+{
+    /* tests/secretmem-native.sh on a kernel without memfd_secret (Debian
+     * 12's 6.1 unless booted with secretmem.enable=1): the defined answer,
+     * on the real thing rather than under a seccomp filter. */
+    char err[4096];
+    int status = kht_child_stderr(enosys_child_unfiltered, NULL, err, sizeof err);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x: %s", status,
+                  err);
+    ck_assert_str_eq(err, ENOSYS_HINT);
+}
+END_TEST
+
+static bool kernel_has_memfd_secret(void)
+{
+    int fd = (int)syscall(SYS_memfd_secret, 0);
+    if (fd >= 0)
+        close(fd);
+    return fd >= 0 || errno != ENOSYS;
+}
+
+static Suite *suite_without_memfd_secret(void)
+{
+    Suite *s = suite_create("secretmem");
+    TCase *k = tcase_create("absent");
+    tcase_add_test(k, test_this_kernel_has_no_memfd_secret_and_creation_says_so);
+    suite_add_tcase(s, k);
+    return s;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], "--zero-child") == 0)
         return zero_child();
+    bool kernel_only = argc == 2 && strcmp(argv[1], "--kernel") == 0;
+    if (!kernel_has_memfd_secret()) {
+        if (kernel_only) {
+            /* tests/secretmem-native.sh: this kernel's own answer. */
+            puts("keyheap: check_secretmem: this kernel has no memfd_secret(2): checking that "
+                 "KEYHEAP_SECRETMEM domains fail with ENOSYS here; everything else runs in "
+                 "tools/pku-run's QEMU machine (tests/check_secretmem.pku)");
+            return kht_main(suite_without_memfd_secret());
+        }
+        /* Run through pku-run natively on a CPU with PKU, on a kernel
+         * without memfd_secret: everything goes to the QEMU machine, whose
+         * kernel has it, as a CPU without PKU would. */
+        const char *src = getenv("KEYHEAP_SRCDIR");
+        if (src == NULL || getenv("KEYHEAP_SECRETMEM_QEMU") != NULL) {
+            puts("keyheap: check_secretmem: this kernel has no memfd_secret(2), and "
+                 "KEYHEAP_SRCDIR does not say where tools/pku-run is (or QEMU's kernel lacks "
+                 "it too)");
+            return 1;
+        }
+        char runner[4096], exe[4096];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        if (n <= 0)
+            return 1;
+        exe[n] = '\0';
+        snprintf(runner, sizeof runner, "%s/tools/pku-run", src);
+        puts("keyheap: check_secretmem: this kernel has no memfd_secret(2): running in "
+             "tools/pku-run's QEMU machine (its kernel boots with secretmem.enable=1)");
+        fflush(stdout);
+        setenv("KEYHEAP_PKU_RUNNER", "qemu", 1);
+        setenv("KEYHEAP_SECRETMEM_QEMU", "1", 1);
+        execl("/bin/bash", "bash", runner, exe, (char *)NULL);
+        perror("keyheap: check_secretmem: bash tools/pku-run");
+        return 1;
+    }
     /* --kernel: only the kernel's side (tests/secretmem-native.sh, on a
      * machine that may lack PKU); otherwise everything (through pku-run). */
-    return kht_main(suite(argc == 2 && strcmp(argv[1], "--kernel") == 0));
+    return kht_main(suite(kernel_only));
 }
