@@ -101,5 +101,5 @@ void khi_heap_stats(struct khi_heap *d, struct keyheap_stats *out)
     out->peak = __atomic_load_n(&c->peak, __ATOMIC_RELAXED);
     if (out->peak < out->committed) /* read between the two updates of a commit */
         out->peak = out->committed;
-    out->locked = (d->flags & KEYHEAP_MLOCK) ? out->committed : 0;
+    out->locked = (d->flags & (KEYHEAP_MLOCK | KEYHEAP_SECRETMEM)) ? out->committed : 0;
 }

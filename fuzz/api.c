@@ -419,8 +419,7 @@ static void check_stats(int dom)
     CHECK(st.allocated == allocated);
     CHECK(st.committed >= st.allocated);
     CHECK(st.peak >= st.committed);
-    if (!(doms[dom].flags & KEYHEAP_MLOCK))
-        CHECK(st.locked == 0);
+    CHECK(st.locked == ((doms[dom].flags & LOCKED_FLAGS) ? st.committed : 0));
     errno = 0;
     CHECK(keyheap_domain_stats(doms[dom].h, NULL) == -1 && errno == EINVAL);
 }

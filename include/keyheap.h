@@ -450,7 +450,8 @@ struct keyheap_stats {
                          (no key: the key cache), the same pages, PROT_NONE
                          until it gets a key */
     size_t locked;    /* bytes locked in memory: committed for a
-                         KEYHEAP_MLOCK domain, otherwise 0 */
+                         KEYHEAP_MLOCK or KEYHEAP_SECRETMEM domain,
+                         otherwise 0 */
     size_t objects;   /* live blocks: allocated and not yet freed */
 };
 

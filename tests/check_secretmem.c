@@ -259,6 +259,11 @@ START_TEST(test_every_block_lies_in_secret_memory_through_growth)
                     i, (void *)blocks[i], n);
     }
     keyheap_leave(d);
+    /* Secret pages are locked: the statistics say so. */
+    struct keyheap_stats st;
+    ck_assert_int_eq(keyheap_domain_stats(d, &st), 0);
+    ck_assert_uint_gt(st.committed, BLOCKS / 4 * 70000);
+    ck_assert_uint_eq(st.locked, st.committed);
     /* Many extents, each large block followed by its guard page: many
      * mappings. */
     ck_assert_uint_gt(secretmem_mappings(), BLOCKS / 8);
