@@ -74,8 +74,8 @@ static unsigned char *reserve_map(uintptr_t size)
 static uint64_t *reserve_commit_map(uintptr_t size)
 {
     size_t len = (size >> KHI_PAGE_SHIFT) / 8;
-    void *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                     -1, 0);
+    void *map =
+        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (map == MAP_FAILED)
         return NULL;
     madvise(map, len, MADV_DONTDUMP);
@@ -132,30 +132,34 @@ bool khi_span_reserve(void)
 
 /* ------------------------------------------------------- the commit map */
 
-/* Sets (on) or clears the bits of the pages of [addr, addr + len) in map w
- * (a bit per page of the span); returns how many bits changed.  pre: addr
- * and len are multiples of the page. */
-static size_t map_mark(uint64_t *w, uintptr_t addr, size_t len, bool on)
+enum map_op { MAP_COUNT, MAP_SET, MAP_CLEAR };
+
+/* Counts, sets or clears the bits of the pages of [addr, addr + len) in
+ * map w (a bit per page of the span); returns how many of them were set
+ * before.  pre: addr and len are multiples of the page. */
+static size_t map_bits(uint64_t *w, uintptr_t addr, size_t len, enum map_op op)
 {
     size_t i = (addr - khi_span.base) >> KHI_PAGE_SHIFT, end = i + (len >> KHI_PAGE_SHIFT);
-    size_t changed = 0;
+    size_t set = 0;
     while (i < end) {
         unsigned lo = (unsigned)(i % 64);
         size_t n = end - i < 64 - lo ? end - i : 64 - lo;
         uint64_t bits = (n == 64 ? ~(uint64_t)0 : ((uint64_t)1 << n) - 1) << lo;
-        uint64_t old = w[i / 64];
-        w[i / 64] = on ? old | bits : old & ~bits;
-        changed += (size_t)__builtin_popcountll((on ? ~old : old) & bits);
+        set += (size_t)__builtin_popcountll(w[i / 64] & bits);
+        if (op == MAP_SET)
+            w[i / 64] |= bits;
+        else if (op == MAP_CLEAR)
+            w[i / 64] &= ~bits;
         i += n;
     }
-    return changed;
+    return set;
 }
 
 /* Marks the pages of [addr, addr + len) committed (on) or not.  pre: the
  * carve lock of their heap; addr and len are multiples of the page. */
 static void commit_mark(uintptr_t addr, size_t len, bool on)
 {
-    map_mark(khi_span.committed, addr, len, on);
+    map_bits(khi_span.committed, addr, len, on ? MAP_SET : MAP_CLEAR);
 }
 
 /* The first page at or after i (page index in the span), below end, whose
@@ -212,11 +216,11 @@ static size_t commit_next(size_t i, size_t end, bool want)
  *     in another file.
  */
 static struct secret {
-    int fd;        /* the heap's memfd_secret file; valid while it is live */
-    bool dying;    /* torn down: its pages go with the file, unzeroed */
-    dev_t dev;     /* the file's identity, checked before every mapping */
+    int fd;     /* the heap's memfd_secret file; valid while it is live */
+    bool dying; /* torn down: its pages go with the file, unzeroed */
+    dev_t dev;  /* the file's identity, checked before every mapping */
     ino_t ino;
-    size_t filed;  /* pages its file may hold: its bits in the filed map */
+    size_t filed; /* pages its file may hold: its bits in the filed map */
 } secrets[KHI_SLOTS];
 
 /* A bit per page of the span: mapped from its heap's secret file since the
@@ -225,21 +229,6 @@ static struct secret {
  * RLIMIT_MEMLOCK. */
 static uint64_t *filed;
 static size_t filed_total;
-
-/* The bits of map w set for [addr, addr + len). */
-static size_t map_count(const uint64_t *w, uintptr_t addr, size_t len)
-{
-    size_t i = (addr - khi_span.base) >> KHI_PAGE_SHIFT, end = i + (len >> KHI_PAGE_SHIFT);
-    size_t set = 0;
-    while (i < end) {
-        unsigned lo = (unsigned)(i % 64);
-        size_t n = end - i < 64 - lo ? end - i : 64 - lo;
-        uint64_t bits = (n == 64 ? ~(uint64_t)0 : ((uint64_t)1 << n) - 1) << lo;
-        set += (size_t)__builtin_popcountll(w[i / 64] & bits);
-        i += n;
-    }
-    return set;
-}
 
 static void memlock_hint(const struct khi_heap *d)
 {
@@ -274,8 +263,8 @@ static bool is_secret(const struct khi_heap *d)
  * no key, no pages.  Returns true on error. */
 static bool reserve_again(void *addr, size_t size)
 {
-    void *p = mmap(addr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED,
-                   -1, 0);
+    void *p =
+        mmap(addr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
     if (p == MAP_FAILED)
         return true;
     madvise(addr, size, MADV_DONTDUMP);
@@ -333,7 +322,7 @@ void khi_region_secret_close(const struct khi_heap *d)
         close(s->fd);
     s->fd = -1;
     if (s->filed != 0) {
-        map_mark(filed, d->start, d->next - d->start, false);
+        map_bits(filed, d->start, d->next - d->start, MAP_CLEAR);
         __atomic_sub_fetch(&filed_total, s->filed, __ATOMIC_RELAXED);
         s->filed = 0;
     }
@@ -367,7 +356,7 @@ static bool secret_map(const struct khi_heap *d, void *addr, size_t size)
         errno = ENOMEM;
         return true;
     }
-    size_t fresh = (size >> KHI_PAGE_SHIFT) - map_count(filed, (uintptr_t)addr, size);
+    size_t fresh = (size >> KHI_PAGE_SHIFT) - map_bits(filed, (uintptr_t)addr, size, MAP_COUNT);
     if (!filed_take(fresh)) {
         memlock_hint(d);
         errno = ENOMEM;
@@ -379,7 +368,8 @@ static bool secret_map(const struct khi_heap *d, void *addr, size_t size)
         int e = errno;
         __atomic_sub_fetch(&filed_total, fresh, __ATOMIC_RELAXED);
         if (reserve_again(addr, size))
-            khi_fatal("KEYHEAP_SECRETMEM domain \"", d->name, "\": a failed mapping left a hole "
+            khi_fatal("KEYHEAP_SECRETMEM domain \"", d->name,
+                      "\": a failed mapping left a hole "
                       "in keyheap's address span, and it cannot be reserved again",
                       (char *)NULL);
         if (e == EAGAIN)
@@ -387,7 +377,7 @@ static bool secret_map(const struct khi_heap *d, void *addr, size_t size)
         errno = e == EAGAIN ? ENOMEM : e;
         return true;
     }
-    map_mark(filed, (uintptr_t)addr, size, true);
+    map_bits(filed, (uintptr_t)addr, size, MAP_SET);
     s->filed += fresh;
     madvise(addr, size, MADV_DONTFORK);
     return false;
@@ -498,7 +488,8 @@ static void *hook_alloc(khi_extent_hooks_t *hooks, void *new_addr, size_t size, 
     if (new_addr != NULL && (uintptr_t)new_addr != addr)
         addr = 0;
     if (addr != 0 && addr + size > addr && addr + size <= d->end &&
-        (!*commit || (!commit_pages(d, (void *)addr, size) && !secure_pages(d, (void *)addr, size)))) {
+        (!*commit ||
+         (!commit_pages(d, (void *)addr, size) && !secure_pages(d, (void *)addr, size)))) {
         /* The alignment gap before addr stays PROT_NONE: a guard. */
         d->next = addr + size;
         if (*commit) {
@@ -715,7 +706,8 @@ bool khi_region_park(struct khi_heap *d)
     /* A call that failed half-way left some runs PROT_NONE: they are
      * given back their key, as the heap keeps it. */
     if (failed && tag_runs(d, d->pkey))
-        khi_fatal("domain \"", d->name, "\": parking its memory failed half-way, and so did "
+        khi_fatal("domain \"", d->name,
+                  "\": parking its memory failed half-way, and so did "
                   "giving it back its key",
                   (char *)NULL);
     if (!failed) {
@@ -737,7 +729,8 @@ bool khi_region_resume(struct khi_heap *d, int key)
         size_t used = d->next - d->start;
         /* Pages must not keep the key the pool gets back. */
         if (used != 0 && khi_pkey_mprotect((void *)d->start, used, PROT_NONE, 0))
-            khi_fatal("domain \"", d->name, "\": tagging its memory with a key failed, and so "
+            khi_fatal("domain \"", d->name,
+                      "\": tagging its memory with a key failed, and so "
                       "did parking it again",
                       (char *)NULL);
         d->pkey = KHI_PKEY_PARKED;

@@ -54,7 +54,7 @@ static struct {
     uint64_t freed_at; /* order of destroys, to reuse the oldest slot first */
 } records[KHI_SLOTS];
 
-#define KNOWN_FLAGS                                                                             \
+#define KNOWN_FLAGS                                                                                \
     (KEYHEAP_NOSCRUB | KEYHEAP_MLOCK | KEYHEAP_WIPEONFORK | KEYHEAP_STRICT | KEYHEAP_SECRETMEM)
 
 struct khi_heap *khi_domain_check(const keyheap_domain_t *d, const char *what)
@@ -137,7 +137,7 @@ KEYHEAP_API keyheap_domain_t *keyheap_domain_create(const char *name, unsigned f
     if (check_args(name, flags))
         return NULL;
     int saved_errno = errno; /* a success leaves errno alone */
-    khi_spawn_prepare(); /* before the lock: it takes the loader's */
+    khi_spawn_prepare();     /* before the lock: it takes the loader's */
     sigset_t mask = khi_domains_lock_take();
     struct khi_heap *d = NULL;
     if (check_mode() || khi_span_reserve())

@@ -74,7 +74,7 @@ static void check_failed(int line, const char *what) __attribute__((noreturn, co
 
 /* The flags keyheap_domain_create knows; those whose allocations may fail
  * with ENOMEM past RLIMIT_MEMLOCK. */
-#define KNOWN_FLAGS \
+#define KNOWN_FLAGS                                                                                \
     (KEYHEAP_NOSCRUB | KEYHEAP_MLOCK | KEYHEAP_WIPEONFORK | KEYHEAP_STRICT | KEYHEAP_SECRETMEM)
 #define LOCKED_FLAGS (KEYHEAP_MLOCK | KEYHEAP_SECRETMEM)
 
@@ -95,7 +95,7 @@ struct mblock {
     enum kind kind;   /* KH: keyheap_*; LIBC: the plain malloc family */
     size_t align;     /* asked alignment, 0: none */
     unsigned seed;
-    int known;        /* 1: contents are the pattern; 2: zeros; 0: unknown */
+    int known; /* 1: contents are the pattern; 2: zeros; 0: unknown */
 };
 
 struct frame {
@@ -287,8 +287,8 @@ static void make_patterns(void)
 static size_t pick_size(unsigned s, int *huge)
 {
     static const size_t huges[] = {
-        SIZE_MAX, SIZE_MAX - 4095, SIZE_MAX / 2 + 1, (size_t)1 << 62,
-        (size_t)PTRDIFF_MAX,  (size_t)1 << 47,  SIZE_MAX - 15, (size_t)1 << 50,
+        SIZE_MAX,        SIZE_MAX - 4095, SIZE_MAX / 2 + 1, (size_t)1 << 62, (size_t)PTRDIFF_MAX,
+        (size_t)1 << 47, SIZE_MAX - 15,   (size_t)1 << 50,
     };
     unsigned v = s & 63;
     *huge = 0;

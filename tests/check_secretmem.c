@@ -142,14 +142,38 @@ static unsigned secret_fds(int *last)
     return n;
 }
 
+/* Waits for child pid, which must exit 0; codes says what its other exit
+ * codes mean. */
+static void wait_ok(pid_t pid, const char *codes)
+{
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x (%s)", status,
+                  codes);
+}
+
+/* Runs fn(arg) in a forked child whose stderr is captured: it must exit 0
+ * and, unless want is NULL, print exactly want.  Returns what it printed
+ * (valid until the next call). */
+static const char *child_ok(void (*fn)(void *), void *arg, const char *want)
+{
+    static char err[4096];
+    int status = kht_child_stderr(fn, arg, err, sizeof err);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x: %s", status,
+                  err);
+    if (want != NULL)
+        ck_assert_str_eq(err, want);
+    return err;
+}
+
 /* ---------------------------------------------- /proc/self/mem, twins */
 
 static ssize_t proc_mem(void *p, char *buf, size_t n, bool write)
 {
     int fd = open("/proc/self/mem", write ? O_RDWR : O_RDONLY);
     ck_assert_int_ge(fd, 0);
-    ssize_t r = write ? pwrite(fd, buf, n, (off_t)(uintptr_t)p)
-                      : pread(fd, buf, n, (off_t)(uintptr_t)p);
+    ssize_t r =
+        write ? pwrite(fd, buf, n, (off_t)(uintptr_t)p) : pread(fd, buf, n, (off_t)(uintptr_t)p);
     int e = errno;
     close(fd);
     errno = e;
@@ -209,12 +233,8 @@ static void vm_read_from_child(char *p, bool want_fail)
             _exit(r == -1 && errno == EFAULT && buf[0] == '\0' ? 0 : 1);
         _exit(r == (ssize_t)sizeof buf && strcmp(buf, TEXT) == 0 ? 0 : 2);
     }
-    int status;
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                  "the child's process_vm_readv: status %#x (1: it read the secret; 2: it "
-                  "could not read the ordinary block)",
-                  status);
+    wait_ok(pid, "1: its process_vm_readv read the secret; 2: it could not read the ordinary "
+                 "block");
 }
 
 START_TEST(test_process_vm_readv_from_a_child_fails_on_a_secret_block)
@@ -255,8 +275,8 @@ START_TEST(test_every_block_lies_in_secret_memory_through_growth)
         size_t n = sizes[i % (sizeof sizes / sizeof sizes[0])];
         KHT_REQUIRE(blocks[i][0] == (i & 0xff) && blocks[i][n - 1] == (i & 0xff),
                     "block %u lost its bytes", i);
-        KHT_REQUIRE(in_secretmem(blocks[i], n), "block %u (%p, %zu bytes) is not secret memory",
-                    i, (void *)blocks[i], n);
+        KHT_REQUIRE(in_secretmem(blocks[i], n), "block %u (%p, %zu bytes) is not secret memory", i,
+                    (void *)blocks[i], n);
     }
     keyheap_leave(d);
     /* Secret pages are locked: the statistics say so. */
@@ -351,10 +371,7 @@ static void memlock_child(void *arg)
 
 static void expect_memlock_enomem(bool cap_ipc_lock)
 {
-    char err[4096];
-    int status = kht_child_stderr(memlock_child, &cap_ipc_lock, err, sizeof err);
-    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x: %s", status,
-                  err);
+    const char *err = child_ok(memlock_child, &cap_ipc_lock, NULL);
     ck_assert_msg(strstr(err, "keyheap: KEYHEAP_SECRETMEM domain \"locked\": the kernel refused "
                               "more secret memory") != NULL &&
                       strstr(err, "RLIMIT_MEMLOCK") != NULL,
@@ -478,12 +495,8 @@ START_TEST(test_a_fork_child_gets_zeroes_of_its_own_and_the_parent_keeps_its_sec
         keyheap_leave(o);
         _exit(rc);
     }
-    int status;
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                  "child status %#x (1: it read the secret; 2: not secret memory; 3: no "
-                  "growth; 4: lost the ordinary block)",
-                  status);
+    wait_ok(pid, "1: it read the secret; 2: not secret memory; 3: no growth; 4: lost the "
+                 "ordinary block");
     keyheap_enter(s);
     ck_assert_str_eq(p, TEXT);
     keyheap_leave(s);
@@ -492,9 +505,9 @@ END_TEST
 
 /* -------------------------------------------------- no memfd_secret */
 
-#define ENOSYS_HINT                                                                         \
-    "keyheap: KEYHEAP_SECRETMEM domain \"needs-secretmem\": the kernel has no memfd_secret(2) " \
-    "(Linux 5.14 or later; before 6.5 it needs secretmem.enable=1 on the kernel command "     \
+#define ENOSYS_HINT                                                                                \
+    "keyheap: KEYHEAP_SECRETMEM domain \"needs-secretmem\": the kernel has no memfd_secret(2) "    \
+    "(Linux 5.14 or later; before 6.5 it needs secretmem.enable=1 on the kernel command "          \
     "line), so the domain is not created (ENOSYS)\n"
 
 /* On a kernel without memfd_secret: a secret domain must not be made (twice:
@@ -537,11 +550,7 @@ static void enosys_child(void *arg)
 
 START_TEST(test_without_memfd_secret_creation_fails_with_enosys_and_a_hint)
 {
-    char err[4096];
-    int status = kht_child_stderr(enosys_child, NULL, err, sizeof err);
-    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x: %s", status,
-                  err);
-    ck_assert_str_eq(err, ENOSYS_HINT);
+    child_ok(enosys_child, NULL, ENOSYS_HINT);
 }
 END_TEST
 
@@ -587,25 +596,18 @@ static void closed_fd_child(void *arg)
 
 START_TEST(test_a_descriptor_taken_over_by_another_file_stops_growth)
 {
-    char err[4096];
     bool take_it = true;
-    int status = kht_child_stderr(closed_fd_child, &take_it, err, sizeof err);
-    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x: %s", status,
-                  err);
-    ck_assert_str_eq(err, "keyheap: KEYHEAP_SECRETMEM domain \"secret\": the program closed "
-                          "keyheap's memfd_secret descriptor (or replaced it), so the domain "
-                          "cannot grow: the allocation fails with ENOMEM\n");
+    child_ok(closed_fd_child, &take_it,
+             "keyheap: KEYHEAP_SECRETMEM domain \"secret\": the program closed "
+             "keyheap's memfd_secret descriptor (or replaced it), so the domain "
+             "cannot grow: the allocation fails with ENOMEM\n");
 }
 END_TEST
 
 START_TEST(test_a_descriptor_left_alone_lets_the_domain_grow)
 {
-    char err[4096];
     bool take_it = false;
-    int status = kht_child_stderr(closed_fd_child, &take_it, err, sizeof err);
-    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x: %s", status,
-                  err);
-    ck_assert_str_eq(err, "");
+    child_ok(closed_fd_child, &take_it, "");
 }
 END_TEST
 
@@ -728,11 +730,7 @@ START_TEST(test_this_kernel_has_no_memfd_secret_and_creation_says_so)
     /* tests/secretmem-native.sh on a kernel without memfd_secret (Debian
      * 12's 6.1 unless booted with secretmem.enable=1): the defined answer,
      * on the real thing rather than under a seccomp filter. */
-    char err[4096];
-    int status = kht_child_stderr(enosys_child_unfiltered, NULL, err, sizeof err);
-    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x: %s", status,
-                  err);
-    ck_assert_str_eq(err, ENOSYS_HINT);
+    child_ok(enosys_child_unfiltered, NULL, ENOSYS_HINT);
 }
 END_TEST
 
