@@ -783,6 +783,13 @@ bool khi_region_has_committed(const struct khi_heap *d)
 
 void khi_region_after_fork(void)
 {
+    /* Another thread of the parent may have held a carve lock at the fork
+     * (khi_region_protect, park and resume take it outside jemalloc's
+     * locks, which jemalloc's own fork handler holds): in the child that
+     * thread is gone and its lock would stay taken for good. */
+    for (unsigned i = 0; i < khi_span.slots; i++)
+        if (khi_heaps[i].end != 0)
+            pthread_mutex_init(&khi_heaps[i].carve_lock, NULL);
     for (unsigned i = 0; i < khi_span.slots; i++) {
         struct khi_heap *d = &khi_heaps[i];
         if (!khi_heap_live(d) || !is_secret(d))

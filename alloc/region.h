@@ -64,7 +64,8 @@ KHI_HIDDEN void khi_region_secret_close(const struct khi_heap *d);
  * discard).  Nothing for other heaps. */
 KHI_HIDDEN void khi_region_secret_dying(struct khi_heap *d);
 
-/* khi_region_after_fork - in a fork child: every live KEYHEAP_SECRETMEM
+/* khi_region_after_fork - in a fork child: every carve lock is made anew
+ * (a thread of the parent may have held one), and every live KEYHEAP_SECRETMEM
  * heap gets a memfd_secret file of its own, mapped where the parent's
  * committed pages were (the parent's are MADV_DONTFORK, so the child had
  * none): zeroes, with the heap's key.  Where that fails the heap's memory
