@@ -191,8 +191,9 @@ static bool sweep(void)
     sweeps++;
     if (khi_sweep_keys(bits) == 0)
         return true;
+    /* Some task did not answer: what this sweep cleared is used again. */
     for (unsigned i = 0; i < pool_len; i++)
-        if (pool[i].owner != NULL)
+        if (pool[i].owner != NULL && (bits & bit_of(pool[i].key)))
             __atomic_store_n(&pool[i].owner->abi.used, 1u, __ATOMIC_RELAXED);
     return false;
 }
@@ -285,15 +286,17 @@ void khi_heap_unpark(struct khi_heap *h)
         /* The fatal errors are raised with the lock held: another thread
          * that would find the same never prints it a second time. */
         if (failed && why == KHI_KEYS_DEADLOCK)
-            khi_fatal("domain \"", h->name, "\" needs a protection key, but every one of keyheap's ",
-                      khi_dec(n, held), " (KEYHEAP_CONF keys:", khi_dec(c, cap),
+            khi_fatal("domain \"", h->name,
+                      "\" needs a protection key, but every one of keyheap's ", khi_dec(n, held),
+                      " (KEYHEAP_CONF keys:", khi_dec(c, cap),
                       ") is held by a domain this thread is inside or whose key "
                       "keyheap_domain_pkey gave out: this thread cannot nest more domains "
                       "than keyheap has keys",
                       (char *)NULL);
         if (failed && why == KHI_KEYS_CYCLE)
-            khi_fatal("domain \"", h->name, "\" needs a protection key, but every one of keyheap's ",
-                      khi_dec(n, held), " (KEYHEAP_CONF keys:", khi_dec(c, cap),
+            khi_fatal("domain \"", h->name,
+                      "\" needs a protection key, but every one of keyheap's ", khi_dec(n, held),
+                      " (KEYHEAP_CONF keys:", khi_dec(c, cap),
                       ") is held by a domain this thread is inside, whose key "
                       "keyheap_domain_pkey gave out, or that only threads waiting for a key "
                       "themselves are inside: threads inside domains wait for each other's keys "
@@ -305,7 +308,8 @@ void khi_heap_unpark(struct khi_heap *h)
                       "none (other code holds every key)",
                       (char *)NULL);
         if (failed && why == KHI_KEYS_FAILED)
-            khi_fatal("domain \"", h->name, "\": cannot tag its memory with a protection key "
+            khi_fatal("domain \"", h->name,
+                      "\": cannot tag its memory with a protection key "
                       "(pkey_mprotect or mlock failed)",
                       (char *)NULL);
         khi_domains_lock_drop(mask);

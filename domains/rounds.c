@@ -161,27 +161,6 @@ static void answer(unsigned r)
         }
 }
 
-/* A sweep's keys (close) that this thread keeps: the key of a domain its
- * stack names (an enter writes its frame before it reads the domain's
- * state, so a thread interrupted anywhere in an enter is seen inside),
- * which is marked used again: the thread may open it after this round
- * without the domain's `used` word saying so.  Returns the keys to close.
- * Reads only key-0 memory (the domain table). */
-static unsigned sweep_keep(const struct keyheap_abi_thread *t, unsigned depth, unsigned close)
-{
-    for (unsigned i = 0; i < depth; i++) {
-        struct khi_heap *h = (struct khi_heap *)khi_frame_heap(&t->stack[i]);
-        if (h == NULL)
-            continue;
-        unsigned bit = __atomic_load_n(&h->abi.ad_bit, __ATOMIC_RELAXED) & close;
-        if (bit != 0) {
-            close &= ~bit;
-            __atomic_store_n(&h->abi.used, 1u, __ATOMIC_RELAXED);
-        }
-    }
-    return close;
-}
-
 static void on_signal(int sig, siginfo_t *info, void *ctx)
 {
     (void)sig, (void)info;
@@ -200,7 +179,7 @@ static void on_signal(int sig, siginfo_t *info, void *ctx)
     struct keyheap_abi_thread *t = &keyheap_abi_self;
     unsigned depth = t->depth < KEYHEAP_MAX_DEPTH ? t->depth : KEYHEAP_MAX_DEPTH;
     if (sweep)
-        close = sweep_keep(t, depth, close);
+        close = khi_stack_keep(t, depth, close);
     else /* A destroy closes only keys it keeps: a late signal (queued
           * while the thread blocked it) never closes a key that went to a
           * new domain meanwhile (rq.close is cleared at each round's end
@@ -504,7 +483,7 @@ static void close_here(unsigned close, bool sweep)
 {
     struct keyheap_abi_thread *t = &keyheap_abi_self;
     if (sweep)
-        close = sweep_keep(t, t->depth < KEYHEAP_MAX_DEPTH ? t->depth : KEYHEAP_MAX_DEPTH, close);
+        close = khi_stack_keep(t, t->depth, close);
     for (unsigned i = 0; i < t->depth && i < KEYHEAP_MAX_DEPTH; i++)
         t->stack[i].pkru = khi_pkru_close(t->stack[i].pkru, close);
     unsigned pkru = keyheap_abi_rdpkru();

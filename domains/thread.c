@@ -283,12 +283,7 @@ unsigned khi_threads_sweep(unsigned ad_bits, pid_t *tids, unsigned max)
     sweep_dead();
     barrier_all_threads();
     for (struct khi_thread *t = registry.next; t != &registry; t = t->next) {
-        unsigned depth = __atomic_load_n(&t->abi->depth, __ATOMIC_RELAXED);
-        for (unsigned i = 0; i < depth && i < KEYHEAP_MAX_DEPTH; i++) {
-            struct khi_heap *h = khi_frame_heap(&t->abi->stack[i]);
-            if (h != NULL && (__atomic_load_n(&h->abi.ad_bit, __ATOMIC_RELAXED) & ad_bits))
-                __atomic_store_n(&h->abi.used, 1u, __ATOMIC_RELAXED);
-        }
+        khi_stack_keep(t->abi, __atomic_load_n(&t->abi->depth, __ATOMIC_RELAXED), ad_bits);
         if (t->stray)
             continue;
         if (n < max)

@@ -34,6 +34,29 @@ KHI_HIDDEN bool khi_threads_inside(const struct khi_heap *d);
  * (the choice of a candidate). */
 KHI_HIDDEN bool khi_threads_using(const struct khi_heap *d, bool barrier);
 
+/* khi_stack_keep - of a sweep's keys (ad bits), those that thread t (its
+ * keyheap_abi_thread, the first depth frames) keeps: the key of a domain
+ * its stack names (an enter writes its frame before it reads the domain's
+ * state, so a thread anywhere in an enter is seen inside), whose domain is
+ * marked used again, since the thread may open it after the sweep without
+ * the domain's used word saying so.  Returns the keys it does not keep.
+ * Reads only key-0 memory (the domain table): from keyheap's signal
+ * handler (a thread's own stack) and from khi_threads_sweep (every
+ * registered thread's). */
+static inline unsigned khi_stack_keep(const struct keyheap_abi_thread *t, unsigned depth,
+                                      unsigned bits)
+{
+    for (unsigned i = 0; i < depth && i < KEYHEAP_MAX_DEPTH; i++) {
+        struct khi_heap *h = khi_frame_heap(&t->stack[i]);
+        unsigned bit = h != NULL ? __atomic_load_n(&h->abi.ad_bit, __ATOMIC_RELAXED) & bits : 0;
+        if (bit != 0) {
+            bits &= ~bit;
+            __atomic_store_n(&h->abi.used, 1u, __ATOMIC_RELAXED);
+        }
+    }
+    return bits;
+}
+
 /* khi_threads_sweep - the key cache's sweep of the registered threads
  * (domains/keys.c): after a barrier on every thread (membarrier), every
  * resident domain that a registered thread's stack names and whose key is
