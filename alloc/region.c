@@ -383,9 +383,9 @@ static bool secret_map(const struct khi_heap *d, void *addr, size_t size)
     return false;
 }
 
-/* Zeroes the pages of [addr, addr + size) that secret heap d's file holds
- * (mincore: pages never touched are not made to be zeroed).  pre: d's
- * carve lock, d resident; the range committed (read-write with d's key). */
+/* Zeroes the committed pages of [addr, addr + size) that secret heap d's
+ * file holds (mincore: pages never touched are not made to be zeroed).
+ * pre: d's carve lock, d resident. */
 static void secret_zero(const struct khi_heap *d, char *addr, size_t size)
 {
     unsigned char in[512];
@@ -393,9 +393,13 @@ static void secret_zero(const struct khi_heap *d, char *addr, size_t size)
     for (size_t done = 0; done < size;) {
         size_t chunk = size - done < sizeof in * 4096 ? size - done : sizeof in * 4096;
         bool known = mincore(addr + done, chunk, in) == 0;
-        for (size_t i = 0; i < chunk / 4096; i++)
-            if (!known || (in[i] & 1))
-                explicit_bzero(addr + done + i * 4096, 4096);
+        for (size_t i = 0; i < chunk / 4096; i++) {
+            char *page = addr + done + i * 4096;
+            /* A page made a guard (PROT_NONE, not committed) is skipped. */
+            if ((!known || (in[i] & 1)) &&
+                map_bits(khi_span.committed, (uintptr_t)page, 4096, MAP_COUNT) != 0)
+                explicit_bzero(page, 4096);
+        }
         done += chunk;
     }
     khi_heap_close(d, o);
