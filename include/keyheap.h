@@ -630,6 +630,15 @@ extern __thread struct keyheap_abi_thread keyheap_abi_self
     __attribute__((tls_model("initial-exec"), visibility("default")));
 #define KEYHEAP_ABI_INLINE static inline __attribute__((always_inline))
 #define KEYHEAP_ABI_UNLIKELY(x) __builtin_expect(!!(x), 0)
+/* "asm inline": the compiler counts the asm of keyheap_abi_wrpkru as one
+ * instruction (its template has four lines, three of them directives), so
+ * inlining decisions stay those of a single-instruction asm. */
+#if (defined(__clang__) && __clang_major__ >= 11) || \
+    (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 9)
+#define KEYHEAP_ABI_ASM_INLINE __inline__
+#else
+#define KEYHEAP_ABI_ASM_INLINE
+#endif
 #else
 #error "keyheap.h needs GCC or clang"
 #endif
@@ -648,9 +657,21 @@ KEYHEAP_ABI_INLINE unsigned keyheap_abi_rdpkru(void)
     return eax;
 }
 
+/* Every WRPKRU of keyheap, in the library and inlined in programs, is this
+ * one: its address goes to the section .keyheap_wrpkru, which is not loaded
+ * (like debug information, the linker resolves it to link-time addresses:
+ * no relocation at run time, no byte added to the code, and strip keeps
+ * it).  keyheap-scan(1) and keyheap_scan_self() tell keyheap's own WRPKRUs
+ * from others by it. */
 KEYHEAP_ABI_INLINE void keyheap_abi_wrpkru(unsigned pkru)
 {
-    __asm__ volatile(".byte 0x0f,0x01,0xef" : : "a"(pkru), "c"(0), "d"(0) : "memory");
+    __asm__ __volatile__ KEYHEAP_ABI_ASM_INLINE("1: .byte 0x0f,0x01,0xef\n\t"
+                     ".pushsection .keyheap_wrpkru,\"\",@progbits\n\t"
+                     ".quad 1b\n\t"
+                     ".popsection"
+                     :
+                     : "a"(pkru), "c"(0), "d"(0)
+                     : "memory");
 }
 
 /* pkru with the key of ad_bit opened.  Read-write clears both bits of the
