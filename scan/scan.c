@@ -680,6 +680,8 @@ long khi_scan_pid(const char *pid, khi_scan_pidhit_fn *hitfn, khi_scan_map_fn *m
             if (fd >= 0)
                 close(fd);
             unmap(img, n);
+        } else if (strcmp(m.path, "[vsyscall]") == 0) {
+            m.why = "the kernel's legacy vsyscall page (not readable; the kernel emulates it)";
         } else if (m.path[0] != '/') {
             m.why = "not a file";
         } else {

@@ -88,6 +88,10 @@ KHI_SCAN_HIDDEN long khi_scan_pid(const char *pid, khi_scan_pidhit_fn *hitfn,
 KHI_SCAN_HIDDEN size_t khi_scan_format(char *buf, size_t n, const char *path,
                                        const struct khi_scan_hit *h, uint64_t vaddr);
 
+/* keyheap_scan_self once, at the first domain created with
+ * KEYHEAP_CONF=scan:true (scan/self.c; called without keyheap's locks). */
+KHI_SCAN_HIDDEN void khi_scan_first(void);
+
 /* The note on what the scanner cannot see, one line without a newline. */
 KHI_SCAN_HIDDEN extern const char khi_scan_blind[];
 
