@@ -12,6 +12,8 @@
 #    same program without the .keyheap_wrpkru table: exit 1, each reported;
 #  - exit 2: a missing file, a file that is not ELF, a truncated ELF file,
 #    a bad --pid;
+#  - keyheap_scan_self() and KEYHEAP_CONF=scan:true in a program with the
+#    gadgets (tests/scan/self.c), with its twin without scan:true;
 #  - --pid on a running program (tests/scan/child.c with gadgets.s): its
 #    mappings listed by path, the findings at its run-time addresses;
 #  - the decoder against objdump -d on libc.so.6, libcrypto.so.3 and
@@ -255,6 +257,47 @@ nl=$(grep -c '^keyheap-scan: \(not \)\{0,1\}scanned' pid.out)
 [ "$status" = 1 ] && [ "$(tail -n 1 pid.out)" = "$blind" ] && ! [ -s pid.err ] &&
 	pass "--pid: exit 1, ends with the note on what it cannot see, nothing on stderr" ||
 	fail "--pid: exit $status, last line '$(tail -n 1 pid.out)', stderr '$(cat pid.err)'"
+
+# ------------------------------------------------------------ keyheap_scan_self
+if ! $cc -O2 -I"$srcdir/include" -o self "$srcdir/tests/scan/self.c" "$srcdir/tests/scan/gadgets.s" \
+	"$lib" -Wl,-rpath,"$(dirname "$lib")"; then
+	echo "keyheap: check_scan: cannot build tests/scan/self.c"
+	exit 99
+fi
+# self_lines OUT: the "keyheap: scan:" lines expected for self's gadgets,
+# placed by the address of f_start that self printed first in OUT
+self_lines() {
+	delta=$(($(head -n 1 "$1") - $(sym self f_start)))
+	gadget_lines self "$d/self" all | while IFS= read -r l; do
+		v=$(echo "$l" | sed 's/.* vaddr \(0x[0-9a-f]*\) .*/\1/')
+		echo "keyheap: scan: $l" | sed "s/ vaddr $v / vaddr $(printf '0x%x' $((v + delta))) /"
+	done
+}
+KEYHEAP_CONF=pku:off,unprotected:true ./self >self.out 2>self.err
+status=$?
+self_lines self.out >self.want
+grep "^keyheap: scan: $d/self: " self.err >self.got
+same "keyheap_scan_self(): one 'keyheap: scan:' line per gadget of the program, at its addresses" self.want self.got
+found=$(grep -c '^keyheap: scan: /' self.err)
+[ "$status" = 0 ] && [ "$(sed -n 2p self.out)" = "$found" ] && [ "$found" -ge 7 ] &&
+	pass "keyheap_scan_self() returns the number of findings it printed ($found)" ||
+	fail "keyheap_scan_self(): exit $status, returned $(sed -n 2p self.out), printed $found"
+libkh=$(readlink -f "$lib")
+grep "^keyheap: scan: $libkh: .*: wrpkru instruction$" self.err >self.own
+[ -s self.err ] && ! [ -s self.own ] &&
+	pass "keyheap_scan_self(): none of libkeyheap's own WRPKRUs reported" ||
+	fail "keyheap_scan_self() reports libkeyheap's own WRPKRUs: $(cat self.own)"
+KEYHEAP_CONF=pku:off,unprotected:true,scan:true ./self create >conf.out 2>conf.err
+status=$?
+self_lines conf.out >conf.want
+grep "^keyheap: scan: $d/self: " conf.err >conf.got
+same "KEYHEAP_CONF=scan:true: the same lines, once, at the first of two domains created" conf.want conf.got
+[ "$status" = 0 ] && [ "$(sed -n 2p conf.out)" = 0 ] && pass "scan:true: the program ran to its end" ||
+	fail "scan:true: exit $status, stdout $(cat conf.out)"
+KEYHEAP_CONF=pku:off,unprotected:true ./self create >noconf.out 2>noconf.err
+[ $? = 0 ] && ! grep -q '^keyheap: scan' noconf.err &&
+	pass "twin: without scan:true no scan at domain creation" ||
+	fail "without scan:true: $(cat noconf.err)"
 
 # ------------------------------------------------------------ the decoder
 for f in /usr/lib/x86_64-linux-gnu/libc.so.6 /usr/lib/x86_64-linux-gnu/libcrypto.so.3 \
