@@ -43,7 +43,9 @@ fuzz_replay_conf_LDADD = -lpthread
 # gadgets-exe-stripped: strip; truncated: its first 100 bytes) and from a
 # function with one WRPKRU in .keyheap_wrpkru, one not, and one in an
 # immediate (keyheap-table); raw-instructions is a few encodings (REX,
-# EVEX, VEX, XOP, 66 with a rel16, moffs, ENTER, TEST imm32), no ELF.
+# EVEX, VEX, XOP, 66 with a rel16, moffs, ENTER, TEST imm32), no ELF;
+# misaligned-headers is the first input the fuzzer found (program headers
+# at an odd offset: scan.c read them in place, unaligned; now memcpy).
 fuzz_replay_scan_SOURCES = fuzz/replay.c fuzz/scan.c scan/decode.c scan/scan.c
 fuzz_replay_scan_CFLAGS = $(AM_CFLAGS)
 fuzz_replay_scan_LDFLAGS = -no-install

@@ -109,10 +109,19 @@ static size_t last_le_u64(const uint64_t *a, size_t n, uint64_t v)
 
 /* ------------------------------------------------------------ the image */
 
+/* An executable PT_LOAD segment, checked to be inside the file. */
+struct seg {
+    uint64_t off, vaddr, filesz;
+};
+
+/* The file's headers are copied out with memcpy before use: nothing in an
+ * untrusted file is aligned. */
 struct image {
     const uint8_t *img;
     size_t size;
-    const Elf64_Ehdr *eh;
+    Elf64_Ehdr eh;
+    struct seg *segs; /* the executable segments */
+    size_t nsegs, segs_bytes;
     struct sym *syms; /* function symbols, sorted; aliases after the first dropped */
     size_t nsyms, syms_bytes;
     uint64_t *own; /* .keyheap_wrpkru, sorted, zeros dropped */
@@ -126,42 +135,39 @@ static int in_image(const struct image *im, uint64_t off, uint64_t len)
     return off <= im->size && len <= im->size - off;
 }
 
-static const Elf64_Shdr *section(const struct image *im, unsigned i)
+/* Section header i in *out (the table was checked to be in the file);
+ * returns 0, or -1 when there is no such section. */
+static int section(const struct image *im, unsigned i, Elf64_Shdr *out)
 {
-    const Elf64_Ehdr *eh = im->eh;
-    if (i >= eh->e_shnum)
-        return NULL;
-    return (const Elf64_Shdr *)(const void *)(im->img + eh->e_shoff + (uint64_t)i * eh->e_shentsize);
+    if (i >= im->eh.e_shnum)
+        return -1;
+    memcpy(out, im->img + im->eh.e_shoff + (uint64_t)i * sizeof *out, sizeof *out);
+    return 0;
 }
 
 /* The NUL-terminated string at off in section strndx, or NULL. */
 static const char *string_at(const struct image *im, unsigned strndx, uint64_t off)
 {
-    const Elf64_Shdr *s = section(im, strndx);
-    if (s == NULL || s->sh_type == SHT_NOBITS || !in_image(im, s->sh_offset, s->sh_size) ||
-        off >= s->sh_size)
+    Elf64_Shdr s;
+    if (section(im, strndx, &s) != 0 || s.sh_type == SHT_NOBITS ||
+        !in_image(im, s.sh_offset, s.sh_size) || off >= s.sh_size)
         return NULL;
-    const char *p = (const char *)im->img + s->sh_offset + off;
-    return memchr(p, 0, s->sh_size - off) != NULL ? p : NULL;
+    const char *p = (const char *)im->img + s.sh_offset + off;
+    return memchr(p, 0, s.sh_size - off) != NULL ? p : NULL;
 }
 
 static int exec_vaddr(const struct image *im, uint64_t v)
 {
-    const Elf64_Ehdr *eh = im->eh;
-    for (unsigned i = 0; i < eh->e_phnum; i++) {
-        const Elf64_Phdr *ph = (const Elf64_Phdr *)(const void *)(im->img + eh->e_phoff +
-                                                                  (uint64_t)i * eh->e_phentsize);
-        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && v >= ph->p_vaddr &&
-            v - ph->p_vaddr < ph->p_filesz)
+    for (size_t i = 0; i < im->nsegs; i++)
+        if (v >= im->segs[i].vaddr && v - im->segs[i].vaddr < im->segs[i].filesz)
             return 1;
-    }
     return 0;
 }
 
 /* Function symbols of .symtab (else .dynsym), and the .keyheap_wrpkru table. */
 static int load_tables(struct image *im, const char **err)
 {
-    const Elf64_Ehdr *eh = im->eh;
+    const Elf64_Ehdr *eh = &im->eh;
     if (eh->e_shnum == 0 || eh->e_shoff == 0)
         return 0; /* no sections: segments only */
     if (eh->e_shentsize != sizeof(Elf64_Shdr) ||
@@ -169,13 +175,15 @@ static int load_tables(struct image *im, const char **err)
         *err = "section headers out of the file";
         return -1;
     }
-    const Elf64_Shdr *tab = NULL;
+    Elf64_Shdr tabh, *tab = NULL;
     for (unsigned i = 0; i < eh->e_shnum; i++) {
-        const Elf64_Shdr *s = section(im, i);
-        if (s->sh_type == SHT_SYMTAB)
-            tab = s;
-        else if (s->sh_type == SHT_DYNSYM && (tab == NULL || tab->sh_type != SHT_SYMTAB))
-            tab = s;
+        Elf64_Shdr sh, *s = &sh;
+        section(im, i, &sh);
+        if (s->sh_type == SHT_SYMTAB || (s->sh_type == SHT_DYNSYM &&
+                                         (tab == NULL || tab->sh_type != SHT_SYMTAB))) {
+            tabh = sh;
+            tab = &tabh;
+        }
         const char *name = string_at(im, eh->e_shstrndx, s->sh_name);
         if (name != NULL && strcmp(name, ".keyheap_wrpkru") == 0 && s->sh_type != SHT_NOBITS &&
             in_image(im, s->sh_offset, s->sh_size) && im->own == NULL) {
@@ -204,8 +212,8 @@ static int load_tables(struct image *im, const char **err)
         return -1;
     }
     for (size_t k = 0; k < n; k++) {
-        const Elf64_Sym *s =
-            (const Elf64_Sym *)(const void *)(im->img + tab->sh_offset + k * sizeof(Elf64_Sym));
+        Elf64_Sym sym, *s = &sym;
+        memcpy(&sym, im->img + tab->sh_offset + k * sizeof(Elf64_Sym), sizeof sym);
         unsigned type = ELF64_ST_TYPE(s->st_info);
         if ((type != STT_FUNC && type != STT_GNU_IFUNC) || s->st_shndx == SHN_UNDEF ||
             !exec_vaddr(im, s->st_value))
@@ -258,10 +266,6 @@ static int is_own(const struct image *im, uint64_t v)
 }
 
 /* ------------------------------------------------------------ scanning */
-
-struct seg {
-    uint64_t off, vaddr, filesz;
-};
 
 /* What begins at p (the 0F of a candidate), or NULL: the hit's name, and
  * *rex set when an XRSTOR's REX byte precedes it. */
@@ -353,12 +357,12 @@ long khi_scan_elf(const uint8_t *img, size_t size, uint64_t lo, uint64_t hi,
     memset(&im, 0, sizeof im);
     im.img = img;
     im.size = size;
-    im.eh = (const Elf64_Ehdr *)(const void *)img;
-    const Elf64_Ehdr *eh = im.eh;
     if (size < sizeof(Elf64_Ehdr) || memcmp(img, ELFMAG, SELFMAG) != 0) {
         *err = "not an ELF file";
         return -1;
     }
+    memcpy(&im.eh, img, sizeof im.eh);
+    const Elf64_Ehdr *eh = &im.eh;
     if (img[EI_CLASS] != ELFCLASS64 || img[EI_DATA] != ELFDATA2LSB || eh->e_machine != EM_X86_64) {
         *err = "not an x86-64 ELF64 file";
         return -1;
@@ -370,6 +374,23 @@ long khi_scan_elf(const uint8_t *img, size_t size, uint64_t lo, uint64_t hi,
         return -1;
     }
     long total = -1;
+    im.segs_bytes = (size_t)eh->e_phnum * sizeof *im.segs;
+    if ((im.segs = map_anon(im.segs_bytes)) == NULL) {
+        *err = "out of memory";
+        goto out;
+    }
+    for (unsigned i = 0; i < eh->e_phnum; i++) {
+        Elf64_Phdr ph;
+        memcpy(&ph, img + eh->e_phoff + (uint64_t)i * sizeof ph, sizeof ph);
+        if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_X))
+            continue;
+        struct seg sg = {ph.p_offset, ph.p_vaddr, ph.p_filesz};
+        if (!in_image(&im, sg.off, sg.filesz)) {
+            *err = "an executable segment out of the file";
+            goto out;
+        }
+        im.segs[im.nsegs++] = sg;
+    }
     if (load_tables(&im, err) != 0)
         goto out;
     im.bounds_bytes = (2 * im.nsyms + 1) * sizeof(uint64_t);
@@ -384,22 +405,14 @@ long khi_scan_elf(const uint8_t *img, size_t size, uint64_t lo, uint64_t hi,
     }
     sort_u64(im.bounds, im.nbounds);
     total = 0;
-    for (unsigned i = 0; i < eh->e_phnum; i++) {
-        const Elf64_Phdr *ph =
-            (const Elf64_Phdr *)(const void *)(img + eh->e_phoff + (uint64_t)i * eh->e_phentsize);
-        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X))
+    for (size_t i = 0; i < im.nsegs; i++) {
+        const struct seg *sg = &im.segs[i];
+        if (sg->off >= hi || sg->off + sg->filesz <= lo)
             continue;
-        struct seg sg = {ph->p_offset, ph->p_vaddr, ph->p_filesz};
-        if (!in_image(&im, sg.off, sg.filesz)) {
-            *err = "an executable segment out of the file";
-            total = -1;
-            goto out;
-        }
-        if (sg.off >= hi || sg.off + sg.filesz <= lo)
-            continue;
-        total += scan_segment(&im, &sg, lo, hi, fn, arg);
+        total += scan_segment(&im, sg, lo, hi, fn, arg);
     }
 out:
+    unmap(im.segs, im.segs_bytes);
     unmap(im.syms, im.syms_bytes);
     unmap(im.own, im.own_bytes);
     unmap(im.bounds, im.bounds_bytes);
