@@ -5,7 +5,9 @@
 #    without REX, with REX.B, XRSTOR64; LFENCE, which is not a finding)
 #    as a shared object, its stripped copy (.dynsym names, "-" for the local
 #    one), a non-PIE executable (file offset != address) and its stripped
-#    copy (no symbols at all): the exact lines and exit 1;
+#    copy (no symbols at all): the exact lines and exit 1; with a forged
+#    .keyheap_wrpkru table (tests/scan/forged_table.s) naming also the
+#    embedded WRPKRU and an XRSTOR, only the real WRPKRU is keyheap's;
 #  - tests/scan/kh_only.c, a program whose only WRPKRUs are keyheap's inline
 #    enters and leaves: exit 0, each recognised (-v) at the addresses where
 #    objdump shows a wrpkru; also after Debian's strip; and its twin, the
@@ -119,6 +121,22 @@ for v in "gadgets.so all" "gadgets.stripped.so global" "gadgets.exe all" "gadget
 	[ "$status" = 1 ] && ! [ -s "$1.err" ] && pass "keyheap-scan $1: exit 1, nothing on stderr" ||
 		fail "keyheap-scan $1: exit $status (want 1), stderr: $(cat "$1.err")"
 done
+# A table entry makes only a WRPKRU that begins an instruction keyheap's
+# own: not bytes embedded in an immediate, not an XRSTOR; 0 is ignored.
+if $cc -shared -nostdlib -o forged.so "$srcdir/tests/scan/gadgets.s" "$srcdir/tests/scan/forged_table.s"; then
+	{
+		gadget_lines forged.so forged.so all | grep -v ' f_start+0x1: '
+		echo "keyheap-scan: 6 findings, 1 of keyheap's own WRPKRUs"
+		echo "$blind"
+	} >forged.want
+	"$scan" forged.so >forged.out 2>&1
+	status=$?
+	same "a forged table: only f_start's real WRPKRU is taken as keyheap's own" forged.want forged.out
+	[ "$status" = 1 ] && pass "a forged table: exit 1" || fail "a forged table: exit $status (want 1)"
+else
+	fail "cannot build tests/scan/forged_table.s"
+fi
+
 # the places themselves, from objdump (not from the scanner's own tables)
 objdump -d gadgets.exe | awk '/\t(wrpkru|xrstor|lfence)/ { sub(":", "", $1); print $1 }' >places.objdump
 want_places="$(printf '%x %x %x %x %x' $(($(sym gadgets.exe f_start) + 1)) \
