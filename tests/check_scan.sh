@@ -5,7 +5,9 @@
 #    without REX, with REX.B, XRSTOR64; LFENCE, which is not a finding)
 #    as a shared object, its stripped copy (.dynsym names, "-" for the local
 #    one), a non-PIE executable (file offset != address) and its stripped
-#    copy (no symbols at all): the exact lines and exit 1; with a forged
+#    copy (no symbols at all: linear decoding, so the WRPKRU that begins
+#    f_after is inside the mov opcode that ends f_tail): the exact lines
+#    and exit 1; with a forged
 #    .keyheap_wrpkru table (tests/scan/forged_table.s) naming also the
 #    embedded WRPKRU and an XRSTOR, only the real WRPKRU is keyheap's;
 #  - tests/scan/kh_only.c, a program whose only WRPKRUs are keyheap's inline
@@ -18,7 +20,9 @@
 #    gadgets (tests/scan/self.c), with its twin without scan:true;
 #  - --pid on a running program (tests/scan/child.c with gadgets.s): its
 #    mappings listed by path, the findings at its run-time addresses;
-#  - the decoder against objdump -d on libc.so.6, libcrypto.so.3 and
+#  - the decoder against objdump -d on tests/scan/encodings.s (forms
+#    chosen for their lengths: immediates by opcode, 66, REX.W, moffs,
+#    SIB, the maps, VEX, EVEX, XOP), libc.so.6, libcrypto.so.3 and
 #    libkeyheap.so (tests/scan/objdump_compare.c): every instruction start
 #    the same.
 # Needs no protection keys.  Prints PASS/FAIL lines and "N passed, N failed".
@@ -94,6 +98,11 @@ gadget_lines() {
 	echo "$p: $(at "$f" f_xrstor64 0) $(name f_xrstor64 0): xrstor64 instruction"
 	echo "$p: $(at "$f" f_xrstor_rexb 0) $(name f_xrstor_rexb 0): xrstor instruction"
 	echo "$p: $(at "$f" f_local 1) $(name f_local 1): wrpkru embedded (in the 5-byte instruction at $(where f_local): 68 0f 01 ef 00)"
+	if [ "$names" = none ]; then
+		echo "$p: $(at "$f" f_after 0) -: wrpkru embedded (in the 5-byte instruction at $(addr "$f" f_tail 0): b8 0f 01 ef c3)"
+	else
+		echo "$p: $(at "$f" f_after 0) $(name f_after 0): wrpkru instruction"
+	fi
 }
 
 # ------------------------------------------------------------ the gadgets
@@ -112,7 +121,7 @@ for v in "gadgets.so all" "gadgets.stripped.so global" "gadgets.exe all" "gadget
 	src=$(echo "$1" | sed 's/\.stripped//')
 	{
 		gadget_lines "$src" "$1" "$2"
-		echo "keyheap-scan: 7 findings, 0 of keyheap's own WRPKRUs"
+		echo "keyheap-scan: 8 findings, 0 of keyheap's own WRPKRUs"
 		echo "$blind"
 	} >"$1.want"
 	"$scan" "$1" >"$1.out" 2>"$1.err"
@@ -126,7 +135,7 @@ done
 if $cc -shared -nostdlib -o forged.so "$srcdir/tests/scan/gadgets.s" "$srcdir/tests/scan/forged_table.s"; then
 	{
 		gadget_lines forged.so forged.so all | grep -v ' f_start+0x1: '
-		echo "keyheap-scan: 6 findings, 1 of keyheap's own WRPKRUs"
+		echo "keyheap-scan: 7 findings, 1 of keyheap's own WRPKRUs"
 		echo "$blind"
 	} >forged.want
 	"$scan" forged.so >forged.out 2>&1
@@ -139,11 +148,11 @@ fi
 
 # the places themselves, from objdump (not from the scanner's own tables)
 objdump -d gadgets.exe | awk '/\t(wrpkru|xrstor|lfence)/ { sub(":", "", $1); print $1 }' >places.objdump
-want_places="$(printf '%x %x %x %x %x' $(($(sym gadgets.exe f_start) + 1)) \
+want_places="$(printf '%x %x %x %x %x %x' $(($(sym gadgets.exe f_start) + 1)) \
 	$(sym gadgets.exe f_xrstor) $(sym gadgets.exe f_xrstor64) $(sym gadgets.exe f_xrstor_rexb) \
-	$(sym gadgets.exe f_lfence))"
+	$(sym gadgets.exe f_lfence) $(sym gadgets.exe f_after))"
 [ "$(echo $(cat places.objdump))" = "$want_places" ] &&
-	pass "objdump agrees on where the WRPKRU, XRSTORs and LFENCE of gadgets.s begin: $want_places" ||
+	pass "objdump agrees on where the WRPKRUs, XRSTORs and LFENCE of gadgets.s begin: $want_places" ||
 	fail "objdump's places: $(echo $(cat places.objdump)), want $want_places"
 
 # ------------------------------------------------------------ keyheap only
@@ -209,8 +218,8 @@ status=$?
 	fail "truncated: exit $status, stderr '$(cat cut.err)'"
 "$scan" "$d/missing" gadgets.so >mixed.out 2>mixed.err
 status=$?
-[ "$status" = 2 ] && [ "$(grep -c '^gadgets.so: ' mixed.out)" = 7 ] &&
-	pass "a missing file and gadgets.so: exit 2, the 7 findings still printed" ||
+[ "$status" = 2 ] && [ "$(grep -c '^gadgets.so: ' mixed.out)" = 8 ] &&
+	pass "a missing file and gadgets.so: exit 2, the 8 findings still printed" ||
 	fail "mixed: exit $status, $(grep -c '^gadgets.so: ' mixed.out) findings"
 "$scan" --pid 0x12 >badpid.out 2>badpid.err
 status=$?
@@ -257,9 +266,10 @@ if [ $# = 4 ]; then
 		echo "$d/child: $(rt f_xrstor64 0) f_xrstor64+0x0: xrstor64 instruction"
 		echo "$d/child: $(rt f_xrstor_rexb 0) f_xrstor_rexb+0x0: xrstor instruction"
 		echo "$d/child: $(rt f_local 1) f_local+0x1: wrpkru embedded (in the 5-byte instruction at f_local+0x0: 68 0f 01 ef 00)"
+		echo "$d/child: $(rt f_after 0) f_after+0x0: wrpkru instruction"
 	} >pid.want
 	grep "^$d/child: " pid.out >pid.got
-	same "--pid: the child's 7 findings at its run-time addresses" pid.want pid.got
+	same "--pid: the child's 8 findings at its run-time addresses" pid.want pid.got
 else
 	fail "no executable mapping of $d/child in its maps"
 fi
@@ -297,7 +307,7 @@ self_lines self.out >self.want
 grep "^keyheap: scan: $d/self: " self.err >self.got
 same "keyheap_scan_self(): one 'keyheap: scan:' line per gadget of the program, at its addresses" self.want self.got
 found=$(grep -c '^keyheap: scan: /' self.err)
-[ "$status" = 0 ] && [ "$(sed -n 2p self.out)" = "$found" ] && [ "$found" -ge 7 ] &&
+[ "$status" = 0 ] && [ "$(sed -n 2p self.out)" = "$found" ] && [ "$found" -ge 8 ] &&
 	pass "keyheap_scan_self() returns the number of findings it printed ($found)" ||
 	fail "keyheap_scan_self(): exit $status, returned $(sed -n 2p self.out), printed $found"
 libkh=$(readlink -f "$lib")
@@ -318,6 +328,18 @@ KEYHEAP_CONF=pku:off,unprotected:true ./self create >noconf.out 2>noconf.err
 	fail "without scan:true: $(cat noconf.err)"
 
 # ------------------------------------------------------------ the decoder
+# Forms chosen for their lengths (tests/scan/encodings.s), then real libraries.
+if $cc -shared -nostdlib -o encodings.so "$srcdir/tests/scan/encodings.s"; then
+	objdump -d -z --insn-width=16 --no-show-raw-insn encodings.so >objdump.txt
+	n=$(grep -c '^ *[0-9a-f]*:	' objdump.txt)
+	if r=$("$compare" encodings.so objdump.txt) && [ "$n" -ge 100 ] && ! grep -q '(bad)' objdump.txt; then
+		pass "decoder = objdump on $n chosen forms: $r"
+	else
+		fail "decoder != objdump on tests/scan/encodings.s ($n instructions): $r"
+	fi
+else
+	fail "cannot build tests/scan/encodings.s"
+fi
 for f in /usr/lib/x86_64-linux-gnu/libc.so.6 /usr/lib/x86_64-linux-gnu/libcrypto.so.3 \
 	"$(readlink -f "$lib")"; do
 	if [ ! -f "$f" ]; then

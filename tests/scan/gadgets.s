@@ -59,6 +59,19 @@ f_local:				# a local symbol (.symtab only): 68 0f 01 ef 00, at +0x1
 	ret
 	.size	f_local, .-f_local
 
+	.globl	f_tail
+	.type	f_tail, @function
+f_tail:					# a lone mov opcode (b8) that wants an imm32...
+	.byte	0xb8
+	.size	f_tail, .-f_tail
+
+	.globl	f_after
+	.type	f_after, @function
+f_after:				# ...but decoding restarts at this symbol: a WRPKRU
+	.byte	0x0f, 0x01, 0xef	# at f_after+0x0; without symbols, embedded in
+	ret				# b8 0f 01 ef c3
+	.size	f_after, .-f_after
+
 	.globl	f_calls_local
 	.type	f_calls_local, @function
 f_calls_local:
