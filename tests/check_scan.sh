@@ -333,7 +333,7 @@ if $cc -shared -nostdlib -o encodings.so "$srcdir/tests/scan/encodings.s"; then
 	objdump -d -z --insn-width=16 --no-show-raw-insn encodings.so >objdump.txt
 	n=$(grep -c '^ *[0-9a-f]*:	' objdump.txt)
 	if r=$("$compare" encodings.so objdump.txt) && [ "$n" -ge 100 ] && ! grep -q '(bad)' objdump.txt; then
-		pass "decoder = objdump on $n chosen forms: $r"
+		pass "decoder = objdump on the forms of tests/scan/encodings.s: $r"
 	else
 		fail "decoder != objdump on tests/scan/encodings.s ($n instructions): $r"
 	fi
