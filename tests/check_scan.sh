@@ -6,8 +6,9 @@
 #    as a shared object, its stripped copy (.dynsym names, "-" for the local
 #    one), a non-PIE executable (file offset != address) and its stripped
 #    copy (no symbols at all: linear decoding, so the WRPKRU that begins
-#    f_after is inside the mov opcode that ends f_tail): the exact lines
-#    and exit 1; with a forged
+#    f_after is inside the mov opcode that ends f_tail, and the one after
+#    the one-byte f_cut, which no symbol covers, inside f_cut's): the exact
+#    lines and exit 1; with a forged
 #    .keyheap_wrpkru table (tests/scan/forged_table.s) naming also the
 #    embedded WRPKRU and an XRSTOR, only the real WRPKRU is keyheap's;
 #  - tests/scan/kh_only.c, a program whose only WRPKRUs are keyheap's inline
@@ -100,8 +101,10 @@ gadget_lines() {
 	echo "$p: $(at "$f" f_local 1) $(name f_local 1): wrpkru embedded (in the 5-byte instruction at $(where f_local): 68 0f 01 ef 00)"
 	if [ "$names" = none ]; then
 		echo "$p: $(at "$f" f_after 0) -: wrpkru embedded (in the 5-byte instruction at $(addr "$f" f_tail 0): b8 0f 01 ef c3)"
+		echo "$p: $(at "$f" f_cut 1) -: wrpkru embedded (in the 5-byte instruction at $(addr "$f" f_cut 0): b8 0f 01 ef c3)"
 	else
 		echo "$p: $(at "$f" f_after 0) $(name f_after 0): wrpkru instruction"
+		echo "$p: $(at "$f" f_cut 1) -: wrpkru instruction"
 	fi
 }
 
@@ -121,7 +124,7 @@ for v in "gadgets.so all" "gadgets.stripped.so global" "gadgets.exe all" "gadget
 	src=$(echo "$1" | sed 's/\.stripped//')
 	{
 		gadget_lines "$src" "$1" "$2"
-		echo "keyheap-scan: 8 findings, 0 of keyheap's own WRPKRUs"
+		echo "keyheap-scan: 9 findings, 0 of keyheap's own WRPKRUs"
 		echo "$blind"
 	} >"$1.want"
 	"$scan" "$1" >"$1.out" 2>"$1.err"
@@ -135,7 +138,7 @@ done
 if $cc -shared -nostdlib -o forged.so "$srcdir/tests/scan/gadgets.s" "$srcdir/tests/scan/forged_table.s"; then
 	{
 		gadget_lines forged.so forged.so all | grep -v ' f_start+0x1: '
-		echo "keyheap-scan: 7 findings, 1 of keyheap's own WRPKRUs"
+		echo "keyheap-scan: 8 findings, 1 of keyheap's own WRPKRUs"
 		echo "$blind"
 	} >forged.want
 	"$scan" forged.so >forged.out 2>&1
@@ -218,8 +221,8 @@ status=$?
 	fail "truncated: exit $status, stderr '$(cat cut.err)'"
 "$scan" "$d/missing" gadgets.so >mixed.out 2>mixed.err
 status=$?
-[ "$status" = 2 ] && [ "$(grep -c '^gadgets.so: ' mixed.out)" = 8 ] &&
-	pass "a missing file and gadgets.so: exit 2, the 8 findings still printed" ||
+[ "$status" = 2 ] && [ "$(grep -c '^gadgets.so: ' mixed.out)" = 9 ] &&
+	pass "a missing file and gadgets.so: exit 2, the 9 findings still printed" ||
 	fail "mixed: exit $status, $(grep -c '^gadgets.so: ' mixed.out) findings"
 "$scan" --pid 0x12 >badpid.out 2>badpid.err
 status=$?
@@ -267,9 +270,10 @@ if [ $# = 4 ]; then
 		echo "$d/child: $(rt f_xrstor_rexb 0) f_xrstor_rexb+0x0: xrstor instruction"
 		echo "$d/child: $(rt f_local 1) f_local+0x1: wrpkru embedded (in the 5-byte instruction at f_local+0x0: 68 0f 01 ef 00)"
 		echo "$d/child: $(rt f_after 0) f_after+0x0: wrpkru instruction"
+		echo "$d/child: $(rt f_cut 1) -: wrpkru instruction"
 	} >pid.want
 	grep "^$d/child: " pid.out >pid.got
-	same "--pid: the child's 8 findings at its run-time addresses" pid.want pid.got
+	same "--pid: the child's 9 findings at its run-time addresses" pid.want pid.got
 else
 	fail "no executable mapping of $d/child in its maps"
 fi
@@ -307,7 +311,7 @@ self_lines self.out >self.want
 grep "^keyheap: scan: $d/self: " self.err >self.got
 same "keyheap_scan_self(): one 'keyheap: scan:' line per gadget of the program, at its addresses" self.want self.got
 found=$(grep -c '^keyheap: scan: /' self.err)
-[ "$status" = 0 ] && [ "$(sed -n 2p self.out)" = "$found" ] && [ "$found" -ge 8 ] &&
+[ "$status" = 0 ] && [ "$(sed -n 2p self.out)" = "$found" ] && [ "$found" -ge 9 ] &&
 	pass "keyheap_scan_self() returns the number of findings it printed ($found)" ||
 	fail "keyheap_scan_self(): exit $status, returned $(sed -n 2p self.out), printed $found"
 libkh=$(readlink -f "$lib")

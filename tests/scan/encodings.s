@@ -18,6 +18,8 @@ f_encodings:
 	test	$1, %bl				# F6 /0: imm8
 	testl	$0x12345678, 8(%rax)		# F7 /0: imm32
 	testw	$0x1234, (%rax)			# 66 F7 /0: imm16
+	.byte	0xf7, 0x08, 1, 2, 3, 4		# F7 /1 (TEST's other encoding): imm32
+	.byte	0xf6, 0x08, 1			# F6 /1: imm8
 	notl	(%rax)				# F7 /2: no immediate
 	negb	-8(%rbp)			# F6 /3
 	test	$0x12345678, %eax		# A9: imm32

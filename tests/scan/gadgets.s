@@ -72,6 +72,14 @@ f_after:				# ...but decoding restarts at this symbol: a WRPKRU
 	ret				# b8 0f 01 ef c3
 	.size	f_after, .-f_after
 
+	.globl	f_cut
+	.type	f_cut, @function
+f_cut:					# a function of one byte, b8 again; decoding
+	.byte	0xb8			# restarts at its end too, so the WRPKRU
+	.size	f_cut, .-f_cut		# after it, covered by no symbol, begins an
+	.byte	0x0f, 0x01, 0xef	# instruction ("-"); without symbols it is
+	ret				# embedded in b8 0f 01 ef c3
+
 	.globl	f_calls_local
 	.type	f_calls_local, @function
 f_calls_local:
