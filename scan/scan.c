@@ -50,42 +50,34 @@ static int sym_before(const struct sym *a, const struct sym *b)
     return strcmp(a->name, b->name) < 0;
 }
 
+/* Heapsort (no malloc: glibc's qsort may allocate). */
 #define HEAPSORT(NAME, T, LESS)                                                                 \
+    static void NAME##_sift(T *a, size_t i, size_t n)                                           \
+    {                                                                                           \
+        for (;;) {                                                                              \
+            size_t c = 2 * i + 1;                                                               \
+            if (c >= n)                                                                         \
+                return;                                                                         \
+            if (c + 1 < n && LESS(&a[c], &a[c + 1]))                                            \
+                c++;                                                                            \
+            if (!LESS(&a[i], &a[c]))                                                            \
+                return;                                                                         \
+            T t = a[i];                                                                         \
+            a[i] = a[c];                                                                        \
+            a[c] = t;                                                                           \
+            i = c;                                                                              \
+        }                                                                                       \
+    }                                                                                           \
     static void NAME(T *a, size_t n)                                                            \
     {                                                                                           \
-        for (size_t k = n; k-- > 0;) {                                                          \
-            for (size_t i = k;;) { /* sift down */                                              \
-                size_t c = 2 * i + 1;                                                           \
-                if (c >= n)                                                                     \
-                    break;                                                                      \
-                if (c + 1 < n && LESS(&a[c], &a[c + 1]))                                        \
-                    c++;                                                                        \
-                if (!LESS(&a[i], &a[c]))                                                        \
-                    break;                                                                      \
-                T t = a[i];                                                                     \
-                a[i] = a[c];                                                                    \
-                a[c] = t;                                                                       \
-                i = c;                                                                          \
-            }                                                                                   \
-        }                                                                                       \
+        for (size_t k = n / 2; k-- > 0;)                                                        \
+            NAME##_sift(a, k, n);                                                               \
         for (size_t end = n; end > 1;) {                                                        \
             end--;                                                                              \
             T t = a[0];                                                                         \
             a[0] = a[end];                                                                      \
             a[end] = t;                                                                         \
-            for (size_t i = 0;;) {                                                              \
-                size_t c = 2 * i + 1;                                                           \
-                if (c >= end)                                                                   \
-                    break;                                                                      \
-                if (c + 1 < end && LESS(&a[c], &a[c + 1]))                                      \
-                    c++;                                                                        \
-                if (!LESS(&a[i], &a[c]))                                                        \
-                    break;                                                                      \
-                T t2 = a[i];                                                                    \
-                a[i] = a[c];                                                                    \
-                a[c] = t2;                                                                      \
-                i = c;                                                                          \
-            }                                                                                   \
+            NAME##_sift(a, 0, end);                                                             \
         }                                                                                       \
     }
 
