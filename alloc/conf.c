@@ -18,6 +18,8 @@
  *   keys:<n>                  take at most n protection keys (1..15; 15):
  *                             more domains than keys share them through the
  *                             key cache
+ *   scan:true|false           true: keyheap_scan_self() once, at the first
+ *                             domain created (scan/self.c)
  * Booleans also take on/off, yes/no and 1/0.  An unknown key or a bad value
  * is reported on stderr, quoting the text, and the default stays.
  */
@@ -54,6 +56,7 @@ static const struct option {
     {"stats_print", BOOL, offsetof(struct khi_conf, stats_print)},
     {"magazines", BOOL, offsetof(struct khi_conf, magazines)},
     {"keys", KEYS, offsetof(struct khi_conf, keys)},
+    {"scan", BOOL, offsetof(struct khi_conf, scan)},
 };
 
 static struct khi_conf conf;

@@ -17,6 +17,7 @@ struct khi_conf {
     bool stats_print;     /* stats_print:true|false - per-domain stats at exit */
     bool magazines;       /* magazines:true|false - per-thread magazines */
     unsigned keys;        /* keys:<n> - at most this many protection keys (1..15) */
+    bool scan;            /* scan:true|false - keyheap_scan_self at the first domain */
 };
 
 /* The largest watchdog:<ms> (one hour). */

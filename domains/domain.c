@@ -21,6 +21,7 @@
 #include "domains/thread.h"
 #include "domains/rounds.h"
 #include "domains/watchdog.h"
+#include "scan/scan.h"
 
 unsigned khi_keys_ad_mask;
 unsigned khi_keys_kept;
@@ -182,6 +183,8 @@ KEYHEAP_API keyheap_domain_t *keyheap_domain_create(const char *name, unsigned f
     khi_stats_at_exit();
 out:
     khi_domains_lock_drop(mask);
+    if (d != NULL && khi_conf_get()->scan)
+        khi_scan_first(); /* KEYHEAP_CONF=scan:true, without the lock */
     if (d != NULL)
         errno = saved_errno;
     return d != NULL ? khi_handle(d) : NULL;

@@ -71,6 +71,7 @@ static bool model_option(const char *opt, struct khi_conf *c)
                   : strcmp(key, "verify") == 0       ? &c->verify
                   : strcmp(key, "stats_print") == 0  ? &c->stats_print
                   : strcmp(key, "magazines") == 0    ? &c->magazines
+                  : strcmp(key, "scan") == 0         ? &c->scan
                                                      : NULL;
     if (field == NULL)
         return false;
@@ -93,7 +94,8 @@ static unsigned model_parse(char *text, struct khi_conf *c)
                            .watchdog_ms = 0,
                            .stats_print = false,
                            .magazines = true,
-                           .keys = 15};
+                           .keys = 15,
+                           .scan = false};
     unsigned problems = 0;
     char *opt = text;
     for (;;) {
@@ -113,7 +115,8 @@ static bool same(const struct khi_conf *a, const struct khi_conf *b)
     return a->pku == b->pku && a->unprotected == b->unprotected &&
            a->fault_report == b->fault_report && a->verify == b->verify &&
            a->watchdog_ms == b->watchdog_ms && a->stats_print == b->stats_print &&
-           a->magazines == b->magazines && a->keys == b->keys;
+           a->magazines == b->magazines && a->keys == b->keys &&
+           a->scan == b->scan;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -25,7 +25,7 @@
 ## khi_conf_parse, is hidden in the library.  tools/fuzz-run runs them
 ## (README, "Fuzzing").
 
-check_PROGRAMS += fuzz/replay_api fuzz/replay_conf
+check_PROGRAMS += fuzz/replay_api fuzz/replay_conf fuzz/replay_scan
 fuzz_replay_api_SOURCES = fuzz/replay.c fuzz/api.c
 fuzz_replay_api_CPPFLAGS = $(KH_PUBLIC_CPPFLAGS)
 fuzz_replay_api_CFLAGS = $(AM_CFLAGS)
@@ -36,13 +36,27 @@ fuzz_replay_conf_CFLAGS = $(AM_CFLAGS)
 fuzz_replay_conf_LDFLAGS = -no-install
 fuzz_replay_conf_LDADD = -lpthread
 
+# keyheap-scan's core (scan/): the ELF reader and the decoder over arbitrary
+# bytes.  Its corpus, fuzz/corpus/scan/, was made with the compiler from
+# tests/scan/gadgets.s (gadgets-so: -shared -nostdlib; gadgets-exe:
+# -no-pie -nostdlib, both -z noseparate-code to stay small;
+# gadgets-exe-stripped: strip; truncated: its first 100 bytes) and from a
+# function with one WRPKRU in .keyheap_wrpkru, one not, and one in an
+# immediate (keyheap-table); raw-instructions is a few encodings (REX,
+# EVEX, VEX, XOP, 66 with a rel16, moffs, ENTER, TEST imm32), no ELF;
+# misaligned-headers is the first input the fuzzer found (program headers
+# at an odd offset: scan.c read them in place, unaligned; now memcpy).
+fuzz_replay_scan_SOURCES = fuzz/replay.c fuzz/scan.c scan/decode.c scan/scan.c
+fuzz_replay_scan_CFLAGS = $(AM_CFLAGS)
+fuzz_replay_scan_LDFLAGS = -no-install
+
 TESTS += fuzz/replay-api-pku.test fuzz/replay-api-keys2.test fuzz/replay-api-nopku.test \
-	fuzz/replay-conf.test
+	fuzz/replay-conf.test fuzz/replay-scan.test
 TEST_EXTENSIONS += .test
 TEST_LOG_COMPILER = $(SHELL)
 EXTRA_DIST += fuzz/fuzz.mk fuzz/corpus fuzz/make-corpus.py tools/fuzz-run \
 	fuzz/replay-api-pku.test fuzz/replay-api-keys2.test fuzz/replay-api-nopku.test \
-	fuzz/replay-conf.test
+	fuzz/replay-conf.test fuzz/replay-scan.test fuzz/scan.c
 
 # ------------------------------------------------------------ make fuzz
 FUZZ_CC = clang-14
@@ -100,7 +114,13 @@ fuzz/api-replace-fuzzer: $(srcdir)/fuzz/api.c fuzz/lib-replace/libkeyheap-replac
 	$(AM_V_CCLD)$(FUZZ_CC) $(FUZZ_REPLACE_API_CFLAGS) -fsanitize=fuzzer -o $@ $(srcdir)/fuzz/api.c \
 	  fuzz/lib-replace/libkeyheap-replace.so -Wl,-rpath,$(abs_top_builddir)/fuzz/lib-replace -ldl
 
-fuzz: fuzz/api-fuzzer fuzz/conf-fuzzer fuzz/api-replace-fuzzer
+# The scanner's files: scan/ as the keyheap-scan program has them.
+FUZZ_SCAN_OBJECTS = fuzz/lib/scan/decode.o fuzz/lib/scan/scan.o
+fuzz/scan-fuzzer: $(srcdir)/fuzz/scan.c $(FUZZ_SCAN_OBJECTS)
+	$(AM_V_CCLD)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $(srcdir)/fuzz/scan.c \
+	  $(FUZZ_SCAN_OBJECTS)
+
+fuzz: fuzz/api-fuzzer fuzz/conf-fuzzer fuzz/api-replace-fuzzer fuzz/scan-fuzzer
 .PHONY: fuzz
 
 # ---------------------------------------------------- make fuzz-coverage
@@ -161,5 +181,6 @@ fuzz-coverage: fuzz/coverage/api-replay
 clean-local: clean-fuzz
 clean-fuzz:
 	-rm -rf fuzz/lib fuzz/lib-replace fuzz/api-fuzzer fuzz/conf-fuzzer fuzz/api-replace-fuzzer \
+	  fuzz/scan-fuzzer \
 	  fuzz/work fuzz/coverage
 .PHONY: clean-fuzz

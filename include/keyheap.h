@@ -71,6 +71,9 @@
  *   keys:<n>                take at most n protection keys, 1 to 15
  *                           (default 15); domains beyond the keys share them
  *                           through the key cache ("More domains than keys")
+ *   scan:true|false         run keyheap_scan_self() once, at the first
+ *                           successful keyheap_domain_create, after it has
+ *                           released keyheap's locks (default false)
  *
  * Signals: with protection keys in use, keyheap installs a handler for
  * SIGRTMAX-1 (at the first domain creation, SA_RESTART) and sends it to
@@ -176,7 +179,7 @@ extern "C" {
 #endif
 
 #define KEYHEAP_VERSION_MAJOR 0
-#define KEYHEAP_VERSION_MINOR 2
+#define KEYHEAP_VERSION_MINOR 3
 #define KEYHEAP_VERSION_PATCH 0
 
 /* Attribute macros, used on every prototype below. */
@@ -516,6 +519,39 @@ KEYHEAP_API int keyheap_domain_stats(const keyheap_domain_t *d, struct keyheap_s
 KEYHEAP_API int keyheap_audit(unsigned flags);
 
 /*
+ * keyheap_scan_self - looks for the instructions that change PKRU in the
+ * code of the calling process: every WRPKRU (0F 01 EF) and every XRSTOR or
+ * XRSTOR64 (0F AE /5, memory forms, with or without REX) in its executable
+ * mappings, whether they begin an instruction or are embedded in another
+ * one (an immediate, a displacement: code that an attacker steers can jump
+ * into them).  The same scan as keyheap-scan(1) --pid: each file-backed
+ * executable mapping is read from its file (a deleted or replaced one
+ * through /proc/self/map_files), the vDSO through /proc/self/mem.
+ * keyheap's own WRPKRUs (every keyheap_enter and keyheap_leave, in the
+ * library and inlined in programs, recorded in the section
+ * .keyheap_wrpkru) are recognised and not reported.  Prints one line on
+ * stderr (write(2)) per finding:
+ *
+ *   keyheap: scan: <file>: offset 0x<o> vaddr 0x<v> <symbol>+0x<off>:
+ *   wrpkru embedded (in the 5-byte instruction at <symbol>+0x<off>:
+ *   e8 0f 01 ef ff)
+ *
+ * (one line; the format of keyheap-scan(1): "<name> instruction" when the
+ * bytes begin one, "-" where no function symbol covers the address; vaddr
+ * is the address in this process), and one "keyheap: scan: not scanned:
+ * ..." line per executable mapping it could not read (anonymous or
+ * writable: JIT code) or read.  Returns the number of findings (0: none),
+ * or -1 with errno set when /proc/self/maps cannot be read.  It cannot see
+ * code made or loaded after it runs, sigreturn frames, ptrace, or the
+ * kernel paths that read and write memory whatever PKRU says
+ * (/proc/self/mem, process_vm_readv/writev).  Reads every executable file
+ * of the process: milliseconds, not for hot paths.  Allocates nothing
+ * with malloc; thread-safe.  KEYHEAP_CONF=scan:true runs it once at the
+ * first domain creation.
+ */
+KEYHEAP_API int keyheap_scan_self(void);
+
+/*
  * The fault report.  At the first keyheap_domain_create that gets a
  * hardware key, keyheap installs a SIGSEGV handler (SA_SIGINFO, SA_ONSTACK),
  * once per process; KEYHEAP_CONF=fault_report:false opts out.  For a fault
@@ -660,6 +696,15 @@ extern __thread struct keyheap_abi_thread keyheap_abi_self
     __attribute__((tls_model("initial-exec"), visibility("default")));
 #define KEYHEAP_ABI_INLINE static inline __attribute__((always_inline))
 #define KEYHEAP_ABI_UNLIKELY(x) __builtin_expect(!!(x), 0)
+/* "asm inline": the compiler counts the asm of keyheap_abi_wrpkru as one
+ * instruction (its template has four lines, three of them directives), so
+ * inlining decisions stay those of a single-instruction asm. */
+#if (defined(__clang__) && __clang_major__ >= 11) || \
+    (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 9)
+#define KEYHEAP_ABI_ASM_INLINE __inline__
+#else
+#define KEYHEAP_ABI_ASM_INLINE
+#endif
 #else
 #error "keyheap.h needs GCC or clang"
 #endif
@@ -678,9 +723,21 @@ KEYHEAP_ABI_INLINE unsigned keyheap_abi_rdpkru(void)
     return eax;
 }
 
+/* Every WRPKRU of keyheap, in the library and inlined in programs, is this
+ * one: its address goes to the section .keyheap_wrpkru, which is not loaded
+ * (like debug information, the linker resolves it to link-time addresses:
+ * no relocation at run time, no byte added to the code, and strip keeps
+ * it).  keyheap-scan(1) and keyheap_scan_self() tell keyheap's own WRPKRUs
+ * from others by it. */
 KEYHEAP_ABI_INLINE void keyheap_abi_wrpkru(unsigned pkru)
 {
-    __asm__ volatile(".byte 0x0f,0x01,0xef" : : "a"(pkru), "c"(0), "d"(0) : "memory");
+    __asm__ __volatile__ KEYHEAP_ABI_ASM_INLINE("1: .byte 0x0f,0x01,0xef\n\t"
+                     ".pushsection .keyheap_wrpkru,\"\",@progbits\n\t"
+                     ".quad 1b\n\t"
+                     ".popsection"
+                     :
+                     : "a"(pkru), "c"(0), "d"(0)
+                     : "memory");
 }
 
 /* pkru with the key of ad_bit opened.  Read-write clears both bits of the

@@ -8,7 +8,9 @@
 #    scan finds the throwaway key OpenSSL made outside any domain;
 #  - a read of the key through a leaked pointer, in a child process, is
 #    killed by SIGSEGV after keyheap's fault report naming the domain;
-#  - the domain is destroyed.
+#  - the domain is destroyed;
+#  - keyheap_scan_self() lists the WRPKRUs of libc (pkey_set) and of
+#    libcrypto (inside a call), and counts them.
 #
 # make check runs it from the top build folder, with KEYHEAP_SRCDIR and
 # KEYHEAP_BUILDDIR set.  Exit 99 (ERROR) when the runner fails.
@@ -48,6 +50,11 @@ check "the child reading through the leaked pointer died by SIGSEGV" \
 check "keyheap's report names the domain" \
 	'^ +keyheap: protection-key fault: thread [0-9]+ read of 0x[0-9a-f]+ in domain "signing-key" \(pkey [0-9]+\) at ip 0x[0-9a-f]+; open: none$'
 check "the domain was destroyed" 'its pages are discarded, then its protection key is freed\.$'
+check "the scan of its own process lists libc's pkey_set WRPKRU" \
+	'^ +keyheap: scan: [^ ]*/libc\.so\.6: offset 0x[0-9a-f]+ vaddr 0x[0-9a-f]+ pkey_set\+0x[0-9a-f]+: wrpkru instruction$'
+check "and the WRPKRU inside a call of Debian 12's libcrypto.so.3" \
+	'^ +keyheap: scan: [^ ]*/libcrypto\.so\.3: offset 0x[0-9a-f]+ vaddr 0x[0-9a-f]+ [^ ]+: wrpkru embedded \(in the 5-byte instruction at [^ ]+: e8 [0-9a-f ]+\)$'
+check "and counts its findings" '^   [1-9][0-9]* findings, none of them keyheap.s own sequences'
 check "every claim held" '^Every claim held: the key never left its domain\.$'
 if [ "$status" != 0 ]; then
 	echo "FAIL: the demo exited with status $status"
