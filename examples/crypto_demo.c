@@ -8,7 +8,10 @@
  * enter/leave.  Outside the domain it shows that (a) an over-read of all of
  * the default heap finds no copy of the private key and (b) a read through
  * a leaked pointer to OpenSSL's copy of the key is stopped by the hardware
- * (in a child process, which dies by SIGSEGV after keyheap's fault report).
+ * (in a child process, which dies by SIGSEGV after keyheap's fault report),
+ * and (c) where the kernel has memfd_secret the domain is KEYHEAP_SECRETMEM,
+ * so even the kernel's reads for /proc/self/mem fail on the key, while they
+ * read an ordinary domain's block.
  * Last it shows what keyheap_scan_self() (keyheap-scan --pid) finds in its
  * own process: the WRPKRUs and XRSTORs that are not keyheap's.
  *
@@ -21,8 +24,10 @@
 #define _GNU_SOURCE /* memmem, mincore */
 #endif
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -270,6 +275,22 @@ static void read_in_child(const unsigned char *p)
 
 /* keyheap_scan_self() with its report (one line per finding, on stderr)
  * caught in a temporary file and printed indented. */
+#define PLAIN_DOMAIN_NAME "no-secretmem"
+
+/* Reads KEY_LEN bytes at p through /proc/self/mem: how many were read, or
+ * -1 with the reason in why. */
+static int read_through_kernel(const void *p, char why[128])
+{
+    unsigned char buf[KEY_LEN];
+    int fd = open("/proc/self/mem", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? pread(fd, buf, sizeof buf, (off_t)(uintptr_t)p) : -1;
+    snprintf(why, 128, "the read fails (%s)", strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    OPENSSL_cleanse(buf, sizeof buf);
+    return (int)n;
+}
+
 static int scan_self_indented(void)
 {
     FILE *log = tmpfile();
@@ -311,13 +332,25 @@ int main(void)
     EVP_PKEY *plain = generate_key();
     claim(plain != NULL && sign(plain, sig) && verify(plain, sig), "OpenSSL's warm-up");
 
-    keyheap_domain_t *dom = keyheap_domain_create(DOMAIN_NAME, 0);
+    /* Secret memory where the kernel has memfd_secret (Linux 5.14+, booted
+     * with secretmem.enable=1 before 6.5): the kernel's own reads fail too. */
+    int secretmem = 1;
+    keyheap_domain_t *dom = keyheap_domain_create(DOMAIN_NAME, KEYHEAP_SECRETMEM);
+    if (dom == NULL && errno == ENOSYS) {
+        secretmem = 0;
+        dom = keyheap_domain_create(DOMAIN_NAME, 0);
+    }
     if (dom == NULL) {
         printf("keyheap_domain_create: %s\n", strerror(errno));
         return 1;
     }
-    printf("\n2. Create the domain \"%s\": its own heap, tagged with protection key %d.\n",
-           keyheap_domain_name(dom), keyheap_domain_pkey(dom));
+    printf("\n2. Create the domain \"%s\": its own heap, tagged with protection key %d,\n"
+           "   %s.\n",
+           keyheap_domain_name(dom), keyheap_domain_pkey(dom),
+           secretmem ? "its pages from memfd_secret(2), out of the kernel's direct map "
+                       "(KEYHEAP_SECRETMEM)"
+                     : "on ordinary pages (this kernel has no memfd_secret(2), so no "
+                       "KEYHEAP_SECRETMEM)");
 
     keyheap_enter(dom);
     void *probe = malloc(16);
@@ -455,6 +488,34 @@ int main(void)
            "   the demo goes on.\n",
            (void *)openssl_copy);
     read_in_child(openssl_copy ? openssl_copy : raw);
+
+    printf("\n6. (c) Read it through the kernel, as a debugger, another process of the\n"
+           "   same user or root would: pread() of /proc/self/mem, which ignores\n"
+           "   protection keys.  For comparison, the same read of a block of an\n"
+           "   ordinary domain, \"%s\", whose key is closed here too.\n",
+           PLAIN_DOMAIN_NAME);
+    char proc_err[128];
+    int proc_read = read_through_kernel(openssl_copy ? openssl_copy : raw, proc_err);
+    keyheap_domain_t *ordinary = keyheap_domain_create(PLAIN_DOMAIN_NAME, 0);
+    unsigned char *marker = ordinary != NULL ? keyheap_malloc(ordinary, KEY_LEN) : NULL;
+    int ordinary_read = -1;
+    char ordinary_err[128];
+    if (marker != NULL) {
+        keyheap_enter(ordinary);
+        memset(marker, 0x5a, KEY_LEN);
+        keyheap_leave(ordinary);
+        ordinary_read = read_through_kernel(marker, ordinary_err);
+        keyheap_free(marker);
+    }
+    printf("   The signing key: %s.\n"
+           "   The ordinary domain's block: %s.\n",
+           proc_read == KEY_LEN ? "read, 32 bytes (no KEYHEAP_SECRETMEM here)" : proc_err,
+           ordinary_read == KEY_LEN ? "read, 32 bytes: its key does not stop the kernel"
+                                    : ordinary_err);
+    claim(secretmem ? proc_read < 0 : proc_read == KEY_LEN,
+          "/proc/self/mem must fail on a KEYHEAP_SECRETMEM domain");
+    claim(ordinary_read == KEY_LEN, "/proc/self/mem reads an ordinary domain");
+    claim(ordinary != NULL && keyheap_domain_destroy(ordinary) == 0, "the ordinary domain");
 
     keyheap_enter(dom);
     EVP_PKEY_free(key);

@@ -8,6 +8,10 @@
 #    scan finds the throwaway key OpenSSL made outside any domain;
 #  - a read of the key through a leaked pointer, in a child process, is
 #    killed by SIGSEGV after keyheap's fault report naming the domain;
+#  - the domain's pages are secret memory (KEYHEAP_SECRETMEM; the QEMU
+#    machine's kernel has memfd_secret), so a read of the key through
+#    /proc/self/mem fails, while the same read of an ordinary domain's block
+#    succeeds;
 #  - the domain is destroyed;
 #  - keyheap_scan_self() lists the WRPKRUs of libc (pkey_set) and of
 #    libcrypto (inside a call), and counts them.
@@ -49,6 +53,11 @@ check "the child reading through the leaked pointer died by SIGSEGV" \
 	'The child was killed by SIGSEGV \(signal 11\)'
 check "keyheap's report names the domain" \
 	'^ +keyheap: protection-key fault: thread [0-9]+ read of 0x[0-9a-f]+ in domain "signing-key" \(pkey [0-9]+\) at ip 0x[0-9a-f]+; open: none$'
+check "the signing key's domain is secret memory" \
+	'its pages from memfd_secret\(2\), out of the kernel.s direct map \(KEYHEAP_SECRETMEM\)\.$'
+check "/proc/self/mem cannot read the key" '^   The signing key: the read fails \([^)]+\)\.$'
+check "/proc/self/mem reads an ordinary domain's block" \
+	'^   The ordinary domain.s block: read, 32 bytes: its key does not stop the kernel\.$'
 check "the domain was destroyed" 'its pages are discarded, then its protection key is freed\.$'
 check "the scan of its own process lists libc's pkey_set WRPKRU" \
 	'^ +keyheap: scan: [^ ]*/libc\.so\.6: offset 0x[0-9a-f]+ vaddr 0x[0-9a-f]+ pkey_set\+0x[0-9a-f]+: wrpkru instruction$'
