@@ -629,6 +629,51 @@ START_TEST(test_a_free_from_outside_scrubs_a_secret_block)
 }
 END_TEST
 
+/* ------------------------------------------------- misuse and STRICT */
+
+static void free_it(void *p)
+{
+    keyheap_free(p);
+}
+
+START_TEST(test_a_double_free_in_a_secret_domain_aborts_with_its_message)
+{
+    keyheap_domain_t *d = create("secret", KEYHEAP_SECRETMEM);
+    char *p = put(d, 48), *q = put(d, 48);
+    keyheap_free(p);
+    char want[256];
+    snprintf(want, sizeof want, "keyheap: double free of %p in domain \"secret\"\n", (void *)p);
+    kht_expect_abort(free_it, p, want);
+    snprintf(want, sizeof want, "keyheap: interior-pointer free of %p in domain \"secret\"\n",
+             (void *)(q + 16));
+    kht_expect_abort(free_it, q + 16, want);
+    /* The twin: the live block frees once, and its memory serves again. */
+    keyheap_free(q);
+    char *again = keyheap_malloc(d, 48);
+    ck_assert_ptr_eq(keyheap_domain_of(again), d);
+    ck_assert(in_secretmem(again, 48));
+    keyheap_free(again);
+}
+END_TEST
+
+START_TEST(test_a_strict_secret_domain_aborts_on_a_free_from_outside)
+{
+    keyheap_domain_t *d = create("strict", KEYHEAP_SECRETMEM | KEYHEAP_STRICT);
+    char *p = put(d, 64);
+    char want[256];
+    snprintf(want, sizeof want,
+             "keyheap: outside free of %p in domain \"strict\" (KEYHEAP_STRICT: free only "
+             "inside the domain)\n",
+             (void *)p);
+    kht_expect_abort(free_it, p, want);
+    /* The twin: freed inside. */
+    keyheap_enter(d);
+    keyheap_free(p);
+    keyheap_leave(d);
+    ck_assert_int_eq(keyheap_domain_destroy(d), 0);
+}
+END_TEST
+
 /* ------------------------------------------------------ the key's side */
 
 static char *fault_block;
@@ -709,6 +754,8 @@ static Suite *suite(bool kernel_only)
     tcase_add_test(k, test_a_descriptor_taken_over_by_another_file_stops_growth);
     tcase_add_test(k, test_a_descriptor_left_alone_lets_the_domain_grow);
     tcase_add_test(k, test_a_free_from_outside_scrubs_a_secret_block);
+    tcase_add_test(k, test_a_double_free_in_a_secret_domain_aborts_with_its_message);
+    tcase_add_test(k, test_a_strict_secret_domain_aborts_on_a_free_from_outside);
     suite_add_tcase(s, k);
     if (kernel_only)
         return s;
