@@ -159,7 +159,7 @@ want_places="$(printf '%x %x %x %x %x %x' $(($(sym gadgets.exe f_start) + 1)) \
 	fail "objdump's places: $(echo $(cat places.objdump)), want $want_places"
 
 # ------------------------------------------------------------ keyheap only
-if ! $cc -O2 -I"$srcdir/include" -o kh_only "$srcdir/tests/scan/kh_only.c" "$lib" \
+if ! $cc -O2 -I"$srcdir/include" -o kh_only "$srcdir/tests/scan/kh_only.c" ${KEYHEAP_LDFLAGS-} "$lib" \
 	-Wl,-rpath,"$(dirname "$lib")"; then
 	echo "keyheap: check_scan: cannot build tests/scan/kh_only.c"
 	exit 99
@@ -292,7 +292,7 @@ nl=$(grep -c '^keyheap-scan: \(not \)\{0,1\}scanned' pid.out)
 
 # ------------------------------------------------------------ keyheap_scan_self
 if ! $cc -O2 -I"$srcdir/include" -o self "$srcdir/tests/scan/self.c" "$srcdir/tests/scan/gadgets.s" \
-	"$lib" -Wl,-rpath,"$(dirname "$lib")"; then
+	${KEYHEAP_LDFLAGS-} "$lib" -Wl,-rpath,"$(dirname "$lib")"; then
 	echo "keyheap: check_scan: cannot build tests/scan/self.c"
 	exit 99
 fi

@@ -207,5 +207,6 @@ int main(int argc, char **argv)
            "%lu functions with (bad) left out; %lu lone REX lines of objdump; %lu FWAIT+x87 pairs\n",
            argv[1], functions, insns, mismatches, mism_functions, bad_functions, lone_rex,
            fwait_pairs);
+    free(seen);
     return mismatches == 0 && insns > 0 ? 0 : 1;
 }
