@@ -17,7 +17,8 @@ const char khi_scan_blind[] =
     "not seen: code made at run time (JIT: anonymous or writable executable mappings, not "
     "scanned), code loaded after the scan, sigreturn frames (a forged signal frame loads any "
     "PKRU through the kernel's XRSTOR), ptrace, and the kernel paths that read and write "
-    "memory whatever PKRU says (/proc/PID/mem, process_vm_readv/writev, ptrace)";
+    "memory whatever PKRU says (/proc/PID/mem, process_vm_readv/writev, ptrace; closed for "
+    "KEYHEAP_SECRETMEM domains)";
 
 /* ------------------------------------------------------------ memory */
 
