@@ -639,9 +639,7 @@ bool khi_region_discard(struct khi_heap *d)
     }
     /* A fresh PROT_NONE mapping over the used part drops the pages, their
      * data and the key tag at once (PKU-FACTS row 5b). */
-    void *p = mmap((void *)d->start, used, PROT_NONE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
-    if (p == MAP_FAILED)
+    if (reserve_again((void *)d->start, used))
         return true;
     if (is_secret(d))
         khi_region_secret_close(d); /* unmapped, its pages go back with it */
@@ -651,7 +649,6 @@ bool khi_region_discard(struct khi_heap *d)
     pthread_mutex_unlock(&d->carve_lock);
     /* The carve pointer stays: the arena retains what was carved and will
      * hand it out again. */
-    madvise((void *)d->start, used, MADV_DONTDUMP);
     /* The region's part of the block map: zeroes, with its pages dropped.
      * It starts on a page (a region's part is at least 4 MiB). */
     size_t map_used = ((used >> KHI_GRANULE_SHIFT) + 4095) & ~(size_t)4095;
@@ -672,31 +669,36 @@ bool khi_region_protect(const struct khi_heap *h, void *addr, size_t len, bool u
     return failed;
 }
 
-/* Makes every committed run of d read-write with key (and locks it for
- * KEYHEAP_MLOCK).  Returns true on error (errno).  pre:
- * d's carve lock; d->abi.ad_bit says key. */
-static bool tag_runs(struct khi_heap *d, int key)
+/* Calls fn(d, run, length) for every run of committed pages of d (the
+ * commit map), in order, until one returns true; returns whether one did. */
+static bool each_run(const struct khi_heap *d, bool (*fn)(const struct khi_heap *, void *, size_t))
 {
     size_t i = (d->start - khi_span.base) >> KHI_PAGE_SHIFT;
     size_t end = (d->next - khi_span.base) >> KHI_PAGE_SHIFT;
     while ((i = commit_next(i, end, true)) < end) {
         size_t stop = commit_next(i, end, false);
-        void *p = (void *)(khi_span.base + (i << KHI_PAGE_SHIFT));
-        size_t len = (stop - i) << KHI_PAGE_SHIFT;
-        if (khi_pkey_mprotect(p, len, PROT_READ | PROT_WRITE, key))
+        if (fn(d, (void *)(khi_span.base + (i << KHI_PAGE_SHIFT)), (stop - i) << KHI_PAGE_SHIFT))
             return true;
-        if ((d->flags & (KEYHEAP_MLOCK | KEYHEAP_SECRETMEM)) == KEYHEAP_MLOCK) {
-            /* Pages committed while parked are locked now (mlock faults
-             * them in, which needs the key open). */
-            struct khi_open o = khi_heap_open(d);
-            int rc = mlock(p, len);
-            khi_heap_close(d, o);
-            if (rc != 0)
-                return true;
-        }
         i = stop;
     }
     return false;
+}
+
+/* Makes a committed run of d read-write with d's key (and locks it for
+ * KEYHEAP_MLOCK).  Returns true on error (errno).  pre: d's carve lock;
+ * d->pkey and d->abi.ad_bit say the key. */
+static bool tag_run(const struct khi_heap *d, void *p, size_t len)
+{
+    if (khi_pkey_mprotect(p, len, PROT_READ | PROT_WRITE, d->pkey))
+        return true;
+    if ((d->flags & (KEYHEAP_MLOCK | KEYHEAP_SECRETMEM)) != KEYHEAP_MLOCK)
+        return false;
+    /* Pages committed while parked are locked now (mlock faults them in,
+     * which needs the key open). */
+    struct khi_open o = khi_heap_open(d);
+    int rc = mlock(p, len);
+    khi_heap_close(d, o);
+    return rc != 0;
 }
 
 bool khi_region_park(struct khi_heap *d)
@@ -709,7 +711,7 @@ bool khi_region_park(struct khi_heap *d)
     bool failed = used != 0 && khi_pkey_mprotect((void *)d->start, used, PROT_NONE, 0);
     /* A call that failed half-way left some runs PROT_NONE: they are
      * given back their key, as the heap keeps it. */
-    if (failed && tag_runs(d, d->pkey))
+    if (failed && each_run(d, tag_run))
         khi_fatal("domain \"", d->name,
                   "\": parking its memory failed half-way, and so did "
                   "giving it back its key",
@@ -727,7 +729,7 @@ bool khi_region_resume(struct khi_heap *d, int key)
     pthread_mutex_lock(&d->carve_lock);
     d->pkey = key;
     d->abi.ad_bit = 1u << (2 * key);
-    bool failed = tag_runs(d, key);
+    bool failed = each_run(d, tag_run);
     if (failed) {
         int e = errno;
         size_t used = d->next - d->start;
@@ -809,14 +811,7 @@ void khi_region_after_fork(void)
         /* Committed where the parent's was, and zeroes.  The only thread
          * of the child takes no carve lock: another thread of the parent
          * may have held one. */
-        size_t at = (d->start - khi_span.base) >> KHI_PAGE_SHIFT;
-        size_t end = (d->next - khi_span.base) >> KHI_PAGE_SHIFT;
-        while (!failed && (at = commit_next(at, end, true)) < end) {
-            size_t stop = commit_next(at, end, false);
-            failed = commit_pages(d, (void *)(khi_span.base + (at << KHI_PAGE_SHIFT)),
-                                  (stop - at) << KHI_PAGE_SHIFT);
-            at = stop;
-        }
+        failed = failed || each_run(d, commit_pages);
         if (failed) {
             if (used != 0)
                 reserve_again((void *)d->start, used);
