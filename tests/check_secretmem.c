@@ -21,9 +21,13 @@
  * The key's side (tcase "keys", and everything again through
  * tools/pku-run, natively with PKU, otherwise in QEMU's Linux 6.1 booted
  * with secretmem.enable=1): a secret block faults outside the domain with
- * SEGV_PKUERR on its key (twin: reads fine inside); with one key, two
+ * SEGV_PKUERR on its key (twin: reads fine inside), also from another
+ * thread, a thread made inside and a signal handler while the code they
+ * interrupt or run beside is inside (twins enter); with one key, two
  * secret domains park and come back with their secrets, and a parked one
- * faults with SEGV_ACCERR at the address.
+ * faults with SEGV_ACCERR at the address; threads under a 1 ms watchdog
+ * free secret blocks from outside (the decommit zeroing in threads that
+ * have not entered) and keep every byte.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -34,6 +38,8 @@
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -734,6 +740,205 @@ START_TEST(test_a_parked_secret_domain_faults_with_accerr)
 }
 END_TEST
 
+/* ------------------------- other threads, signal handlers, the watchdog */
+
+/* What a reader (another thread, a thread made inside, a signal handler)
+ * gets: the block of a secret domain this thread is inside meanwhile;
+ * enter says whether the reader enters the domain itself (the twin). */
+static struct reader {
+    keyheap_domain_t *d;
+    char *p;
+    bool enter;
+    pthread_barrier_t inside;
+} rd;
+
+/* Reads rd.p: must fault (SEGV_PKUERR on the domain's key) unless the
+ * reader entered; the twin checks the bytes. */
+static void read_block(void)
+{
+    if (rd.enter)
+        keyheap_enter(rd.d);
+    for (size_t i = 0; i < sizeof TEXT; i++)
+        KHT_REQUIRE(kht_read(rd.p + i) == (unsigned char)TEXT[i], "byte %zu", i);
+    if (rd.enter)
+        keyheap_leave(rd.d);
+}
+
+static void *reader_thread(void *arg)
+{
+    (void)arg;
+    pthread_barrier_wait(&rd.inside); /* the creator is inside now */
+    read_block();
+    return NULL;
+}
+
+/* The creator enters the secret domain and stays inside while another
+ * thread (made before, or made inside when made_inside) reads. */
+static void read_from_another_thread(bool enter, bool made_inside)
+{
+    rd = (struct reader){create("secret", KEYHEAP_SECRETMEM), NULL, enter};
+    rd.p = put(rd.d, 64);
+    kht_expect_pku_fault(keyheap_domain_pkey(rd.d));
+    pthread_barrier_init(&rd.inside, NULL, 2);
+    pthread_t t;
+    if (!made_inside)
+        ck_assert_int_eq(pthread_create(&t, NULL, reader_thread, NULL), 0);
+    keyheap_enter(rd.d);
+    if (made_inside)
+        ck_assert_int_eq(pthread_create(&t, NULL, reader_thread, NULL), 0);
+    pthread_barrier_wait(&rd.inside);
+    pthread_join(t, NULL);
+    keyheap_leave(rd.d);
+}
+
+START_TEST(test_another_thread_cannot_read_a_secret_block_while_this_one_is_inside)
+{
+    read_from_another_thread(false, false);
+    ck_abort_msg("another thread read the secret block");
+}
+END_TEST
+
+START_TEST(test_another_thread_that_enters_reads_a_secret_block)
+{
+    read_from_another_thread(true, false);
+}
+END_TEST
+
+START_TEST(test_a_thread_made_inside_a_secret_domain_starts_closed)
+{
+    read_from_another_thread(false, true);
+    ck_abort_msg("a thread made inside read the secret block");
+}
+END_TEST
+
+START_TEST(test_a_thread_made_inside_a_secret_domain_reads_once_it_enters)
+{
+    read_from_another_thread(true, true);
+}
+END_TEST
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+    read_block();
+}
+
+/* A signal handler interrupting code inside the secret domain reads. */
+static void read_in_a_handler(bool enter)
+{
+    rd = (struct reader){create("secret", KEYHEAP_SECRETMEM), NULL, enter};
+    rd.p = put(rd.d, 64);
+    kht_expect_pku_fault(keyheap_domain_pkey(rd.d));
+    struct sigaction sa = {.sa_handler = on_usr1};
+    ck_assert_int_eq(sigaction(SIGUSR1, &sa, NULL), 0);
+    keyheap_enter(rd.d);
+    raise(SIGUSR1);
+    ck_assert_str_eq(rd.p, TEXT); /* the interrupted code is still inside */
+    keyheap_leave(rd.d);
+}
+
+START_TEST(test_a_signal_handler_cannot_read_a_secret_block_the_interrupted_code_entered)
+{
+    read_in_a_handler(false);
+    ck_abort_msg("a signal handler read the secret block");
+}
+END_TEST
+
+START_TEST(test_a_signal_handler_that_enters_reads_a_secret_block)
+{
+    read_in_a_handler(true);
+}
+END_TEST
+
+/* Run as a program of its own (main, --watchdog-child) with KEYHEAP_CONF
+ * watchdog:1 and MALLOC_CONF dirty_decay_ms:0: three threads, released
+ * together by a barrier, and a short-lived thread per round each, fill
+ * blocks of two secret domains inside, free them from outside (every free
+ * of a large block decommits at once: the zeroing runs in a thread that
+ * has not entered, with keyheap's own key open while the watchdog closes
+ * what threads must not have open), and check that calloc gets zeroes and
+ * every live block keeps its bytes.  Exit 0 when all held. */
+#define WATCHED_ROUNDS 25
+#define WATCHED_BLOCK (256u << 10)
+static keyheap_domain_t *watched[2];
+static pthread_barrier_t watched_start;
+static int watched_bad;
+
+static void *watched_round(void *arg)
+{
+    unsigned n = (unsigned)(uintptr_t)arg;
+    keyheap_domain_t *d = watched[n % 2];
+    unsigned char *keep = keyheap_malloc(d, 64), *big = keyheap_malloc(d, WATCHED_BLOCK);
+    if (keep == NULL || big == NULL)
+        return (void *)1;
+    keyheap_enter(d);
+    memset(keep, (int)(n & 0xff), 64);
+    memset(big, 0xaa, WATCHED_BLOCK);
+    keyheap_leave(d);
+    keyheap_free(big); /* from outside: decommit and zeroing here */
+    unsigned char *z = keyheap_calloc(d, 1, WATCHED_BLOCK);
+    if (z == NULL)
+        return (void *)2;
+    keyheap_enter(d);
+    bool ok = keep[0] == (unsigned char)n && keep[63] == (unsigned char)n;
+    for (size_t i = 0; i < WATCHED_BLOCK && ok; i += 512)
+        ok = z[i] == 0;
+    keyheap_leave(d);
+    keyheap_free(z);
+    keyheap_free(keep);
+    return ok ? NULL : (void *)3;
+}
+
+static void *watched_thread(void *arg)
+{
+    unsigned id = (unsigned)(uintptr_t)arg;
+    pthread_barrier_wait(&watched_start);
+    for (unsigned r = 0; r < WATCHED_ROUNDS; r++) {
+        void *rc = watched_round((void *)(uintptr_t)(id * 1000 + r));
+        pthread_t t; /* and a thread that starts, does the same, and exits */
+        void *trc = (void *)4;
+        if (pthread_create(&t, NULL, watched_round, (void *)(uintptr_t)(id * 1000 + r + 500)) == 0)
+            pthread_join(t, &trc);
+        if (rc != NULL || trc != NULL)
+            __atomic_store_n(&watched_bad, (int)(uintptr_t)(rc != NULL ? rc : trc),
+                             __ATOMIC_RELAXED);
+    }
+    return NULL;
+}
+
+static int watchdog_child(void)
+{
+    watched[0] = keyheap_domain_create("watched-a", KEYHEAP_SECRETMEM | KEYHEAP_NOSCRUB);
+    watched[1] = keyheap_domain_create("watched-b", KEYHEAP_SECRETMEM | KEYHEAP_NOSCRUB);
+    if (watched[0] == NULL || watched[1] == NULL)
+        return 10;
+    pthread_barrier_init(&watched_start, NULL, 3);
+    pthread_t t[3];
+    for (unsigned i = 0; i < 3; i++)
+        if (pthread_create(&t[i], NULL, watched_thread, (void *)(uintptr_t)(i + 1)) != 0)
+            return 11;
+    for (unsigned i = 0; i < 3; i++)
+        pthread_join(t[i], NULL);
+    return watched_bad != 0 ? 20 + watched_bad : 0;
+}
+
+START_TEST(test_threads_on_secret_domains_under_a_1ms_watchdog_keep_every_byte)
+{
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    ck_assert_int_gt(n, 0);
+    exe[n] = '\0';
+    char *argv[] = {exe, "--watchdog-child", NULL};
+    char *env[] = {"MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0", "KEYHEAP_CONF=watchdog:1",
+                   NULL};
+    int status = kht_run(argv, NULL, env, NULL, NULL, NULL);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "--watchdog-child: status %#x (21: allocation failed; 22: calloc failed; 23: "
+                  "a block lost its bytes or calloc was not zero; 24: no thread)",
+                  status);
+}
+END_TEST
+
 static Suite *suite(bool kernel_only)
 {
     Suite *s = suite_create("secretmem");
@@ -766,6 +971,18 @@ static Suite *suite(bool kernel_only)
     tcase_add_test(keys, test_two_secret_domains_share_one_key_and_keep_their_secrets);
     tcase_add_exit_test(keys, test_a_parked_secret_domain_faults_with_accerr,
                         KHT_EXIT_ACCERR_FAULT);
+    tcase_add_exit_test(keys,
+                        test_another_thread_cannot_read_a_secret_block_while_this_one_is_inside,
+                        KHT_EXIT_PKU_FAULT);
+    tcase_add_test(keys, test_another_thread_that_enters_reads_a_secret_block);
+    tcase_add_exit_test(keys, test_a_thread_made_inside_a_secret_domain_starts_closed,
+                        KHT_EXIT_PKU_FAULT);
+    tcase_add_test(keys, test_a_thread_made_inside_a_secret_domain_reads_once_it_enters);
+    tcase_add_exit_test(
+        keys, test_a_signal_handler_cannot_read_a_secret_block_the_interrupted_code_entered,
+        KHT_EXIT_PKU_FAULT);
+    tcase_add_test(keys, test_a_signal_handler_that_enters_reads_a_secret_block);
+    tcase_add_test(keys, test_threads_on_secret_domains_under_a_1ms_watchdog_keep_every_byte);
     suite_add_tcase(s, keys);
     return s;
 }
@@ -802,6 +1019,8 @@ int main(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], "--zero-child") == 0)
         return zero_child();
+    if (argc == 2 && strcmp(argv[1], "--watchdog-child") == 0)
+        return watchdog_child();
     bool kernel_only = argc == 2 && strcmp(argv[1], "--kernel") == 0;
     if (!kernel_has_memfd_secret()) {
         if (kernel_only) {
