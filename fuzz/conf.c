@@ -21,14 +21,7 @@
 #include <string.h>
 
 #include "alloc/conf.h"
-
-#define CHECK(cond)                                                                               \
-    do {                                                                                          \
-        if (!(cond)) {                                                                            \
-            fprintf(stderr, "fuzz/conf.c:%d: check failed: %s\n", __LINE__, #cond);              \
-            abort();                                                                              \
-        }                                                                                         \
-    } while (0)
+#include "fuzz/check.h"
 
 /* One option "key:value" (no ','); returns false when it is a problem. */
 static bool model_option(const char *opt, struct khi_conf *c)
@@ -115,8 +108,7 @@ static bool same(const struct khi_conf *a, const struct khi_conf *b)
     return a->pku == b->pku && a->unprotected == b->unprotected &&
            a->fault_report == b->fault_report && a->verify == b->verify &&
            a->watchdog_ms == b->watchdog_ms && a->stats_print == b->stats_print &&
-           a->magazines == b->magazines && a->keys == b->keys &&
-           a->scan == b->scan;
+           a->magazines == b->magazines && a->keys == b->keys && a->scan == b->scan;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

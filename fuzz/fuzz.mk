@@ -31,7 +31,7 @@ fuzz_replay_api_CPPFLAGS = $(KH_PUBLIC_CPPFLAGS)
 fuzz_replay_api_CFLAGS = $(AM_CFLAGS)
 fuzz_replay_api_LDFLAGS = -no-install
 fuzz_replay_api_LDADD = libkeyheap.la -ldl
-fuzz_replay_conf_SOURCES = fuzz/replay.c fuzz/conf.c alloc/conf.c alloc/fatal.c
+fuzz_replay_conf_SOURCES = fuzz/replay.c fuzz/conf.c fuzz/check.h alloc/conf.c alloc/fatal.c
 fuzz_replay_conf_CFLAGS = $(AM_CFLAGS)
 fuzz_replay_conf_LDFLAGS = -no-install
 fuzz_replay_conf_LDADD = -lpthread
@@ -46,7 +46,7 @@ fuzz_replay_conf_LDADD = -lpthread
 # EVEX, VEX, XOP, 66 with a rel16, moffs, ENTER, TEST imm32), no ELF;
 # misaligned-headers is the first input the fuzzer found (program headers
 # at an odd offset: scan.c read them in place, unaligned; now memcpy).
-fuzz_replay_scan_SOURCES = fuzz/replay.c fuzz/scan.c scan/decode.c scan/scan.c
+fuzz_replay_scan_SOURCES = fuzz/replay.c fuzz/scan.c fuzz/check.h scan/decode.c scan/scan.c
 fuzz_replay_scan_CFLAGS = $(AM_CFLAGS)
 fuzz_replay_scan_LDFLAGS = -no-install
 

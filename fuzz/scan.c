@@ -20,14 +20,7 @@
 
 #include "scan/decode.h"
 #include "scan/scan.h"
-
-#define CHECK(cond)                                                                               \
-    do {                                                                                          \
-        if (!(cond)) {                                                                            \
-            fprintf(stderr, "fuzz/scan.c:%d: check failed: %s\n", __LINE__, #cond);              \
-            abort();                                                                              \
-        }                                                                                         \
-    } while (0)
+#include "fuzz/check.h"
 
 struct input {
     const uint8_t *data;
