@@ -456,15 +456,23 @@ static int zero_child(void)
     return 0;
 }
 
-START_TEST(test_decommitted_secret_pages_come_back_as_zeroes)
+/* Runs this program again with the one argument mode and extra_env added
+ * (jemalloc reads MALLOC_CONF, keyheap KEYHEAP_CONF, at start): its wait
+ * status. */
+static int run_self(char *mode, char *const extra_env[])
 {
     char exe[4096];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     ck_assert_int_gt(n, 0);
     exe[n] = '\0';
-    char *argv[] = {exe, "--zero-child", NULL};
+    char *argv[] = {exe, mode, NULL};
+    return kht_run(argv, NULL, extra_env, NULL, NULL, NULL);
+}
+
+START_TEST(test_decommitted_secret_pages_come_back_as_zeroes)
+{
     char *env[] = {"MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0", NULL};
-    int status = kht_run(argv, NULL, env, NULL, NULL, NULL);
+    int status = run_self("--zero-child", env);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "--zero-child: status %#x",
                   status);
 }
@@ -924,14 +932,9 @@ static int watchdog_child(void)
 
 START_TEST(test_threads_on_secret_domains_under_a_1ms_watchdog_keep_every_byte)
 {
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    ck_assert_int_gt(n, 0);
-    exe[n] = '\0';
-    char *argv[] = {exe, "--watchdog-child", NULL};
     char *env[] = {"MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0", "KEYHEAP_CONF=watchdog:1",
                    NULL};
-    int status = kht_run(argv, NULL, env, NULL, NULL, NULL);
+    int status = run_self("--watchdog-child", env);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
                   "--watchdog-child: status %#x (21: allocation failed; 22: calloc failed; 23: "
                   "a block lost its bytes or calloc was not zero; 24: no thread)",
